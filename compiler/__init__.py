@@ -1,0 +1,1 @@
+"""Toolchain adapters that turn task source files into WebAssembly modules."""

@@ -1,0 +1,9 @@
+"""CLI commands: queue."""
+
+from __future__ import annotations
+
+import typer
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""

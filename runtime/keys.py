@@ -1,0 +1,117 @@
+"""Every Redis key wasmq reads or writes, named in one place.
+
+The default queue keeps the reference layout (``task_queue:pending`` ...) so that
+producers written against it keep working; a named queue ``Q`` uses the same shape
+with the queue name inserted (``task_queue:Q:pending``). Lua scripts receive every
+key they touch through ``KEYS`` except the per-task keys of ids they find in lists,
+which they derive with the same prefixes as below (each script header says which).
+"""
+
+from __future__ import annotations
+
+DEFAULT_QUEUE = "default"
+
+#: Hash with a task's fields (reference layout plus wasmq's extensions).
+TASK_PREFIX = "task_metadata:"
+#: Raw result bytes of a finished task (expires with the result retention).
+RESULT_PREFIX = "task_result:"
+#: Captured stdout/stderr of a task, one list entry per chunk (expires with the result).
+LOGS_PREFIX = "task_logs:"
+#: Live log stream of a running task (XADD per chunk; trimmed and expiring).
+LOG_STREAM_PREFIX = "task_log_stream:"
+#: Pub/sub channel announcing that a task reached a terminal stage.
+DONE_CHANNEL_PREFIX = "task_done:"
+
+#: Sorted set of ids due later (one-off, retry backoff, cron entries), score = due ms.
+SCHEDULED = "task_set:scheduled"
+#: Sorted set of claimed ids, score = lease deadline ms.
+TIMEOUT = "task_set:timeout"
+#: Hash of cron entry id -> last run id (the overlap policy reads it).
+CRON_LAST_RUN = "wasmq:cron:last_run"
+#: List used to wake sleeping schedulers early when an earlier due time arrives.
+SCHEDULER_WAKE = "wasmq:scheduler:wake"
+
+#: Hash task name -> JSON registration record (digest, version, language, ...).
+TASK_REGISTRY = "wasmq:registry"
+#: Module bytes by SHA-256 hex digest.
+MODULE_PREFIX = "wasmq:module:"
+#: Hash of version history per task: ``<version>`` -> digest.
+TASK_VERSIONS_PREFIX = "wasmq:versions:"
+
+#: Sorted set of worker ids, score = last heartbeat ms.
+WORKERS = "wasmq:workers"
+#: Hash with a worker's record (host, pid, queues, current task, counters).
+WORKER_PREFIX = "wasmq:worker:"
+#: Set of queue names that have ever received a task.
+QUEUES = "wasmq:queues"
+#: Pub/sub channel announcing new work on a queue (payload: queue name).
+QUEUE_READY_PREFIX = "wasmq:ready:"
+#: Sorted set of completion timestamps per queue, for the per-minute rate in ``stats``.
+COMPLETIONS_PREFIX = "wasmq:completions:"
+
+STAGES = ("pending", "processing", "finished", "dlq")
+
+
+def task(task_id: str) -> str:
+    return TASK_PREFIX + task_id
+
+
+def result(task_id: str) -> str:
+    return RESULT_PREFIX + task_id
+
+
+def logs(task_id: str) -> str:
+    return LOGS_PREFIX + task_id
+
+
+def log_stream(task_id: str) -> str:
+    return LOG_STREAM_PREFIX + task_id
+
+
+def done_channel(task_id: str) -> str:
+    return DONE_CHANNEL_PREFIX + task_id
+
+
+def queue(name: str, part: str) -> str:
+    """``task_queue:<part>`` for the default queue, ``task_queue:<name>:<part>`` otherwise."""
+    if part not in STAGES:
+        raise ValueError(f"unknown queue part {part!r}")
+    if name == DEFAULT_QUEUE:
+        return f"task_queue:{part}"
+    return f"task_queue:{name}:{part}"
+
+
+def pending(name: str = DEFAULT_QUEUE) -> str:
+    return queue(name, "pending")
+
+
+def processing(name: str = DEFAULT_QUEUE) -> str:
+    return queue(name, "processing")
+
+
+def finished(name: str = DEFAULT_QUEUE) -> str:
+    return queue(name, "finished")
+
+
+def dlq(name: str = DEFAULT_QUEUE) -> str:
+    return queue(name, "dlq")
+
+
+def queue_ready(name: str) -> str:
+    return QUEUE_READY_PREFIX + name
+
+
+def completions(name: str) -> str:
+    return COMPLETIONS_PREFIX + name
+
+
+def module(digest: str) -> str:
+    return MODULE_PREFIX + digest
+
+
+def task_versions(name: str) -> str:
+    return TASK_VERSIONS_PREFIX + name
+
+
+def worker(worker_id: str) -> str:
+    return WORKER_PREFIX + worker_id

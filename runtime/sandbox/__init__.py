@@ -1,0 +1,1 @@
+"""The wasm sandbox: engine, limits, ABI and captured output."""

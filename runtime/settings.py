@@ -1,0 +1,298 @@
+"""All of wasmq's settings, in one place.
+
+Precedence, highest first: CLI flags (``overrides``), the process environment, a
+``.env`` file in the working directory, the defaults below. Names from the reference
+README keep their ``TASK_QUEUE_`` / ``REDIS_URL`` spelling; new ones use ``WASMQ_``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from runtime.errors import SettingsError
+from runtime.units import parse_bool, parse_duration, parse_size
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("pretty", "json")
+GO_TOOLCHAINS = ("auto", "tinygo", "go")
+
+
+def _redis_url(text: str) -> str | None:
+    value = text.strip()
+    if not value:
+        return None
+    if "://" not in value:
+        # The reference's .env uses a bare host:port.
+        value = "redis://" + value
+    parsed = urlparse(value)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"unsupported scheme {parsed.scheme!r} (use redis://, rediss:// or unix://)"
+        )
+    if parsed.scheme == "unix":
+        if not parsed.path:
+            raise ValueError("a unix:// URL needs a socket path")
+    else:
+        if not parsed.hostname:
+            raise ValueError("the URL has no host")
+        try:
+            parsed.port  # noqa: B018 - raises on an out-of-range port
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("empty path")
+    return Path(text)
+
+
+def _queue_name(text: str) -> str:
+    from runtime.names import check_queue_name
+
+    return check_queue_name(text)
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """wasmq's configuration. Durations are seconds, sizes are bytes."""
+
+    redis_url: str | None = _setting(
+        "REDIS_URL", None, _redis_url, "Redis URL; unset starts the embedded Valkey server"
+    )
+    log_level: str = _setting("TASK_QUEUE_LOG_LEVEL", "info", _choice(LOG_LEVELS), "Log level")
+    log_format: str = _setting(
+        "TASK_QUEUE_LOG_FORMAT",
+        "pretty",
+        _choice(LOG_FORMATS),
+        "pretty or json (one object per line)",
+    )
+    save_wasm_logs: bool = _setting(
+        "TASK_QUEUE_SAVE_WASM_LOGS", False, parse_bool, "Write each task's output to a file"
+    )
+    mirror_wasm_logs: bool = _setting(
+        "TASK_QUEUE_MIRROR_WASM_LOGS",
+        False,
+        parse_bool,
+        "Echo task output to the worker's terminal",
+    )
+    wasm_log_dir: Path = _setting(
+        "TASK_QUEUE_WASM_LOG_DIR", Path("runtime-logs/wasm"), _path, "Directory of saved task logs"
+    )
+    module_dir: Path = _setting(
+        "WASMQ_MODULE_DIR", Path("wasm_task_functions"), _path, "On-disk module cache"
+    )
+    state_dir: Path = _setting(
+        "WASMQ_STATE_DIR", Path(".wasmq"), _path, "Embedded server socket, data and lock files"
+    )
+    go_toolchain: str = _setting(
+        "WASMQ_GO_TOOLCHAIN",
+        "auto",
+        _choice(GO_TOOLCHAINS),
+        "auto (TinyGo if on PATH), tinygo or go",
+    )
+    compile_timeout: float = _setting(
+        "WASMQ_COMPILE_TIMEOUT", 120.0, parse_duration, "Time limit of one compile"
+    )
+    compile_output_limit: int = _setting(
+        "WASMQ_COMPILE_OUTPUT_LIMIT",
+        64 * 1024**2,
+        parse_size,
+        "Largest module a compile may produce",
+    )
+    queue: str = _setting("WASMQ_QUEUE", "default", _queue_name, "Queue used when none is named")
+    task_timeout: float = _setting(
+        "WASMQ_TASK_TIMEOUT", 30.0, parse_duration, "Default wall-time limit of a task"
+    )
+    max_task_timeout: float = _setting(
+        "WASMQ_MAX_TASK_TIMEOUT", 3600.0, parse_duration, "Ceiling on a task's time limit"
+    )
+    memory_limit: int = _setting(
+        "WASMQ_MEMORY_LIMIT", 128 * 1024**2, parse_size, "Default linear-memory limit of a task"
+    )
+    max_memory_limit: int = _setting(
+        "WASMQ_MAX_MEMORY_LIMIT", 1024**3, parse_size, "Ceiling on a task's memory limit"
+    )
+    result_limit: int = _setting(
+        "WASMQ_RESULT_LIMIT", 16 * 1024**2, parse_size, "Default largest result of a task"
+    )
+    max_result_limit: int = _setting(
+        "WASMQ_MAX_RESULT_LIMIT", 64 * 1024**2, parse_size, "Ceiling on a task's result limit"
+    )
+    log_limit: int = _setting(
+        "WASMQ_LOG_LIMIT", 1024**2, parse_size, "Captured stdout+stderr kept per task"
+    )
+    max_log_limit: int = _setting(
+        "WASMQ_MAX_LOG_LIMIT", 16 * 1024**2, parse_size, "Ceiling on a task's log limit"
+    )
+    fuel: int = _setting(
+        "WASMQ_FUEL", 0, _positive_int, "Default fuel (instructions) per task; 0 turns it off"
+    )
+    max_fuel: int = _setting("WASMQ_MAX_FUEL", 0, _positive_int, "Ceiling on fuel; 0 means none")
+    payload_limit: int = _setting(
+        "WASMQ_PAYLOAD_LIMIT", 1024**2, parse_size, "Largest payload enqueue accepts"
+    )
+    max_retries: int = _setting(
+        "WASMQ_MAX_RETRIES", 3, _positive_int, "Default retries after the first attempt"
+    )
+    retry_backoff: float = _setting(
+        "WASMQ_RETRY_BACKOFF", 1.0, parse_duration, "First retry delay; doubles per attempt"
+    )
+    retry_backoff_max: float = _setting(
+        "WASMQ_RETRY_BACKOFF_MAX", 300.0, parse_duration, "Longest retry delay"
+    )
+    result_ttl: float = _setting(
+        "WASMQ_RESULT_TTL",
+        7 * 86400.0,
+        parse_duration,
+        "How long results, logs and task records stay",
+    )
+    finished_max: int = _setting(
+        "WASMQ_FINISHED_MAX", 10000, _positive_int, "Length cap of each finished list"
+    )
+    lease_grace: float = _setting(
+        "WASMQ_LEASE_GRACE", 10.0, parse_duration, "Added to a task's timeout to form its lease"
+    )
+    reaper_interval: float = _setting(
+        "WASMQ_REAPER_INTERVAL",
+        5.0,
+        parse_duration,
+        "How often the reaper looks for expired leases",
+    )
+    heartbeat_interval: float = _setting(
+        "WASMQ_HEARTBEAT_INTERVAL", 5.0, parse_duration, "How often a worker reports it is alive"
+    )
+    concurrency: int = _setting(
+        "WASMQ_CONCURRENCY", 0, _positive_int, "Worker processes; 0 means one per core"
+    )
+    drain_timeout: float = _setting(
+        "WASMQ_DRAIN_TIMEOUT",
+        30.0,
+        parse_duration,
+        "How long a stopping worker finishes running tasks",
+    )
+    claim_batch: int = _setting(
+        "WASMQ_CLAIM_BATCH", 8, _positive_int, "Most tasks a worker process claims at once"
+    )
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        env_file: Path | None = Path(".env"),
+    ) -> Settings:
+        """Build settings from defaults, ``.env``, the environment and ``overrides``.
+
+        ``overrides`` maps field names to values (``None`` means "not given"). Raises
+        :class:`SettingsError` naming the first invalid setting.
+        """
+        sources: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            sources.update(read_env_file(env_file))
+        sources.update(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            env = f.metadata["env"]
+            parse = f.metadata["parse"]
+            given = (overrides or {}).get(f.name)
+            if given is not None:
+                raw, origin = given, f"--{f.name.replace('_', '-')}"
+            elif env in sources:
+                raw, origin = sources[env], env
+            else:
+                continue
+            try:
+                values[f.name] = parse(raw if isinstance(raw, str) else str(raw))
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(f"invalid {origin}={raw!r}: {exc}") from None
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field checks; raise :class:`SettingsError` naming the setting."""
+        pairs = (
+            (
+                "WASMQ_TASK_TIMEOUT",
+                self.task_timeout,
+                "WASMQ_MAX_TASK_TIMEOUT",
+                self.max_task_timeout,
+            ),
+            (
+                "WASMQ_MEMORY_LIMIT",
+                self.memory_limit,
+                "WASMQ_MAX_MEMORY_LIMIT",
+                self.max_memory_limit,
+            ),
+            (
+                "WASMQ_RESULT_LIMIT",
+                self.result_limit,
+                "WASMQ_MAX_RESULT_LIMIT",
+                self.max_result_limit,
+            ),
+            ("WASMQ_LOG_LIMIT", self.log_limit, "WASMQ_MAX_LOG_LIMIT", self.max_log_limit),
+        )
+        for name, value, ceiling_name, ceiling in pairs:
+            if value > ceiling:
+                raise SettingsError(
+                    f"invalid {name}={value}: above its ceiling {ceiling_name}={ceiling}"
+                )
+        if self.task_timeout <= 0:
+            raise SettingsError("invalid WASMQ_TASK_TIMEOUT: must be greater than zero")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """``(env name, default, doc)`` for every setting, for docs and ``--help``."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = "" if f.default is None else str(f.default)
+            rows.append((f.metadata["env"], default, f.metadata["doc"]))
+        return rows
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of a dotenv file; ``#`` comments and ``export`` prefixes allowed."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("export "):
+            stripped = stripped[len("export ") :].lstrip()
+        key, sep, value = stripped.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out

@@ -44,4 +44,7 @@ def configure(level: str = "info", fmt: str = "pretty", stream: TextIO | None = 
 
 def get_logger(component: str, **context: Any) -> Any:
     """A logger bound to ``component`` (and any extra context)."""
+    if not structlog.is_configured():
+        # Library use without the CLI: still log to stderr, never to stdout.
+        configure()
     return structlog.get_logger().bind(component=component, **context)

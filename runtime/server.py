@@ -289,12 +289,10 @@ def stop(state_dir: Path, timeout: float = 10.0) -> bool:
     with _locked(paths):
         pid = _read_pid(paths)
         running = _ping(paths)
-        if running:
-            client = redis.Redis(unix_socket_path=str(paths.socket), socket_timeout=timeout)
-            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                client.shutdown(nosave=False)
-            client.close()
         if pid is not None and _is_our_server(pid):
+            # SIGTERM is Valkey's graceful shutdown: it fsyncs the AOF before exiting.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, timeout):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# wasmq with every toolchain it drives: Go, TinyGo and Zig (through the ziglang wheel).
+
+ARG PYTHON_VERSION=3.12
+ARG GO_VERSION=1.25
+ARG TINYGO_VERSION=0.39.0
+
+# --- build the wheel -------------------------------------------------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY runtime ./runtime
+COPY compiler ./compiler
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# --- the Go toolchain (also what TinyGo builds against) -------------------------------
+FROM golang:${GO_VERSION}-bookworm AS go
+
+# --- runtime image ---------------------------------------------------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm
+ARG TINYGO_VERSION
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+COPY --from=go /usr/local/go /usr/local/go
+ENV PATH="/usr/local/go/bin:${PATH}" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# TinyGo from its official release; binaryen comes inside the package.
+ADD https://github.com/tinygo-org/tinygo/releases/download/v${TINYGO_VERSION}/tinygo_${TINYGO_VERSION}_amd64.deb /tmp/tinygo.deb
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends /tmp/tinygo.deb ca-certificates \
+    && rm -rf /var/lib/apt/lists/* /tmp/tinygo.deb \
+    && tinygo version
+
+COPY --from=build /wheels /wheels
+RUN WHEEL="$(ls /wheels/wasmq-*.whl)" \
+    && pip install --no-cache-dir "${WHEEL}[zig]" \
+    && rm -rf /wheels
+
+RUN useradd --create-home --uid 10001 wasmq
+USER 10001
+WORKDIR /home/wasmq
+COPY --chown=wasmq:wasmq tasks ./tasks
+
+ENV WASMQ_MODULE_DIR=/home/wasmq/wasm_task_functions \
+    WASMQ_STATE_DIR=/home/wasmq/.wasmq
+
+ENTRYPOINT ["wasmq"]
+CMD ["--help"]

@@ -100,14 +100,29 @@ class CronSchedule:
         if self._every_ms:
             return (ms // self._every_ms + 1) * self._every_ms
         start = datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(self.zone)
-        nxt = croniter(self._croniter_expr, start).get_next(datetime)
-        out = int(nxt.timestamp() * 1000)
-        if out <= ms:  # croniter works in whole seconds
-            nxt = croniter(self._croniter_expr, start + timedelta(seconds=1)).get_next(datetime)
+        # croniter works in whole seconds and can repeat a wall time around a DST change:
+        # step forward until the answer is strictly later, so the scheduler always advances.
+        for _ in range(4):
+            nxt = croniter(self._croniter_expr, start).get_next(datetime)
             out = int(nxt.timestamp() * 1000)
-        return out
+            if out > ms:
+                return out
+            start = start + timedelta(seconds=1)
+        raise InvalidTask(f"cron expression {self.expr!r} does not advance after {ms} ms")
+
+    def missed_between(self, due_ms: int, now_ms: int, cap: int = 1000) -> int:
+        """How many firings fall in ``(due_ms, now_ms]`` (at most ``cap``)."""
+        count = 0
+        ms = due_ms
+        while count < cap:
+            ms = self.next_after(ms)
+            if ms > now_ms:
+                break
+            count += 1
+        return count
 
     def upcoming(self, ms: int, count: int) -> list[int]:
+        """The next ``count`` firings strictly after ``ms``."""
         out = []
         for _ in range(count):
             ms = self.next_after(ms)

@@ -1,0 +1,416 @@
+"""The queue's state changes: enqueue, claim, ack, nack, leases, cancel and dead letters.
+
+Every change that touches more than one key is one Lua script in ``runtime/lua`` (the
+script headers list their keys), so a crash can never leave a task half moved. This
+module holds the policy the scripts do not: validation, retry delays, batching and
+the parsing of what comes back. Calls that the worker makes per batch (claim, then
+one ack for the whole batch) cost one round trip each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from runtime import keys
+from runtime.errors import InvalidTask, RegistryError, TaskNotFound
+from runtime.log import get_logger
+from runtime.scripts import Scripts
+from runtime.settings import Settings
+from runtime.task import Kind, Stage, Task, format_time
+
+log = get_logger("broker")
+
+#: Largest number of expired leases one reaper call recovers (the rest wait a round).
+REAP_BATCH = 500
+#: Enqueue calls sent per pipeline by ``enqueue_many``.
+ENQUEUE_CHUNK = 500
+
+
+def clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class BadTask:
+    """An id that was claimed but cannot run: its record is missing or damaged.
+
+    ``kept`` says whether the task went to the dead-letter list (a damaged record) or was
+    dropped (nothing to keep)."""
+
+    id: str
+    queue: str
+    error: str
+    kept: bool
+
+
+@dataclass
+class Report:
+    """How one claimed task's attempt ended; what ``ack``/``nack`` record."""
+
+    task: Task
+    ok: bool
+    result: bytes = b""
+    error: str = ""
+    error_kind: str = ""
+    retryable: bool = False
+    started_ms: int = 0
+    duration_ms: float = 0.0
+    logs: list[bytes] = field(default_factory=list)
+    log_bytes: int = 0
+    log_dropped: int = 0
+    log_file: str = ""
+
+
+Call = tuple[str, list[Any], list[Any]]
+
+
+class Broker:
+    """Redis side of the queue for producers, workers and reapers alike."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.redis = client
+        self.settings = settings
+        self.scripts = Scripts(client)
+
+    # -- producing ---------------------------------------------------------------------
+
+    def enqueue(self, task: Task) -> tuple[Task, bool]:
+        """Store ``task`` and queue it (or schedule it); ``(task, created)``.
+
+        An existing id is returned as it is stored and nothing changes; an unregistered
+        task name raises :class:`RegistryError`; an oversized payload :class:`InvalidTask`.
+        """
+        _, call = self._enqueue_call(task)
+        reply = self._run([call])[0]
+        return self._enqueued(task, reply)
+
+    def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[Task, bool]]:
+        """Like :meth:`enqueue` for many tasks, pipelined; validation happens before any
+        is sent, so a bad task refuses the whole batch."""
+        calls = [self._enqueue_call(task)[1] for task in tasks]
+        out: list[tuple[Task, bool]] = []
+        for start in range(0, len(calls), ENQUEUE_CHUNK):
+            replies = self._run(calls[start : start + ENQUEUE_CHUNK])
+            for task, reply in zip(tasks[start : start + ENQUEUE_CHUNK], replies, strict=False):
+                out.append(self._enqueued(task, reply))
+        return out
+
+    def _enqueue_call(self, task: Task) -> tuple[str, Call]:
+        limit = self.settings.payload_limit
+        if len(task.payload) > limit:
+            raise InvalidTask(
+                f"payload of {len(task.payload)} bytes is over the limit of {limit} bytes; "
+                "send a smaller payload or raise WASMQ_PAYLOAD_LIMIT"
+            )
+        now = clock_ms()
+        if not task.created_ms:
+            task.created_ms = now
+        task.updated_ms = now
+        if task.kind == Kind.IMMEDIATE:
+            task.stage = Stage.PENDING
+            due = ""
+        else:
+            task.stage = Stage.SCHEDULED
+            when = task.scheduled_ms if task.kind == Kind.SCHEDULED else task.next_run_ms
+            if when is None:
+                raise InvalidTask(f"task {task.id} is scheduled but has no due time")
+            due = str(when)
+        fields: list[Any] = []
+        for key, value in task.to_hash().items():
+            fields.append(key)
+            fields.append(value)
+        args = [task.id, task.task_name, task.queue, due, keys.queue_ready(task.queue), *fields]
+        call_keys = [
+            keys.task(task.id),
+            keys.pending(task.queue),
+            keys.SCHEDULED,
+            keys.TASK_REGISTRY,
+            keys.QUEUES,
+            keys.SCHEDULER_WAKE,
+        ]
+        return task.task_name, ("enqueue", call_keys, args)
+
+    def _enqueued(self, task: Task, reply: Any) -> tuple[Task, bool]:
+        code = int(reply[0])
+        if code == -1:
+            raise RegistryError(
+                f"unknown task {task.task_name!r}: register it first (wasmq register PATH)"
+            )
+        if code == 0:
+            existing = _parse_hash(reply[1])
+            stored = Task.from_hash(existing)
+            stored.id = task.id
+            return stored, False
+        task.digest = _text(reply[1])
+        task.version = _text(reply[2])
+        return task, True
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], worker_id: str, count: int) -> list[Task | BadTask]:
+        """Claim up to ``count`` tasks from ``queues`` (in that order of priority).
+
+        Damaged records are dead-lettered here (or dropped when there is no record) and
+        come back as :class:`BadTask`, so the caller only logs them."""
+        now = clock_ms()
+        call_keys: list[Any] = [keys.TIMEOUT]
+        for queue in queues:
+            call_keys.append(keys.pending(queue))
+            call_keys.append(keys.processing(queue))
+        s = self.settings
+        args = [
+            now,
+            format_time(now),
+            max(count, 1),
+            int(s.lease_grace * 1000),
+            worker_id,
+            int(s.task_timeout * 1000),
+            int(s.max_task_timeout * 1000),
+        ]
+        reply = self._run([("claim", call_keys, args)])[0]
+        out: list[Task | BadTask] = []
+        for raw_id, index, flat in reply:
+            task_id = _text(raw_id)
+            queue = queues[int(index) - 1]
+            if not flat:
+                error = f"task {task_id} has no task record in Redis; its id was dropped"
+                out.append(BadTask(task_id, queue, error, kept=False))
+                continue
+            try:
+                task = Task.from_hash(_parse_hash(flat))
+            except InvalidTask as exc:
+                error = f"task {task_id} has a damaged record: {exc}"
+                self.bury(task_id, queue, error)
+                out.append(BadTask(task_id, queue, error, kept=True))
+                continue
+            task.id = task_id
+            task.queue = queue
+            out.append(task)
+        return out
+
+    def bury(self, task_id: str, queue: str, error: str, kind: str = "invalid") -> str:
+        """Dead-letter a claimed task at once (no retry), keeping ``error`` on it."""
+        report = Report(
+            task=Task(id=task_id, task_name="", queue=queue),
+            ok=False,
+            error=error,
+            error_kind=kind,
+            retryable=False,
+        )
+        return self.finish([report])[0]
+
+    def finish(self, reports: Sequence[Report]) -> list[str]:
+        """Ack the successes (one script call per queue) and nack the failures, all in one
+        round trip; returns each report's status in order (completed, retrying, failed,
+        cancelled, duplicate, missing)."""
+        calls: list[Call] = []
+        slots: list[tuple[int, int]] = []  # (call index, position within the call)
+        by_queue: dict[str, int] = {}
+        now = clock_ms()
+        now_text = format_time(now)
+        ttl = int(self.settings.result_ttl * 1000)
+        for report in reports:
+            task = report.task
+            if report.ok:
+                index = by_queue.get(task.queue)
+                if index is None:
+                    index = len(calls)
+                    by_queue[task.queue] = index
+                    calls.append(("ack", self._ack_keys(task.queue), [now, now_text, ttl,
+                                  self.settings.finished_max, 0]))  # fmt: skip
+                args = calls[index][2]
+                slots.append((index, args[4]))
+                args[4] += 1
+                args += [
+                    task.id,
+                    report.result,
+                    _ms(report.duration_ms),
+                    report.log_bytes,
+                    report.log_dropped,
+                    report.log_file,
+                    report.started_ms,
+                    len(report.logs),
+                    *report.logs,
+                ]
+            else:
+                slots.append((len(calls), -1))
+                calls.append(self._nack_call(report, now, now_text, ttl))
+        replies = self._run(calls)
+        return [_text(replies[i]) if pos < 0 else _text(replies[i][pos]) for i, pos in slots]
+
+    def ack(self, reports: Sequence[Report]) -> list[str]:
+        """Record successful attempts (see :meth:`finish`)."""
+        return self.finish([r for r in reports if r.ok])
+
+    def nack(self, report: Report) -> str:
+        """Record a failed attempt: retry with backoff or dead-letter (see :meth:`finish`)."""
+        report.ok = False
+        return self.finish([report])[0]
+
+    def _ack_keys(self, queue: str) -> list[Any]:
+        return [
+            keys.TIMEOUT,
+            keys.processing(queue),
+            keys.finished(queue),
+            keys.pending(queue),
+            keys.SCHEDULED,
+            keys.completions(queue),
+        ]
+
+    def _nack_call(self, report: Report, now: int, now_text: str, ttl: int) -> Call:
+        task = report.task
+        s = self.settings
+        delay = task.next_retry_delay(s.retry_backoff, s.retry_backoff_max)
+        call_keys = [
+            keys.task(task.id),
+            keys.processing(task.queue),
+            keys.TIMEOUT,
+            keys.SCHEDULED,
+            keys.dlq(task.queue),
+            keys.logs(task.id),
+            keys.pending(task.queue),
+            keys.SCHEDULER_WAKE,
+        ]
+        args = [
+            task.id,
+            now,
+            now_text,
+            report.error,
+            report.error_kind,
+            "1" if report.retryable else "0",
+            int(delay * 1000),
+            ttl,
+            _ms(report.duration_ms),
+            report.log_bytes,
+            report.log_dropped,
+            report.log_file,
+            report.started_ms or now,
+            *report.logs,
+        ]
+        return ("nack", call_keys, args)
+
+    def release(self, tasks: Sequence[Task], worker_id: str) -> int:
+        """Give claimed tasks that never started back to the front of their queue."""
+        by_queue: dict[str, list[str]] = {}
+        for task in tasks:
+            by_queue.setdefault(task.queue, []).append(task.id)
+        calls: list[Call] = []
+        now_text = format_time(clock_ms())
+        for queue, ids in by_queue.items():
+            call_keys = [keys.TIMEOUT, keys.processing(queue), keys.pending(queue)]
+            args = [now_text, worker_id, keys.queue_ready(queue), queue, *ids]
+            calls.append(("release", call_keys, args))
+        return sum(int(n) for n in self._run(calls)) if calls else 0
+
+    def renew_leases(self, deadlines: dict[str, int]) -> None:
+        """Move the lease deadlines (ms) of held tasks; ids no longer leased are skipped."""
+        if deadlines:
+            self.redis.zadd(keys.TIMEOUT, deadlines, xx=True)  # type: ignore[arg-type]
+
+    # -- recovery and administration -----------------------------------------------------
+
+    def reap(self, now: int | None = None, limit: int = REAP_BATCH) -> list[tuple[str, str]]:
+        """Recover expired leases; ``[(id, action)]`` with action requeued, failed or
+        dropped. Safe to run in any number of processes at once."""
+        now = clock_ms() if now is None else now
+        reply = self._run([("reap", [keys.TIMEOUT], [now, format_time(now), limit])])[0]
+        items = [_text(x) for x in reply]
+        return list(zip(items[::2], items[1::2], strict=False))
+
+    def cancel(self, task_id: str) -> tuple[str, str]:
+        """Cancel a task: ``(status, previous stage)``; status cancelled (it was waiting),
+        marked (it is running: the result will be discarded) or final (it had ended).
+        Raises :class:`TaskNotFound` for an unknown id."""
+        now = clock_ms()
+        call_keys = [keys.task(task_id), keys.SCHEDULED]
+        args = [task_id, now, format_time(now), int(self.settings.result_ttl * 1000)]
+        status, stage = (_text(x) for x in self._run([("cancel", call_keys, args)])[0])
+        if status == "missing":
+            raise TaskNotFound(task_id)
+        return status, stage
+
+    def queues(self) -> list[str]:
+        """Every queue that ever received a task, the default one first."""
+        names = sorted(_text(q) for q in self.redis.smembers(keys.QUEUES))  # type: ignore[union-attr]
+        return [keys.DEFAULT_QUEUE, *(q for q in names if q != keys.DEFAULT_QUEUE)]
+
+    def pending_count(self, queues: Iterable[str]) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(keys.pending(queue))
+        return sum(int(n) for n in pipe.execute())
+
+    def dlq_list(self, queue: str, limit: int = 100) -> list[Task | BadTask]:
+        """Dead-lettered tasks of ``queue``, newest first."""
+        ids = [_text(i) for i in self.redis.lrange(keys.dlq(queue), 0, max(limit, 1) - 1)]  # type: ignore[union-attr]
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(keys.task(task_id))
+        out: list[Task | BadTask] = []
+        for task_id, raw in zip(ids, pipe.execute(), strict=False):
+            try:
+                task = Task.from_hash(raw)
+            except InvalidTask as exc:
+                error = _text(raw.get(b"error", b"")) or str(exc)
+                out.append(BadTask(task_id, queue, error, kept=bool(raw)))
+                continue
+            task.id = task_id
+            out.append(task)
+        return out
+
+    def dlq_redrive(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
+        """Move dead letters back to pending (all of them when ``ids`` is None)."""
+        call_keys = [keys.dlq(queue), keys.pending(queue)]
+        args = [format_time(clock_ms()), keys.queue_ready(queue), queue, *(ids or [])]
+        if ids is not None and not ids:
+            return []
+        return [_text(i) for i in self._run([("dlq_redrive", call_keys, args)])[0]]
+
+    def dlq_purge(self, queue: str, older_than: float | None = None) -> int:
+        """Delete dead letters of ``queue`` (those that failed more than ``older_than``
+        seconds ago, or all)."""
+        cutoff = 0 if older_than is None else max(clock_ms() - int(older_than * 1000), 1)
+        return int(self._run([("dlq_purge", [keys.dlq(queue)], [cutoff])])[0])
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _run(self, calls: Sequence[Call]) -> list[Any]:
+        """Run script calls in one round trip (EVALSHA; scripts are loaded on a miss, for
+        instance after a server restart, and only the calls that missed are re-sent)."""
+        if len(calls) == 1:
+            name, call_keys, args = calls[0]
+            return [getattr(self.scripts, name)(keys=call_keys, args=args)]
+        pipe = self.redis.pipeline(transaction=False)
+        for name, call_keys, args in calls:
+            script = getattr(self.scripts, name)
+            pipe.evalsha(script.sha, len(call_keys), *call_keys, *args)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        for i in missed:
+            name, call_keys, args = calls[i]
+            replies[i] = getattr(self.scripts, name)(keys=call_keys, args=args)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _parse_hash(flat: Sequence[Any]) -> dict[bytes | str, bytes | str]:
+    it = iter(flat)
+    return dict(zip(it, it, strict=False))

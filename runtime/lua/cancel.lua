@@ -1,0 +1,40 @@
+-- Cancel a task.
+--
+-- KEYS[1] task hash        task_metadata:<id>
+-- KEYS[2] scheduled zset   task_set:scheduled
+-- ARGV[1] id
+-- ARGV[2] now ms
+-- ARGV[3] now as RFC3339 (updated_at)
+-- ARGV[4] result retention ms
+-- Per-task keys derived here: the pending list of the task's queue (field `queue`);
+-- channel task_done:<id>.
+--
+-- A pending, scheduled, retrying or paused task (a cron entry included) leaves its
+-- list or set and becomes cancelled. A running task is only marked: its worker
+-- discards the result when it acks. Returns {status, previous stage} with status
+-- cancelled, marked, final (it had already ended) or missing.
+
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then
+  return {'missing', ''}
+end
+local stage = redis.call('HGET', KEYS[1], 'task_stage') or 'pending'
+if stage == 'completed' or stage == 'failed' or stage == 'cancelled' then
+  return {'final', stage}
+end
+local status = 'cancelled'
+if stage == 'in_progress' then
+  status = 'marked'
+else
+  local queue = redis.call('HGET', KEYS[1], 'queue')
+  local pending = 'task_queue:pending'
+  if queue and queue ~= '' and queue ~= 'default' then
+    pending = 'task_queue:' .. queue .. ':pending'
+  end
+  redis.call('LREM', pending, 0, ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'task_stage', 'cancelled', 'updated_at', ARGV[3],
+  'finished_ms', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', 'task_done:' .. ARGV[1], 'cancelled')
+return {status, stage}

@@ -1,0 +1,76 @@
+-- A task's attempt failed: schedule a retry or dead-letter it, in one step.
+--
+-- KEYS[1] task hash          task_metadata:<id>
+-- KEYS[2] processing list    task_queue[:<queue>]:processing
+-- KEYS[3] lease zset         task_set:timeout
+-- KEYS[4] scheduled zset     task_set:scheduled
+-- KEYS[5] dead-letter list   task_queue[:<queue>]:dlq
+-- KEYS[6] logs list          task_logs:<id>
+-- KEYS[7] pending list       task_queue[:<queue>]:pending
+-- KEYS[8] scheduler wake     wasmq:scheduler:wake
+-- ARGV[1] id
+-- ARGV[2] now ms
+-- ARGV[3] now as RFC3339 (updated_at)
+-- ARGV[4] error message
+-- ARGV[5] error kind (the outcome's kind: trap, timeout, exit, invalid, ...)
+-- ARGV[6] "1" when a retry could help
+-- ARGV[7] retry delay ms (backoff with jitter, chosen by the caller)
+-- ARGV[8] result retention ms (for the logs)
+-- ARGV[9] duration_ms, ARGV[10] log_bytes, ARGV[11] log_dropped, ARGV[12] log_file,
+-- ARGV[13] started_ms
+-- ARGV[14..] log chunks
+-- Channel published: task_done:<id> (when the task fails for good).
+--
+-- Retry when the outcome is retryable and attempts <= max_retries (max_retries counts
+-- retries after the first attempt): stage retrying, due in task_set:scheduled at now +
+-- delay. Otherwise stage failed and the id goes to the dead-letter list. Either way the
+-- error stays on the task. Returns retrying, failed, cancelled, duplicate or missing.
+
+local id = ARGV[1]
+redis.call('LREM', KEYS[2], -1, id)
+redis.call('ZREM', KEYS[3], id)
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then
+  return 'missing'
+end
+local stage = redis.call('HGET', KEYS[1], 'task_stage')
+if stage == 'cancelled' then
+  return 'cancelled'
+elseif stage == 'completed' or stage == 'failed' then
+  return 'duplicate'
+elseif stage == 'pending' then
+  redis.call('LREM', KEYS[7], 0, id)
+elseif stage == 'retrying' or stage == 'scheduled' then
+  redis.call('ZREM', KEYS[4], id)
+end
+
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3], 'error', ARGV[4], 'error_kind', ARGV[5],
+  'retryable', ARGV[6], 'duration_ms', ARGV[9], 'log_bytes', ARGV[10],
+  'log_dropped', ARGV[11], 'started_ms', ARGV[13])
+if ARGV[12] ~= '' then
+  redis.call('HSET', KEYS[1], 'log_file', ARGV[12])
+end
+redis.call('DEL', KEYS[6])
+if #ARGV >= 14 then
+  for c = 14, #ARGV do
+    redis.call('RPUSH', KEYS[6], ARGV[c])
+  end
+  redis.call('PEXPIRE', KEYS[6], ARGV[8])
+end
+
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
+local max_retries = tonumber(redis.call('HGET', KEYS[1], 'max_retries') or '3') or 0
+if ARGV[6] == '1' and attempts <= max_retries then
+  local due = tonumber(ARGV[2]) + tonumber(ARGV[7])
+  local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  redis.call('HSET', KEYS[1], 'task_stage', 'retrying')
+  redis.call('ZADD', KEYS[4], due, id)
+  if #first == 0 or due < tonumber(first[2]) then
+    redis.call('LPUSH', KEYS[8], '1')
+    redis.call('LTRIM', KEYS[8], 0, 15)
+  end
+  return 'retrying'
+end
+redis.call('HSET', KEYS[1], 'task_stage', 'failed', 'finished_ms', ARGV[2])
+redis.call('LPUSH', KEYS[5], id)
+redis.call('PUBLISH', 'task_done:' .. id, 'failed')
+return 'failed'

@@ -1,0 +1,61 @@
+-- Recover tasks whose lease expired (their worker died or hung).
+--
+-- KEYS[1] lease zset   task_set:timeout
+-- ARGV[1] now ms
+-- ARGV[2] now as RFC3339 (updated_at)
+-- ARGV[3] most ids to recover in this call
+-- Per-task keys derived here: task_metadata:<id>, and the pending, processing and dlq
+-- lists of the task's queue (field `queue`, default queue when absent); channels
+-- wasmq:ready:<queue> and task_done:<id>.
+--
+-- Each expired id leaves the lease set and processing in this one step, so many
+-- reapers never recover one task twice. Its attempt was counted at claim: with
+-- attempts <= max_retries it goes back to pending (ahead of the backlog, stage
+-- pending), otherwise to the dead-letter list (stage failed). The error says the lease
+-- expired. Returns a flat list: id, action (requeued, failed, dropped), ...
+
+local now = tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+
+local function qkey(queue, part)
+  if not queue or queue == '' or queue == 'default' then
+    return 'task_queue:' .. part
+  end
+  return 'task_queue:' .. queue .. ':' .. part
+end
+
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = 'task_metadata:' .. id
+  local action = 'dropped'
+  if redis.call('TYPE', key)['ok'] ~= 'hash' then
+    redis.call('LREM', qkey(nil, 'processing'), -1, id)
+  else
+    local queue = redis.call('HGET', key, 'queue')
+    redis.call('LREM', qkey(queue, 'processing'), -1, id)
+    if redis.call('HGET', key, 'task_stage') == 'in_progress' then
+      local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0') or 0
+      local max_retries = tonumber(redis.call('HGET', key, 'max_retries') or '3') or 0
+      local worker = redis.call('HGET', key, 'worker') or '?'
+      local message = 'lease expired: worker ' .. worker .. ' stopped before finishing attempt '
+        .. attempts
+      redis.call('HSET', key, 'updated_at', ARGV[2], 'error', message, 'error_kind', 'lost',
+        'retryable', '1')
+      if attempts <= max_retries then
+        redis.call('HSET', key, 'task_stage', 'pending')
+        redis.call('RPUSH', qkey(queue, 'pending'), id)
+        redis.call('PUBLISH', 'wasmq:ready:' .. (queue or 'default'), queue or 'default')
+        action = 'requeued'
+      else
+        redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])
+        redis.call('LPUSH', qkey(queue, 'dlq'), id)
+        redis.call('PUBLISH', 'task_done:' .. id, 'failed')
+        action = 'failed'
+      end
+    end
+  end
+  out[#out + 1] = id
+  out[#out + 1] = action
+end
+return out

@@ -1,0 +1,36 @@
+-- Give back claimed tasks that a stopping worker never started.
+--
+-- KEYS[1] lease zset        task_set:timeout
+-- KEYS[2] processing list   task_queue[:<queue>]:processing
+-- KEYS[3] pending list      task_queue[:<queue>]:pending
+-- ARGV[1] now as RFC3339 (updated_at)
+-- ARGV[2] worker id (only tasks this worker still holds are released)
+-- ARGV[3] ready channel     wasmq:ready:<queue>
+-- ARGV[4] queue name
+-- ARGV[5..] ids, in the order they were claimed
+-- Per-task keys derived here: task_metadata:<id>.
+--
+-- Each id goes back to the side of pending that is claimed first, in its original
+-- order, with its attempt uncounted. Returns the number released.
+
+local released = 0
+for i = #ARGV, 5, -1 do
+  local id = ARGV[i]
+  local key = 'task_metadata:' .. id
+  if redis.call('TYPE', key)['ok'] == 'hash'
+      and redis.call('HGET', key, 'task_stage') == 'in_progress'
+      and redis.call('HGET', key, 'worker') == ARGV[2] then
+    redis.call('LREM', KEYS[2], -1, id)
+    redis.call('ZREM', KEYS[1], id)
+    local attempts = tonumber(redis.call('HGET', key, 'attempts') or '1') or 1
+    redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[1],
+      'attempts', tostring(math.max(attempts - 1, 0)))
+    redis.call('HDEL', key, 'worker', 'started_ms')
+    redis.call('RPUSH', KEYS[3], id)
+    released = released + 1
+  end
+end
+if released > 0 then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return released

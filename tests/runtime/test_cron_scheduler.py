@@ -1,0 +1,326 @@
+"""Cron entries: one run per tick with many schedulers, catch-up, overlap, pause/resume/rm."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from runtime import cron_admin, keys
+from runtime.errors import InvalidTask, TaskNotFound
+from runtime.scheduler import Scheduler
+from runtime.settings import Settings
+from runtime.task import Kind, Stage, Task, format_time, now_ms
+
+T = 1_800_000_000_000  # a whole second
+
+
+def add_cron(
+    client: redis.Redis, entry: str, expr: str, due: int, *, tz: str = "UTC", queue: str = "default"
+) -> None:
+    """Write a cron entry the way enqueue (and the reference producer) does."""
+    task = Task(
+        id=entry,
+        task_name="echo",
+        payload=b"tick",
+        queue=queue,
+        kind=Kind.CRON,
+        stage=Stage.SCHEDULED,
+        cron_expr=expr,
+        cron_tz=tz,
+        next_run_ms=due,
+        max_retries=1,
+        timeout=5.0,
+        created_ms=due - 60_000,
+        digest="ab" * 32,
+    )
+    client.hset(keys.task(entry), mapping=task.to_hash())  # type: ignore[arg-type]
+    client.zadd(keys.SCHEDULED, {entry: due})
+
+
+def entry_hash(client: redis.Redis, entry: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(keys.task(entry)).items()}
+
+
+def complete(client: redis.Redis, run: str) -> None:
+    client.hset(keys.task(run), "task_stage", Stage.COMPLETED)
+
+
+def test_firing_creates_a_linked_run(redis_client: redis.Redis, settings: Settings) -> None:
+    add_cron(redis_client, "nightly", "*/10 * * * * *", T, queue="jobs")
+    scheduler = Scheduler(redis_client, settings)
+    assert scheduler.run_once(T - 1) == 0
+    assert scheduler.run_once(T + 3) == 1
+    run_key = f"nightly:{T}"
+    assert redis_client.lrange(keys.pending("jobs"), 0, -1) == [run_key.encode()]
+    run = Task.from_hash(redis_client.hgetall(keys.task(run_key)))
+    assert (run.id, run.cron_id, run.kind, run.stage) == (
+        run_key,
+        "nightly",
+        Kind.IMMEDIATE,
+        "pending",
+    )
+    assert (run.task_name, run.payload, run.queue, run.max_retries) == ("echo", b"tick", "jobs", 1)
+    assert (run.timeout, run.digest, run.scheduled_ms) == (5.0, "ab" * 32, T)
+    assert redis_client.zscore(keys.SCHEDULED, "nightly") == T + 10_000
+    h = entry_hash(redis_client, "nightly")
+    assert h["next_run_at"] == format_time(T + 10_000)
+    assert h["task_stage"] == Stage.SCHEDULED and h["run_count"] == "1"
+    assert redis_client.hget(keys.CRON_LAST_RUN, "nightly") == run_key.encode()
+    # The same tick never fires twice, even with a stale clock.
+    assert scheduler.run_once(T + 3) == 0
+
+
+def test_five_field_entry(redis_client: redis.Redis, settings: Settings) -> None:
+    add_cron(redis_client, "five", "*/5 * * * *", T)
+    assert Scheduler(redis_client, settings).run_once(T) == 1
+    assert redis_client.zscore(keys.SCHEDULED, "five") == T + 300_000
+
+
+def test_catch_up_runs_once_then_follows_schedule(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_cron(redis_client, "sec", "* * * * * *", T)
+    scheduler = Scheduler(redis_client, settings)
+    # Down for 10.5 s: one run for the whole window, not eleven.
+    assert scheduler.run_once(T + 10_500) == 1
+    assert redis_client.llen(keys.pending()) == 1
+    h = entry_hash(redis_client, "sec")
+    assert h["missed_runs"] == "10" and h["run_count"] == "1"
+    # The next run is the first tick after the catch-up, on the schedule's grid.
+    assert redis_client.zscore(keys.SCHEDULED, "sec") == T + 11_000
+    complete(redis_client, f"sec:{T}")
+    assert scheduler.run_once(T + 10_900) == 0
+    assert scheduler.run_once(T + 11_000) == 1
+    assert redis_client.exists(keys.task(f"sec:{T + 11_000}"))
+    assert redis_client.zscore(keys.SCHEDULED, "sec") == T + 12_000
+
+
+def test_overlap_skips_tick_while_previous_run_alive(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_cron(redis_client, "slow", "* * * * * *", T)
+    scheduler = Scheduler(redis_client, settings)
+    assert scheduler.run_once(T) == 1
+    for stage in (Stage.PENDING, Stage.IN_PROGRESS, Stage.RETRYING):
+        redis_client.hset(keys.task(f"slow:{T}"), "task_stage", stage)
+        due = int(redis_client.zscore(keys.SCHEDULED, "slow") or 0)
+        assert scheduler.run_once(due) == 0
+        assert scheduler.last.skipped == 1
+    assert entry_hash(redis_client, "slow")["skipped_runs"] == "3"
+    assert redis_client.llen(keys.pending()) == 1
+    complete(redis_client, f"slow:{T}")
+    due = int(redis_client.zscore(keys.SCHEDULED, "slow") or 0)
+    assert scheduler.run_once(due) == 1
+    # A run whose record expired does not block the entry either.
+    redis_client.delete(keys.task(f"slow:{due}"))
+    assert scheduler.run_once(due + 1000) == 1
+
+
+def test_invalid_stored_expression_pauses_entry(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_cron(redis_client, "broken", "* * * * * *", T)
+    redis_client.hset(keys.task("broken"), "cron_expr", "every tuesday")
+    schedule_other = Task(id="other", task_name="echo", kind=Kind.SCHEDULED, created_ms=T)
+    redis_client.hset(keys.task("other"), mapping=schedule_other.to_hash())  # type: ignore[arg-type]
+    redis_client.zadd(keys.SCHEDULED, {"other": T})
+    assert Scheduler(redis_client, settings).run_once(T) == 1
+    h = entry_hash(redis_client, "broken")
+    assert h["task_stage"] == Stage.PAUSED and "invalid cron expression" in h["error"]
+    assert redis_client.zscore(keys.SCHEDULED, "broken") is None
+    [listed] = cron_admin.list_entries(redis_client, now=T)
+    assert listed.paused and "invalid cron expression" in listed.error
+
+
+def test_pause_resume_remove(redis_client: redis.Redis, settings: Settings) -> None:
+    add_cron(redis_client, "p", "*/10 * * * * *", T)
+    scheduler = Scheduler(redis_client, settings)
+    assert cron_admin.pause(redis_client, "p", now=T - 5) is True
+    assert cron_admin.pause(redis_client, "p", now=T - 5) is False
+    assert scheduler.run_once(T + 60_000) == 0
+    assert redis_client.zscore(keys.SCHEDULED, "p") is None
+    [listed] = cron_admin.list_entries(redis_client, now=T)
+    assert listed.paused and listed.next_runs == []
+    # Resume at the next tick after now: the paused window is not caught up.
+    assert cron_admin.resume(redis_client, "p", now=T + 61_000) == T + 70_000
+    assert cron_admin.resume(redis_client, "p", now=T + 61_000) is None
+    assert redis_client.zscore(keys.SCHEDULED, "p") == T + 70_000
+    assert redis_client.llen(keys.SCHEDULER_WAKE) == 1
+    assert scheduler.run_once(T + 70_000) == 1
+    cron_admin.remove(redis_client, "p")
+    assert not redis_client.exists(keys.task("p"))
+    assert redis_client.zscore(keys.SCHEDULED, "p") is None
+    assert redis_client.exists(keys.task(f"p:{T + 70_000}"))  # its run stays
+    with pytest.raises(TaskNotFound):
+        cron_admin.remove(redis_client, "p")
+    with pytest.raises(TaskNotFound):
+        cron_admin.pause(redis_client, "p")
+    with pytest.raises(TaskNotFound):
+        cron_admin.resume(redis_client, "p")
+    redis_client.hset(
+        keys.task("plain"), mapping={"id": "plain", "task_name": "x", "task_kind": "0"}
+    )
+    with pytest.raises(InvalidTask, match="not a cron entry"):
+        cron_admin.pause(redis_client, "plain")
+
+
+def test_list_entries(redis_client: redis.Redis, settings: Settings) -> None:
+    add_cron(redis_client, "b", "0 9 * * *", T + 1_000, tz="Europe/Berlin")
+    add_cron(redis_client, "a", "*/10 * * * * *", T)
+    redis_client.zadd(keys.SCHEDULED, {"one-off": T})
+    redis_client.hset(keys.task("one-off"), mapping={"id": "one-off", "task_name": "x"})
+    Scheduler(redis_client, settings).run_once(T)
+    a, b = cron_admin.list_entries(redis_client, now=T + 1)
+    assert (a.id, a.task_name, a.expr, a.tz, a.paused) == (
+        "a",
+        "echo",
+        "*/10 * * * * *",
+        "UTC",
+        False,
+    )
+    assert a.next_runs == [T + 10_000, T + 20_000, T + 30_000]
+    assert (a.last_run_id, a.last_run_stage, a.run_count) == (f"a:{T}", "pending", 1)
+    assert b.tz == "Europe/Berlin" and b.next_runs[0] == T + 1_000
+    assert all(
+        later - earlier == 86_400_000
+        for earlier, later in zip(b.next_runs[1:], b.next_runs[2:], strict=False)
+    )
+    data = a.to_json()
+    assert data["next_runs"][0] == format_time(T + 10_000)
+
+
+def test_cli_cron_commands(redis_client: redis.Redis, cli: Any) -> None:
+    add_cron(redis_client, "cli-entry", "*/10 * * * * *", now_ms() + 60_000)
+    out = cli("cron", "list", "--json", check=True)
+    [data] = json.loads(out.stdout)
+    assert data["id"] == "cli-entry" and len(data["next_runs"]) == 3 and not data["paused"]
+    assert "cli-entry" in cli("cron", "list", check=True).stdout
+    assert "paused cli-entry" in cli("cron", "pause", "cli-entry", check=True).stdout
+    assert json.loads(cli("cron", "list", "--json", check=True).stdout)[0]["paused"]
+    assert "resumed cli-entry" in cli("cron", "resume", "cli-entry", check=True).stdout
+    assert "removed cli-entry" in cli("cron", "rm", "cli-entry", check=True).stdout
+    assert "no cron entries" in cli("cron", "list", check=True).stdout
+    missing = cli("cron", "rm", "cli-entry")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: no task cli-entry"
+
+
+class Consumer:
+    """A stand-in worker: pops runs and completes them at once, recording each id."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.seen: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            popped = self.client.brpop([keys.pending()], timeout=0.1)
+            if popped:
+                run = popped[1].decode()
+                self.seen.append(run)
+                complete(self.client, run)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.client.close()
+
+
+@pytest.fixture
+def consumer(redis_url: str, redis_client: redis.Redis) -> Iterator[Consumer]:
+    c = Consumer(redis_url)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def ticks_of(seen: list[str], entry: str) -> list[int]:
+    return [int(run.rsplit(":", 1)[1]) for run in seen if run.startswith(entry + ":")]
+
+
+@pytest.mark.slow
+def test_three_schedulers_one_run_per_tick(
+    redis_client: redis.Redis, settings: Settings, redis_url: str, consumer: Consumer
+) -> None:
+    start = (now_ms() // 1000 + 1) * 1000
+    add_cron(redis_client, "every-second", "* * * * * *", start)
+    stops: list[threading.Event] = []
+    threads: list[threading.Thread] = []
+    clients: list[redis.Redis] = []
+    for _ in range(3):
+        client = redis.Redis.from_url(redis_url)
+        stop = threading.Event()
+        thread = threading.Thread(target=Scheduler(client, settings).run, args=(stop,))
+        thread.start()
+        clients.append(client)
+        stops.append(stop)
+        threads.append(thread)
+    time.sleep((start + 5_000 - now_ms()) / 1000 + 0.5)
+    for stop in stops:
+        stop.set()
+    for thread in threads:
+        thread.join(timeout=5)
+    for client in clients:
+        client.close()
+    time.sleep(0.3)
+    ticks = ticks_of(consumer.seen, "every-second")
+    # Exactly one run per tick: no duplicates, no gaps, at least the five seconds.
+    assert len(ticks) == len(set(ticks)) >= 5
+    assert ticks == list(range(start, start + 1000 * len(ticks), 1000))
+    h = entry_hash(redis_client, "every-second")
+    assert h["run_count"] == str(len(ticks)) and "skipped_runs" not in h
+
+
+def start_scheduler_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from runtime.cli import main; main()", "scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_killed_scheduler_restarts_on_schedule(
+    redis_client: redis.Redis, cli: Any, consumer: Consumer
+) -> None:
+    start = (now_ms() // 1000 + 1) * 1000
+    add_cron(redis_client, "survivor", "* * * * * *", start)
+    proc = start_scheduler_process(cli.env)
+    try:
+        time.sleep((start + 2_000 - now_ms()) / 1000 + 0.5)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        before = ticks_of(consumer.seen, "survivor")
+        assert before == [start, start + 1000, start + 2000]
+        down_until = now_ms() + 3_000
+        time.sleep(3.0)
+        assert ticks_of(consumer.seen, "survivor") == before  # nothing fires while down
+        proc = start_scheduler_process(cli.env)
+        time.sleep(2.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    ticks = ticks_of(consumer.seen, "survivor")
+    after = ticks[len(before) :]
+    # One catch-up run for the missed window (the first missed tick), then the grid again.
+    assert after[0] == start + 3000
+    assert all(t > down_until for t in after[1:]) and len(after) >= 2
+    assert all(b - a == 1000 for a, b in itertools.pairwise(after[1:]))
+    assert len(ticks) == len(set(ticks))
+    assert int(entry_hash(redis_client, "survivor")["missed_runs"]) >= 2

@@ -45,8 +45,11 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('SADD', KEYS[5], ARGV[3])
 
 if ARGV[4] == '' then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-  redis.call('PUBLISH', ARGV[5], ARGV[3])
+  -- Workers only sleep after finding the list empty, so only a push onto an empty list
+  -- needs to wake them; publishing on every push would flood busy subscribers.
+  if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then
+    redis.call('PUBLISH', ARGV[5], ARGV[3])
+  end
 else
   local due = tonumber(ARGV[4])
   local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')

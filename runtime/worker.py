@@ -1,0 +1,423 @@
+"""One worker process: claim a batch, run each task in the sandbox, ack the batch.
+
+The loop costs two Redis round trips per batch (claim, then one ack/nack pipeline for
+the whole batch), whatever the batch size. An idle worker sleeps on the pub/sub
+channels ``wasmq:ready:<queue>`` (subscribed before its last empty claim, so no
+wake-up is lost) with a one-second safety timeout: no busy polling.
+
+Failure handling: a damaged task record is dead-lettered by the broker and only
+logged here; a module that cannot be found fails the task terminally; Redis outages
+are retried with backoff (logged once per change of state) while the results of the
+tasks already run are kept in memory and acked when Redis returns. A stopping worker
+finishes the task it is running, gives back the claimed tasks it has not started and
+acks the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from runtime import keys
+from runtime.broker import BadTask, Broker, Report, clock_ms
+from runtime.connection import connect
+from runtime.errors import WasmqError
+from runtime.heartbeat import Heartbeat, WorkerStats, new_worker_id
+from runtime.log import get_logger
+from runtime.settings import Settings
+from runtime.task import Task
+
+log = get_logger("worker")
+
+#: Longest sleep of an idle worker between two claims when no wake-up arrives (s).
+IDLE_WAIT = 1.0
+#: Results of a batch are acked early once the oldest has waited this long (s).
+ACK_DELAY = 0.05
+#: How long a worker reuses a task's registry record (capabilities, current digest).
+RECORD_TTL = 2.0
+
+
+class Outage:
+    """Backoff for Redis errors, logging once per change of state."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.down = False
+        self.delay = 0.05
+
+    def failed(self, exc: BaseException, stop: threading.Event | None = None) -> None:
+        if not self.down:
+            self.down = True
+            log.warning("Redis unavailable, retrying", during=self.what, error=str(exc))
+        if stop is not None:
+            stop.wait(self.delay)
+        else:
+            time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 5.0)
+
+    def ok(self) -> None:
+        if self.down:
+            self.down = False
+            log.info("Redis available again", during=self.what)
+        self.delay = 0.05
+
+
+class Worker:
+    """Runs tasks from ``queues`` (earlier queues first) until stopped.
+
+    ``registry`` and ``sandbox`` default to the real ones; tests may pass their own.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        queues: Sequence[str],
+        *,
+        burst: bool = False,
+        worker_id: str | None = None,
+        client: redis.Redis | None = None,
+        registry: Any = None,
+        sandbox: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.queues = list(queues) or [settings.queue]
+        self.burst = burst
+        self.worker_id = worker_id or new_worker_id()
+        self.redis = client if client is not None else connect(settings, check=False)
+        self.broker = Broker(self.redis, settings)
+        if registry is None:
+            from runtime.registry import Registry
+
+            registry = Registry(settings, self.redis)
+        if sandbox is None:
+            from runtime.sandbox import Sandbox
+
+            sandbox = Sandbox(settings)
+        self.registry = registry
+        self.sandbox = sandbox
+        self.stats = WorkerStats()
+        self._held: dict[str, Task] = {}
+        self._running: tuple[str, int] | None = None
+        self._lock = threading.Lock()
+        self._records: dict[str, tuple[float, Any]] = {}
+        self._pubsub: redis.client.PubSub | None = None
+        self._outage = Outage("worker loop")
+        self._live: Any = None
+        grace = settings.lease_grace
+        self.heartbeat = Heartbeat(
+            self.redis,
+            self.worker_id,
+            self.queues,
+            self.stats,
+            settings.heartbeat_interval,
+            leases=self._leases,
+            renew_every=max(grace / 3, 0.05),
+        )
+
+    # -- main loop ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, abort: threading.Event | None = None) -> None:
+        """Work until ``stop`` is set (or, with ``burst``, the queues are empty).
+
+        ``abort`` gives up at once on what is still held (leases recover it)."""
+        self.abort = abort or threading.Event()
+        self._start_live_logs()
+        self.heartbeat.start()
+        log.info("worker started", worker_id=self.worker_id, queues=self.queues)
+        try:
+            while not stop.is_set():
+                try:
+                    batch = self.broker.claim(
+                        self.queues, self.worker_id, self.settings.claim_batch
+                    )
+                    self._outage.ok()
+                except redis.RedisError as exc:
+                    self._outage.failed(exc, stop)
+                    continue
+                tasks = self._keep_runnable(batch)
+                if tasks:
+                    self._process(tasks, stop)
+                elif not batch:
+                    if self.burst:
+                        break
+                    self._wait_for_work()
+        finally:
+            self._close()
+        log.info("worker stopped", worker_id=self.worker_id, done=self.stats.done,
+                 failed=self.stats.failed)  # fmt: skip
+
+    def _keep_runnable(self, batch: list[Task | BadTask]) -> list[Task]:
+        tasks: list[Task] = []
+        for item in batch:
+            if isinstance(item, BadTask):
+                self.stats.failed += 1
+                log.error(
+                    "bad task dead-lettered" if item.kept else "bad task id dropped",
+                    task_id=item.id,
+                    queue=item.queue,
+                    error=item.error,
+                )
+            else:
+                tasks.append(item)
+        return tasks
+
+    def _process(self, tasks: list[Task], stop: threading.Event) -> None:
+        with self._lock:
+            for task in tasks:
+                self._held[task.id] = task
+        reports: list[Report] = []
+        first_done = 0.0
+        started = 0
+        for task in tasks:
+            if stop.is_set():
+                break
+            started += 1
+            reports.append(self.run_task(task))
+            if len(reports) == 1:
+                first_done = time.monotonic()
+            elif time.monotonic() - first_done > ACK_DELAY and started < len(tasks):
+                self._flush(reports)
+                reports = []
+        self._running = None
+        self.stats.current_task = self.stats.current_name = ""
+        if started < len(tasks):
+            self._release(tasks[started:])
+        self._flush(reports)
+        if self._pubsub is not None:
+            self._drain_wakeups()
+
+    # -- one task -------------------------------------------------------------------
+
+    def run_task(self, task: Task) -> Report:
+        """Run one claimed task; never raises (every failure becomes a report)."""
+        from runtime.sandbox import TaskLimits
+
+        started_ms = clock_ms()
+        self._running = (task.id, started_ms)
+        self.stats.current_task = task.id
+        self.stats.current_name = task.task_name
+        try:
+            limits = TaskLimits.resolve(task.limits, self.settings)
+            module, digest, capabilities = self._module(task, bool(limits.fuel))
+        except redis.RedisError as exc:
+            return self._failed(task, started_ms, f"Redis error loading the module: {exc}",
+                                "redis", retryable=True)  # fmt: skip
+        except WasmqError as exc:
+            return self._failed(task, started_ms, str(exc), "module", retryable=False)
+        except Exception as exc:
+            log.exception("module load failed", task_id=task.id, task_name=task.task_name)
+            return self._failed(task, started_ms, f"cannot load the module: {exc}", "module",
+                                retryable=False)  # fmt: skip
+        live = self._live
+        if live is not None:
+            live.start_task(task.id)
+        outcome = self.sandbox.run(
+            module,
+            digest,
+            task.payload,
+            limits,
+            task_name=task.task_name,
+            capabilities=capabilities,
+            on_output=live.publish if live is not None else None,
+        )
+        if live is not None:
+            live.end_task(task.id)
+        return self._report(task, started_ms, outcome)
+
+    def _report(self, task: Task, started_ms: int, outcome: Any) -> Report:
+        from runtime import task_logs
+
+        chunks = outcome.logs
+        log_file = ""
+        if chunks or outcome.log_dropped:
+            if self.settings.save_wasm_logs:
+                try:
+                    path = task_logs.save_log_file(
+                        self.settings, task.task_name, task.id, chunks, outcome.log_dropped
+                    )
+                    log_file = str(path)
+                except OSError as exc:
+                    log.warning("cannot save task log", task_id=task.id, error=str(exc))
+            if self.settings.mirror_wasm_logs:
+                task_logs.mirror_chunks(task.task_name, task.id, chunks)
+        report = Report(
+            task,
+            ok=bool(outcome.ok),
+            result=outcome.result if outcome.ok else b"",
+            error="" if outcome.ok else outcome.message,
+            error_kind="" if outcome.ok else outcome.kind,
+            retryable=bool(outcome.retryable),
+            started_ms=started_ms,
+            duration_ms=float(outcome.duration_ms),
+            logs=[task_logs.encode_chunk(c) for c in chunks],
+            log_bytes=int(outcome.log_bytes),
+            log_dropped=int(outcome.log_dropped),
+            log_file=log_file,
+        )
+        if outcome.ok:
+            if log_file:
+                log.info("task completed", task_id=task.id, task_name=task.task_name,
+                         log_file=log_file)  # fmt: skip
+            else:
+                log.debug("task completed", task_id=task.id, task_name=task.task_name)
+        else:
+            log.warning(
+                "task failed",
+                task_id=task.id,
+                task_name=task.task_name,
+                kind=outcome.kind,
+                error=outcome.message,
+                attempt=task.attempts,
+                retryable=bool(outcome.retryable),
+            )
+        return report
+
+    def _failed(
+        self, task: Task, started_ms: int, error: str, kind: str, *, retryable: bool
+    ) -> Report:
+        log.error("task failed", task_id=task.id, task_name=task.task_name, kind=kind,
+                  error=error)  # fmt: skip
+        return Report(task, ok=False, error=error, error_kind=kind, retryable=retryable,
+                      started_ms=started_ms)  # fmt: skip
+
+    def _module(self, task: Task, fuel: bool) -> tuple[Any, str, Any]:
+        from runtime.errors import RegistryError
+
+        record = self._record(task.task_name)
+        digest = task.digest or (record.digest if record is not None else "")
+        if not digest:
+            raise RegistryError(
+                f"task {task.task_name!r} is not registered and the task names no digest; "
+                "register it (wasmq register PATH) and enqueue again"
+            )
+        try:
+            module = self.registry.load_module(digest, fuel=fuel)
+        except RegistryError as exc:
+            raise RegistryError(f"field digest={digest}: {exc}") from None
+        capabilities = getattr(record, "capabilities", None) if record is not None else None
+        return module, digest, capabilities
+
+    def _record(self, name: str) -> Any:
+        now = time.monotonic()
+        cached = self._records.get(name)
+        if cached is not None and now - cached[0] < RECORD_TTL:
+            return cached[1]
+        record = self.registry.get(name)
+        self._records[name] = (now, record)
+        return record
+
+    # -- Redis side -----------------------------------------------------------------
+
+    def _flush(self, reports: list[Report]) -> None:
+        """Ack/nack ``reports``, retrying through outages (unless aborted)."""
+        if not reports:
+            return
+        outage = Outage("ack")
+        while True:
+            try:
+                statuses = self.broker.finish(reports)
+                outage.ok()
+                break
+            except redis.RedisError as exc:
+                if self.abort.is_set():
+                    log.warning("gave up acking on abort; leases will recover the tasks",
+                                count=len(reports))  # fmt: skip
+                    statuses = []
+                    break
+                outage.failed(exc, self.abort)
+        for status in statuses:
+            if status == "completed":
+                self.stats.done += 1
+            elif status in ("failed", "retrying"):
+                self.stats.failed += 1
+        with self._lock:
+            for report in reports:
+                self._held.pop(report.task.id, None)
+
+    def _release(self, tasks: list[Task]) -> None:
+        outage = Outage("release")
+        while not self.abort.is_set():
+            try:
+                self.broker.release(tasks, self.worker_id)
+                break
+            except redis.RedisError as exc:
+                outage.failed(exc, self.abort)
+        with self._lock:
+            for task in tasks:
+                self._held.pop(task.id, None)
+
+    def _leases(self) -> dict[str, int]:
+        """New lease deadlines for the held tasks; the running one keeps its own bound,
+        so a wedged task is still recovered."""
+        now = clock_ms()
+        grace = int(self.settings.lease_grace * 1000)
+        ceiling = self.settings.max_task_timeout
+        running = self._running
+        with self._lock:
+            held = list(self._held.values())
+        out: dict[str, int] = {}
+        for task in held:
+            timeout = int(min(task.timeout, ceiling) * 1000)
+            if running is not None and running[0] == task.id:
+                out[task.id] = running[1] + timeout + grace
+            else:
+                out[task.id] = now + timeout + grace
+        return out
+
+    def _wait_for_work(self) -> None:
+        if self._pubsub is None:
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(*(keys.queue_ready(q) for q in self.queues))
+                self._pubsub = pubsub
+            except redis.RedisError as exc:
+                self._outage.failed(exc)
+            # Claim once more before sleeping: a push before the subscription is not lost.
+            return
+        try:
+            if self._pubsub.get_message(timeout=IDLE_WAIT) is not None:
+                self._drain_wakeups()
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self._close_pubsub()
+            self._outage.failed(exc)
+
+    def _drain_wakeups(self) -> None:
+        """Read wake-ups that arrived while busy, so they neither pile up in Redis's
+        output buffer nor cause empty claims later."""
+        assert self._pubsub is not None
+        try:
+            for _ in range(10_000):
+                if self._pubsub.get_message(timeout=0) is None:
+                    break
+        except (redis.RedisError, OSError, ValueError):
+            self._close_pubsub()
+
+    def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                self._pubsub.close()
+            self._pubsub = None
+
+    def _start_live_logs(self) -> None:
+        try:
+            from runtime.task_logs import LiveLogPublisher
+        except ImportError:  # pragma: no cover - task logs are part of the package
+            return
+        self._live = LiveLogPublisher(self.redis)
+
+    def _close(self) -> None:
+        self._close_pubsub()
+        held = list(self._held.values())
+        if held and not self.abort.is_set():
+            self._release(held)
+        self.heartbeat.stop(deregister=True)
+        if self._live is not None:
+            self._live.close()
+        close: Callable[[], None] | None = getattr(self.sandbox, "close", None)
+        if close is not None:
+            close()

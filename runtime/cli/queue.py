@@ -1,9 +1,331 @@
-"""CLI commands: queue."""
+"""CLI commands: enqueue, worker, workers, cancel, dlq, reaper."""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from runtime.cli.context import state
+from runtime.errors import InvalidTask, WasmqError
+from runtime.task import Task, format_time
+
+if TYPE_CHECKING:
+    from runtime.client import Client
+
+dlq_app = typer.Typer(help="Dead-lettered tasks: list, redrive, purge.", no_args_is_help=True)
+
+
+def _client(ctx: typer.Context) -> Client:
+    from runtime.client import Client
+
+    st = state(ctx)
+    return Client(settings=st.settings(), client=st.redis())
+
+
+def read_payload(value: str) -> bytes:
+    """``--payload``: the text itself, ``@FILE`` for a file's bytes, ``@-`` for stdin."""
+    if value.startswith("@"):
+        name = value[1:]
+        if name == "-":
+            return sys.stdin.buffer.read()
+        try:
+            return Path(name).read_bytes()
+        except OSError as exc:
+            raise InvalidTask(f"cannot read payload file {name}: {exc.strerror}") from None
+    return value.encode()
+
+
+def enqueue(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered task name."),
+    payload: str = typer.Option("", "--payload", "-p", help="Payload text, @FILE or @- (stdin)."),
+    queue: str | None = typer.Option(None, "--queue", "-q", help="Queue (WASMQ_QUEUE)."),
+    max_retries: int | None = typer.Option(
+        None, "--max-retries", help="Retries after the first attempt."
+    ),
+    timeout: str | None = typer.Option(None, "--timeout", help="Time limit, e.g. 30s."),
+    task_id: str | None = typer.Option(None, "--id", help="Task id; makes enqueue idempotent."),
+    at: str | None = typer.Option(None, "--at", help="Run once at this RFC3339 time."),
+    delay: str | None = typer.Option(None, "--in", help="Run once after this delay, e.g. 30s."),
+    cron: str | None = typer.Option(None, "--cron", help="Cron expression of a recurring task."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of --cron."),
+    memory: str | None = typer.Option(None, "--memory", help="Memory limit, e.g. 64MiB."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
+    wait_timeout: str | None = typer.Option(None, "--wait-timeout", help="Longest wait."),
+    as_json: bool = typer.Option(False, "--json", help="Print the task as JSON."),
+) -> None:
+    """Enqueue a task (now, at a time, after a delay, or on a cron schedule)."""
+    client = _client(ctx)
+    if sum(x is not None for x in (at, delay, cron)) > 1:
+        raise InvalidTask("give at most one of --at, --in and --cron")
+    if wait and cron:
+        raise InvalidTask("--wait cannot wait for a cron entry; wait for one of its runs")
+    options: dict[str, Any] = {"queue": queue, "max_retries": max_retries, "timeout": timeout,
+                               "id": task_id, "memory": memory}  # fmt: skip
+    body = read_payload(payload)
+    if cron is not None:
+        task = client.cron(name, cron, body, tz=tz, **options)
+        created = True
+    elif at is not None or delay is not None:
+        task = client.schedule(name, body, at=at, delay=delay, **options)
+        created = True
+    else:
+        task, created = client.submit(client.task(name, body, **options))
+    if not created:
+        typer.echo(f"task {task.id} exists already ({task.stage}); nothing enqueued", err=True)
+    if as_json:
+        typer.echo(json.dumps(_task_json(task)))
+    else:
+        typer.echo(task.id)
+    if wait:
+        from runtime.units import parse_duration
+
+        limit = parse_duration(wait_timeout) if wait_timeout else None
+        result = client.wait_result(task.id, limit)
+        sys.stdout.buffer.write(result)
+        if result and not result.endswith(b"\n") and sys.stdout.isatty():
+            sys.stdout.buffer.write(b"\n")
+        sys.stdout.flush()
+
+
+def _task_json(task: Task) -> dict[str, object]:
+    return {
+        "id": task.id,
+        "task_name": task.task_name,
+        "queue": task.queue,
+        "stage": task.stage,
+        "kind": int(task.kind),
+        "version": task.version,
+        "digest": task.digest,
+        "attempts": task.attempts,
+        "max_retries": task.max_retries,
+        "timeout": task.timeout,
+        "scheduled_at": format_time(task.scheduled_ms) if task.scheduled_ms else None,
+        "next_run_at": format_time(task.next_run_ms) if task.next_run_ms else None,
+        "cron_expr": task.cron_expr or None,
+        "error": task.error or None,
+    }
+
+
+def worker(
+    ctx: typer.Context,
+    queue: list[str] | None = typer.Option(
+        None, "--queue", "-q", help="Queue to serve; repeat for several (earlier first)."
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Worker processes (default: one per core)."
+    ),
+    burst: bool = typer.Option(False, "--burst", help="Exit when the queues are empty."),
+    registry: Path | None = typer.Option(
+        None, "--registry", help="Register every task source in DIR first."
+    ),
+    no_scheduler: bool = typer.Option(
+        False, "--no-scheduler", help="Do not run the scheduler loop."
+    ),
+    no_reaper: bool = typer.Option(False, "--no-reaper", help="Do not run the reaper loop."),
+) -> None:
+    """Run a pool of worker processes (plus the scheduler and reaper loops)."""
+    from runtime.pool import Pool
+
+    st = state(ctx)
+    settings = st.settings()
+    if registry is not None:
+        _register_dir(ctx, registry)
+    queues = list(queue or [settings.queue])
+    from runtime.names import check_queue_name
+
+    for name in queues:
+        try:
+            check_queue_name(name)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+    st.redis()  # fail fast with one line when Redis is unreachable
+    code = Pool(
+        settings,
+        queues,
+        concurrency=concurrency,
+        burst=burst,
+        scheduler=not no_scheduler,
+        reaper=not no_reaper,
+    ).run()
+    raise typer.Exit(code)
+
+
+def _register_dir(ctx: typer.Context, directory: Path) -> None:
+    from compiler import SUPPORTED_EXTENSIONS
+    from runtime.registry import Registry
+
+    if not directory.is_dir():
+        raise InvalidTask(f"--registry {directory} is not a directory")
+    st = state(ctx)
+    reg = Registry(st.settings(), st.redis())
+    files = sorted(p for p in directory.iterdir() if p.suffix in SUPPORTED_EXTENSIONS)
+    for path in files:
+        outcome = reg.register(path)
+        typer.echo(f"registered {outcome.record.name} v{outcome.record.version}", err=True)
+
+
+def workers(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List worker processes: id, host, pid, queues, current task, counts, heartbeat."""
+    client = _client(ctx)
+    rows = client.workers()
+    if as_json:
+        typer.echo(json.dumps([w.to_json() for w in rows]))
+        return
+    if not rows:
+        typer.echo("no workers")
+        return
+    header = ("ID", "HOST", "PID", "QUEUES", "CURRENT", "DONE", "FAILED", "HEARTBEAT", "ALIVE")
+    table = [header] + [
+        (
+            w.id,
+            w.host,
+            str(w.pid),
+            ",".join(w.queues),
+            w.current_task or "-",
+            str(w.done),
+            str(w.failed),
+            format_time(w.heartbeat_ms),
+            "yes" if w.alive else "no",
+        )
+        for w in rows
+    ]
+    _print_table(table)
+
+
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cancel(ctx: typer.Context, task_id: str = typer.Argument(..., help="Task id.")) -> None:
+    """Cancel a pending or scheduled task; a running one is marked and its result discarded."""
+    client = _client(ctx)
+    status = client.cancel(task_id)
+    messages = {
+        "cancelled": f"cancelled {task_id}",
+        "marked": f"task {task_id} is running: marked cancelled, its result will be discarded",
+        "final": f"task {task_id} had already ended; nothing to cancel",
+    }
+    typer.echo(messages.get(status, status))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    ctx: typer.Context,
+    queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
+    limit: int = typer.Option(100, "--limit", help="Most tasks to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List dead-lettered tasks, newest first, with their last error."""
+    from runtime.broker import BadTask
+
+    client = _client(ctx)
+    items = client.dlq_list(queue, limit)
+    rows: list[dict[str, object]] = []
+    for item in items:
+        if isinstance(item, BadTask):
+            rows.append({"id": item.id, "task_name": "", "queue": item.queue, "attempts": None,
+                         "error": item.error, "failed_at": None})  # fmt: skip
+        else:
+            failed = item.finished_ms
+            rows.append({"id": item.id, "task_name": item.task_name, "queue": item.queue,
+                         "attempts": item.attempts, "error": item.error,
+                         "failed_at": format_time(failed) if failed else None})  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("dead-letter list is empty")
+        return
+    table = [("ID", "TASK", "QUEUE", "ATTEMPTS", "FAILED", "ERROR")]
+    for r in rows:
+        table.append((str(r["id"]), str(r["task_name"]), str(r["queue"]), str(r["attempts"] or "-"),
+                      str(r["failed_at"] or "-"), str(r["error"] or "")[:100]))  # fmt: skip
+    _print_table(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ctx: typer.Context,
+    ids: list[str] | None = typer.Argument(None, help="Task ids to redrive."),
+    all_: bool = typer.Option(False, "--all", help="Redrive every dead letter."),
+    queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
+) -> None:
+    """Move dead-lettered tasks back to pending with fresh attempts."""
+    if bool(ids) == all_:
+        raise InvalidTask("give task ids or --all")
+    client = _client(ctx)
+    moved = client.dlq_redrive(None if all_ else ids, queue=queue)
+    missing = sorted(set(ids or []) - set(moved))
+    typer.echo(f"redrove {len(moved)} task(s)")
+    if missing:
+        raise WasmqError(f"not in the dead-letter list: {', '.join(missing)}")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    ctx: typer.Context,
+    older_than: str | None = typer.Option(
+        None, "--older-than", help="Only tasks that failed longer ago, e.g. 7d."
+    ),
+    queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
+) -> None:
+    """Delete dead-lettered tasks with their results and logs."""
+    from runtime.units import parse_duration
+
+    client = _client(ctx)
+    try:
+        seconds = parse_duration(older_than) if older_than is not None else None
+    except ValueError as exc:
+        raise InvalidTask(f"invalid --older-than: {exc}") from None
+    typer.echo(f"purged {client.dlq_purge(seconds, queue=queue)} task(s)")
+
+
+def reaper(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="Recover once and exit."),
+) -> None:
+    """Run the reaper alone: recover tasks whose worker died (expired leases)."""
+    from runtime.broker import Broker
+    from runtime.reaper import Reaper
+
+    st = state(ctx)
+    reap = Reaper(Broker(st.redis(), st.settings()), st.settings())
+    if once:
+        recovered = reap.run_once()
+        typer.echo(f"recovered {len(recovered)} task(s)")
+        return
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=reap.run, args=(stop,), daemon=True)
+    thread.start()
+    while thread.is_alive():
+        time.sleep(0.2)
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("enqueue")(enqueue)
+    app.command("worker")(worker)
+    app.command("workers")(workers)
+    app.command("cancel")(cancel)
+    app.command("reaper")(reaper)
+    app.add_typer(dlq_app, name="dlq")

@@ -1,0 +1,256 @@
+"""The Python client: produce tasks, manage dead letters, see workers, read results.
+
+``Client(url)`` is what the CLI uses; everything it does goes through
+:class:`runtime.broker.Broker` (writes) or :class:`runtime.queries.Queries` (reads)::
+
+    from runtime.client import Client
+
+    client = Client("redis://localhost:6379")
+    task = client.enqueue("task_1", {"name": "world"})
+    print(client.result(task.id, wait=True, timeout=10))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from runtime import keys
+from runtime.broker import BadTask, Broker
+from runtime.connection import connect
+from runtime.errors import InvalidTask
+from runtime.heartbeat import WorkerInfo, list_workers
+from runtime.names import check_queue_name, check_task_id, check_task_name
+from runtime.queries import Queries
+from runtime.settings import Settings
+from runtime.task import Kind, Limits, Task, parse_time
+from runtime.units import parse_duration, parse_size
+
+#: A payload: raw bytes, text (sent as UTF-8) or anything JSON can encode.
+Payload = bytes | str | dict[str, Any] | list[Any] | int | float | bool | None
+
+
+def encode_payload(payload: Payload) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class Client(Queries):
+    """Producer and inspection API over one Redis connection.
+
+    :param url: Redis URL; ``None`` uses ``settings`` (or the environment and ``.env``),
+        and with no URL anywhere the embedded server.
+    :param settings: settings to use (defaults, limits, retention).
+    :param client: an existing ``redis.Redis`` (bytes responses) to reuse.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        settings: Settings | None = None,
+        *,
+        client: redis.Redis | None = None,
+    ) -> None:
+        if settings is None:
+            settings = Settings.load({"redis_url": url})
+        elif url:
+            settings = dataclasses.replace(settings, redis_url=url)
+        self.settings = settings
+        self.redis = client if client is not None else connect(settings)
+        self.broker = Broker(self.redis, settings)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- building tasks ------------------------------------------------------------------
+
+    def task(
+        self,
+        name: str,
+        payload: Payload = b"",
+        *,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | str | None = None,
+        id: str | None = None,
+        memory: int | str | None = None,
+        limits: Limits | None = None,
+    ) -> Task:
+        """A validated :class:`Task` for an immediate run, not yet sent."""
+        check_task_name(name)
+        queue_name = queue or self.settings.queue
+        try:
+            check_queue_name(queue_name)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        task_id = check_task_id(id) if id is not None else uuid.uuid4().hex
+        retries = self.settings.max_retries if max_retries is None else max_retries
+        if retries < 0:
+            raise InvalidTask(f"invalid max retries {retries}: use 0 or more")
+        seconds = self.settings.task_timeout
+        if timeout is not None:
+            try:
+                seconds = parse_duration(timeout)
+            except ValueError as exc:
+                raise InvalidTask(f"invalid timeout: {exc}") from None
+            if seconds <= 0:
+                raise InvalidTask("invalid timeout: it must be greater than zero")
+        task_limits = dataclasses.replace(limits) if limits is not None else Limits()
+        if memory is not None:
+            try:
+                task_limits.memory = parse_size(memory)
+            except ValueError as exc:
+                raise InvalidTask(f"invalid memory limit: {exc}") from None
+        task_limits.timeout = seconds
+        return Task(
+            id=task_id,
+            task_name=name,
+            payload=encode_payload(payload),
+            queue=queue_name,
+            max_retries=retries,
+            timeout=seconds,
+            limits=task_limits,
+        )
+
+    # -- producing -----------------------------------------------------------------------
+
+    def submit(self, task: Task) -> tuple[Task, bool]:
+        """Send a built task; ``(task, created)`` (``False`` when the id existed)."""
+        return self.broker.enqueue(task)
+
+    def enqueue(self, name: str, payload: Payload = b"", **options: Any) -> Task:
+        """Enqueue one task to run now; options as in :meth:`task`. With an ``id`` that
+        exists already, the stored task is returned and nothing is enqueued."""
+        return self.submit(self.task(name, payload, **options))[0]
+
+    def enqueue_many(
+        self, items: Iterable[Task | tuple[str, Payload]], **options: Any
+    ) -> list[Task]:
+        """Enqueue many tasks in pipelined batches (tasks, or ``(name, payload)`` pairs
+        that share ``options``)."""
+        tasks = [
+            item if isinstance(item, Task) else self.task(item[0], item[1], **options)
+            for item in items
+        ]
+        return [task for task, _ in self.broker.enqueue_many(tasks)]
+
+    def schedule(
+        self,
+        name: str,
+        payload: Payload = b"",
+        *,
+        at: datetime | int | str | None = None,
+        delay: float | str | None = None,
+        **options: Any,
+    ) -> Task:
+        """Enqueue a one-off task due ``at`` (datetime, ms since the epoch or RFC3339) or
+        after ``delay`` (seconds or ``"30s"``). A time in the past is refused."""
+        from runtime.scheduler import check_future
+
+        task = self.task(name, payload, **options)
+        task.kind = Kind.SCHEDULED
+        task.scheduled_ms = check_future(self._due(at, delay))
+        return self.submit(task)[0]
+
+    def cron(
+        self, name: str, expr: str, payload: Payload = b"", *, tz: str = "UTC", **options: Any
+    ) -> Task:
+        """Create a cron entry: each firing of ``expr`` (six fields with seconds, five
+        fields, ``@hourly``..., ``@every 30s``) in time zone ``tz`` runs ``name``."""
+        from runtime.cron_admin import next_run
+
+        task = self.task(name, payload, **options)
+        task.kind = Kind.CRON
+        task.cron_expr = expr
+        task.cron_tz = tz or "UTC"
+        task.next_run_ms = next_run(expr, task.cron_tz)
+        return self.submit(task)[0]
+
+    @staticmethod
+    def _due(at: datetime | int | str | None, delay: float | str | None) -> int:
+        from runtime.broker import clock_ms
+
+        if (at is None) == (delay is None):
+            raise InvalidTask("give exactly one of a time (--at) and a delay (--in)")
+        if delay is not None:
+            try:
+                return clock_ms() + int(parse_duration(delay) * 1000)
+            except ValueError as exc:
+                raise InvalidTask(f"invalid delay: {exc}") from None
+        if isinstance(at, datetime):
+            if at.tzinfo is None:
+                raise InvalidTask("the scheduled time needs a time zone")
+            return int(at.timestamp() * 1000)
+        if isinstance(at, int):
+            return at
+        try:
+            return parse_time(str(at))
+        except ValueError as exc:
+            raise InvalidTask(f"invalid time: {exc}") from None
+
+    # -- control -------------------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> str:
+        """Cancel a task: ``cancelled`` (it was waiting), ``marked`` (running: its result
+        will be discarded) or ``final`` (it had already ended)."""
+        return self.broker.cancel(task_id)[0]
+
+    def _queues(self, queue: str | None) -> list[str]:
+        return [queue] if queue else self.broker.queues()
+
+    def dlq_list(self, queue: str | None = None, limit: int = 100) -> list[Task | BadTask]:
+        """Dead-lettered tasks, newest first (all queues unless ``queue``)."""
+        out: list[Task | BadTask] = []
+        for name in self._queues(queue):
+            out.extend(self.broker.dlq_list(name, limit))
+        return out[:limit] if queue is None else out
+
+    def dlq_redrive(
+        self, ids: Sequence[str] | None = None, *, queue: str | None = None
+    ) -> list[str]:
+        """Move dead letters back to pending: ``ids``, or all of them when ``ids`` is
+        None. Returns the ids moved."""
+        if ids is None:
+            moved: list[str] = []
+            for name in self._queues(queue):
+                moved.extend(self.broker.dlq_redrive(name))
+            return moved
+        by_queue: dict[str, list[str]] = {}
+        for task_id in ids:
+            raw = self.redis.hget(keys.task(task_id), "queue")
+            name = queue or (raw.decode() if isinstance(raw, bytes) and raw else "default")
+            by_queue.setdefault(name, []).append(task_id)
+        moved = []
+        for name, group in by_queue.items():
+            moved.extend(self.broker.dlq_redrive(name, group))
+        return moved
+
+    def dlq_purge(self, older_than: float | str | None = None, *, queue: str | None = None) -> int:
+        """Delete dead letters (those that failed more than ``older_than`` ago, or all)."""
+        seconds = None if older_than is None else parse_duration(older_than)
+        return sum(self.broker.dlq_purge(name, seconds) for name in self._queues(queue))
+
+    def workers(self) -> list[WorkerInfo]:
+        """Registered worker processes, alive first."""
+        return list_workers(self.redis, self.settings.heartbeat_interval)
+
+    def register(self, path: Any, name: str | None = None) -> Any:
+        """Register a task source or module file (see :class:`runtime.registry.Registry`)."""
+        from runtime.registry import Registry
+
+        return Registry(self.settings, self.redis).register(path, name)

@@ -19,7 +19,7 @@ from runtime import keys
 from runtime.cron import CronSchedule
 from runtime.errors import InvalidTask, TaskNotFound
 from runtime.scripts import Scripts
-from runtime.task import format_time, now_ms, parse_time
+from runtime.task import TERMINAL_STAGES, format_time, now_ms, parse_time
 
 
 def next_run(expr: str, tz: str = "UTC", now: int | None = None) -> int:
@@ -101,6 +101,8 @@ def list_entries(client: redis.Redis, now: int | None = None, runs: int = 3) -> 
             values, score, last = replies[3 * i : 3 * i + 3]
             if not isinstance(values, list) or values[0] != b"2":
                 continue
+            if _text(values[5]) in TERMINAL_STAGES:
+                continue  # cancelled through `wasmq cancel`
             entries.append(
                 _entry(entry, dict(zip(fields, values, strict=True)), score, last, current, runs)
             )

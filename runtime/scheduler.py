@@ -25,9 +25,11 @@ Policies:
   previous run is still pending, retrying or in progress, that tick is skipped and
   counted in the entry's ``skipped_runs``; the next tick tries again. Runs never pile
   up, whatever the worker capacity.
-- **Wake-ups.** The loop blocks on ``BLPOP wasmq:scheduler:wake`` until the earliest
-  due time (at most ``max_sleep``, 1 s), so it never polls fast. Whoever schedules
-  something earlier than everything else pushes to that list (:func:`wake`).
+- **Wake-ups.** The loop blocks on ``BLPOP wasmq:scheduler:wake`` until about 100 ms
+  before the earliest due time (at most ``max_sleep``, 1 s), then sleeps the last stretch
+  locally, because the server only checks blocking timeouts every 100 ms; so it never
+  polls fast and promotes within a few ms of the due time. Whoever schedules something
+  earlier than everything else pushes to that list (:func:`wake`).
 - **Clocks.** Each scheduler uses its own clock. With several schedulers, a fast clock
   fires early but never twice: the compare-and-set decides.
 """
@@ -51,6 +53,8 @@ from runtime.task import format_time
 
 log = get_logger("scheduler")
 
+#: Granularity of server-side blocking timeouts (1 / hz, hz 10 by default).
+_SERVER_TICK = 0.1
 #: Longest ids a run may have (runtime.names allows 200 characters).
 _MAX_ID = 200
 
@@ -222,10 +226,15 @@ class Scheduler:
             try:
                 self.run_once()
                 wait = self.sleep_for(_now())
-                if wait >= 0.001:
-                    # Server-side timeouts are precise to about a millisecond; a wake-up
-                    # pushed meanwhile returns at once.
-                    self.client.blpop([keys.SCHEDULER_WAKE], timeout=wait)
+                if wait > _SERVER_TICK:
+                    # The server checks blocking timeouts on its cron tick (100 ms at the
+                    # default hz), so it may answer late: block until one tick before the
+                    # due time (a wake-up returns at once), then sleep the rest here.
+                    self.client.blpop([keys.SCHEDULER_WAKE], timeout=wait - _SERVER_TICK)
+                elif wait >= 0.001:
+                    # A task scheduled during this short sleep is due before the head
+                    # at the latest, so it is promoted less than a tick late.
+                    stop.wait(wait)
                 failures = 0
             except (redis.RedisError, OSError, WasmqError) as exc:
                 failures += 1

@@ -31,6 +31,13 @@ local key = 'task_metadata:' .. entry
 if redis.call('TYPE', key).ok ~= 'hash' or redis.call('HGET', key, 'task_kind') ~= '2' then
   return 0
 end
+local entry_stage = redis.call('HGET', key, 'task_stage')
+if entry_stage == 'paused' or entry_stage == 'cancelled' or entry_stage == 'completed'
+  or entry_stage == 'failed' then
+  -- Left in the set by an interrupted writer: it must not fire.
+  redis.call('ZREM', KEYS[1], entry)
+  return 0
+end
 
 local result = 1
 local last = redis.call('HGET', KEYS[2], entry)

@@ -324,3 +324,14 @@ def test_killed_scheduler_restarts_on_schedule(
     assert all(b - a == 1000 for a, b in itertools.pairwise(after[1:]))
     assert len(ticks) == len(set(ticks))
     assert int(entry_hash(redis_client, "survivor")["missed_runs"]) >= 2
+
+
+def test_cancelled_entry_left_in_set_never_fires(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_cron(redis_client, "gone", "* * * * * *", T)
+    redis_client.hset(keys.task("gone"), "task_stage", Stage.CANCELLED)
+    assert Scheduler(redis_client, settings).run_once(T + 5) == 0
+    assert redis_client.zscore(keys.SCHEDULED, "gone") is None
+    assert redis_client.llen(keys.pending()) == 0
+    assert cron_admin.list_entries(redis_client, now=T) == []

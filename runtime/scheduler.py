@@ -13,7 +13,9 @@ supervisor, plus ``wasmq scheduler``) can run against one Redis at once:
   is computed here with :class:`~runtime.cron.CronSchedule`, then ``cron_fire.lua``
   does a compare-and-set on the entry's score: only the scheduler that still sees the
   score it read wins, creates the run (id ``<entry id>:<due ms>``, ``cron_id`` = entry
-  id, its own result and logs) and moves the entry to its next time.
+  id, its own result and logs) and moves the entry to its next time. Like an enqueue,
+  each run takes the module version registered when it fires (re-registering a task
+  updates its cron runs); the entry's recorded digest is the fallback.
 
 Policies:
 
@@ -59,14 +61,14 @@ _SERVER_TICK = 0.1
 _MAX_ID = 200
 
 
-def check_future(ms: int, now: int | None = None) -> int:
+def check_future(ms: int, now: int | None = None, grace_ms: int = 100) -> int:
     """``ms`` when it is not in the past; raises :class:`InvalidTask` otherwise.
 
     The enqueue side calls it for ``--at``/``--in``: the reference refuses a scheduled
-    time before now.
+    time before now. ``grace_ms`` lets ``--in 0s`` (computed a moment earlier) through.
     """
     current = _now() if now is None else now
-    if ms < current:
+    if ms < current - grace_ms:
         raise InvalidTask(
             f"scheduled time {format_time(ms)} is in the past (now {format_time(current)}): "
             "give a future RFC3339 time or a delay like --in 30s"
@@ -186,7 +188,7 @@ class Scheduler:
         run = run_id(entry, due)
         outcome = int(
             self._scripts.cron_fire(
-                keys=[keys.SCHEDULED, keys.CRON_LAST_RUN],
+                keys=[keys.SCHEDULED, keys.CRON_LAST_RUN, keys.TASK_REGISTRY],
                 args=[
                     entry,
                     due,

@@ -2,6 +2,7 @@
 --
 -- KEYS[1]  task_set:scheduled
 -- KEYS[2]  wasmq:cron:last_run (hash entry id -> id of its latest run)
+-- KEYS[3]  wasmq:registry (each run uses the module registered when it fires)
 -- ARGV[1]  entry id
 -- ARGV[2]  the entry's score the caller saw (ms); the firing happens only if it still is
 -- ARGV[3]  next due time (ms)
@@ -66,14 +67,27 @@ if result == 1 then
   if queue ~= 'default' then
     pending = 'task_queue:' .. queue .. ':pending'
   end
+  -- Like an enqueue, a run takes the task's current registration; the digest recorded
+  -- on the entry is the fallback when the task is no longer registered.
+  local digest, version = f[4] or '', f[2] or ''
+  local record = redis.call('HGET', KEYS[3], f[1] or '')
+  if record then
+    local ok, decoded = pcall(cjson.decode, record)
+    if ok and type(decoded) == 'table' and type(decoded['digest']) == 'string' then
+      digest = decoded['digest']
+      if decoded['version'] ~= nil and type(decoded['version']) ~= 'table' then
+        version = tostring(decoded['version'])
+      end
+    end
+  end
   local run = ARGV[4]
   local run_key = 'task_metadata:' .. run
   redis.call('HSET', run_key,
-    'id', run, 'task_name', f[1] or '', 'task_version', f[2] or '',
+    'id', run, 'task_name', f[1] or '', 'task_version', version,
     'task_stage', 'pending', 'payload', f[3] or '', 'task_kind', '0',
     'created_at', ARGV[6], 'updated_at', ARGV[6], 'attempts', '0',
     'max_retries', f[7] or '3', 'timeout', f[8] or '30s', 'scheduled_at', ARGV[7],
-    'cron_expr', '', 'next_run_at', '', 'queue', f[5] or 'default', 'digest', f[4] or '',
+    'cron_expr', '', 'next_run_at', '', 'queue', f[5] or 'default', 'digest', digest,
     'limits', f[6] or '', 'enqueued_ms', ARGV[5], 'promoted_ms', ARGV[5], 'cron_id', entry)
   redis.call('RPUSH', pending, run)
   redis.call('PUBLISH', 'wasmq:ready:' .. queue, queue)

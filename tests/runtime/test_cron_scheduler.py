@@ -81,6 +81,15 @@ def test_firing_creates_a_linked_run(redis_client: redis.Redis, settings: Settin
     assert scheduler.run_once(T + 3) == 0
 
 
+def test_run_uses_current_registration(redis_client: redis.Redis, settings: Settings) -> None:
+    add_cron(redis_client, "reg", "* * * * * *", T)
+    record = {"name": "echo", "digest": "cd" * 32, "version": 4}
+    redis_client.hset(keys.TASK_REGISTRY, "echo", json.dumps(record))
+    assert Scheduler(redis_client, settings).run_once(T) == 1
+    run = Task.from_hash(redis_client.hgetall(keys.task(f"reg:{T}")))
+    assert (run.digest, run.version) == ("cd" * 32, "4")
+
+
 def test_five_field_entry(redis_client: redis.Redis, settings: Settings) -> None:
     add_cron(redis_client, "five", "*/5 * * * *", T)
     assert Scheduler(redis_client, settings).run_once(T) == 1

@@ -152,8 +152,11 @@ def test_concurrent_schedulers_promote_each_task_once(
 def test_check_future() -> None:
     assert check_future(T, T) == T
     assert check_future(T + 1, T) == T + 1
+    assert check_future(T - 50, T) == T - 50  # "--in 0s", computed a moment ago
     with pytest.raises(InvalidTask, match="is in the past"):
-        check_future(T - 1, T)
+        check_future(T - 101, T)
+    with pytest.raises(InvalidTask, match="is in the past"):
+        check_future(T - 1, T, grace_ms=0)
     with pytest.raises(InvalidTask, match="--in 30s"):
         check_future(now_ms() - 60_000)
 

@@ -195,14 +195,12 @@ class Worker:
 
     def run_task(self, task: Task) -> Report:
         """Run one claimed task; never raises (every failure becomes a report)."""
-        from runtime.sandbox import TaskLimits
-
         started_ms = clock_ms()
         self._running = (task.id, started_ms)
         self.stats.current_task = task.id
         self.stats.current_name = task.task_name
         try:
-            limits = TaskLimits.resolve(task.limits, self.settings)
+            limits = self.resolve_limits(task)
             module, digest, capabilities = self._module(task, bool(limits.fuel))
         except redis.RedisError as exc:
             return self._failed(task, started_ms, f"Redis error loading the module: {exc}",
@@ -216,18 +214,31 @@ class Worker:
         live = self._live
         if live is not None:
             live.start_task(task.id)
-        outcome = self.sandbox.run(
-            module,
-            digest,
-            task.payload,
-            limits,
-            task_name=task.task_name,
-            capabilities=capabilities,
-            on_output=live.publish if live is not None else None,
-        )
-        if live is not None:
-            live.end_task(task.id)
+        try:
+            outcome = self.sandbox.run(
+                module,
+                digest,
+                task.payload,
+                limits,
+                task_name=task.task_name,
+                capabilities=capabilities,
+                on_output=live.publish if live is not None else None,
+            )
+        except Exception as exc:
+            # The sandbox promises never to raise; if it does, the task fails, not the worker.
+            log.exception("sandbox raised", task_id=task.id, task_name=task.task_name)
+            return self._failed(task, started_ms, f"internal sandbox error: {exc}", "internal",
+                                retryable=False)  # fmt: skip
+        finally:
+            if live is not None:
+                live.end_task(task.id)
         return self._report(task, started_ms, outcome)
+
+    def resolve_limits(self, task: Task) -> Any:
+        """The task's requested limits, clamped to this worker's ceilings."""
+        from runtime.sandbox import TaskLimits
+
+        return TaskLimits.resolve(task.limits, self.settings)
 
     def _report(self, task: Task, started_ms: int, outcome: Any) -> Report:
         from runtime import task_logs

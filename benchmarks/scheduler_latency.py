@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import tempfile
 import threading
@@ -164,6 +165,7 @@ def main() -> None:
         consumer.join(timeout=5)
         if not args.redis_url:
             server.stop(state)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ one ack for the whole batch) cost one round trip each.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -121,11 +122,17 @@ class Broker:
             if when is None:
                 raise InvalidTask(f"task {task.id} is scheduled but has no due time")
             due = str(when)
-        fields: list[Any] = []
-        for key, value in task.to_hash().items():
-            fields.append(key)
-            fields.append(value)
-        args = [task.id, task.task_name, task.queue, due, keys.queue_ready(task.queue), *fields]
+        fields = task.to_hash()
+        payload = fields.pop("payload")
+        args = [
+            task.id,
+            task.task_name,
+            task.queue,
+            due,
+            keys.queue_ready(task.queue),
+            payload,
+            json.dumps(fields, separators=(",", ":")),
+        ]
         call_keys = [
             keys.task(task.id),
             keys.pending(task.queue),

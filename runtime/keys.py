@@ -118,3 +118,7 @@ def worker(worker_id: str) -> str:
 
 #: Set of paused cron entry ids (they are out of ``task_set:scheduled`` while paused).
 CRON_PAUSED = "wasmq:cron:paused"
+
+#: Hash compile key (SHA-256 of source, language, toolchain version, flags) -> module
+#: digest: an unchanged source is never compiled twice, on any machine.
+COMPILE_INDEX = "wasmq:compiles"

@@ -1,9 +1,209 @@
-"""CLI commands: registry."""
+"""CLI commands: register, tasks, tasks rm."""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from runtime.cli.context import state
+from runtime.errors import RegistryError, WasmqError
+from runtime.task import format_time
+
+tasks_app = typer.Typer(
+    help="Registered tasks: list them, or `tasks rm NAME` to unregister one.",
+    invoke_without_command=True,
+)
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_allow_dir(value: str) -> list[Any]:
+    """``HOST:GUEST[:ro]`` -> ``[absolute host, guest, readonly]``."""
+    parts = value.split(":")
+    readonly = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        readonly = parts[2] == "ro"
+        parts = parts[:2]
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise RegistryError(f"invalid --allow-dir {value!r}: use HOST:GUEST or HOST:GUEST:ro")
+    host, guest = Path(parts[0]).expanduser(), parts[1]
+    if not host.is_dir():
+        raise RegistryError(f"invalid --allow-dir {value!r}: {host} is not a directory")
+    if not guest.startswith("/"):
+        raise RegistryError(f"invalid --allow-dir {value!r}: the guest path must start with /")
+    return [str(host.resolve()), guest, readonly]
+
+
+def parse_env(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not _ENV_KEY.fullmatch(key):
+        raise RegistryError(f"invalid --env {value!r}: use KEY=VALUE with KEY like [A-Za-z_]\\w*")
+    return key, val
+
+
+def source_files(paths: list[Path]) -> list[Path]:
+    """Files as given; directories expand to every supported file in them (not recursive)."""
+    from compiler import SUPPORTED_EXTENSIONS
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+            )
+            if not found:
+                supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+                raise RegistryError(f"{path} holds no task sources ({supported})")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise RegistryError(f"{path} does not exist")
+    return files
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.1f} MiB"
+
+
+def _describe(reg: Any) -> str:
+    r = reg.record
+    how = "cache hit" if reg.cache_hit else f"compiled with {r.toolchain_version or r.toolchain}"
+    state_ = "new version" if reg.changed else "unchanged"
+    return f"{r.name} v{r.version} {r.digest[:12]} {_size(r.size)} ({how}, {state_})"
+
+
+def _as_json(reg: Any) -> dict[str, Any]:
+    return {
+        **reg.record.to_json(),
+        "path": str(reg.path),
+        "cache_hit": reg.cache_hit,
+        "changed": reg.changed,
+    }
+
+
+def register(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(
+        ..., metavar="PATH...", help="Task sources or .wasm files, or directories of them."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Task name (one file only; default: the file stem)."
+    ),
+    allow_dir: list[str] = typer.Option(
+        [], "--allow-dir", help="Preopen HOST dir as GUEST in the sandbox: HOST:GUEST[:ro]."
+    ),
+    env: list[str] = typer.Option([], "--env", help="Environment variable for the task: K=V."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Compile, check and register task sources (a directory registers every file in it)."""
+    from runtime.registry import Registry
+
+    capabilities = {
+        "dirs": [parse_allow_dir(d) for d in allow_dir],
+        "env": dict(map(parse_env, env)),
+    }
+    files = source_files(paths)
+    if name is not None and len(files) != 1:
+        raise RegistryError(f"--name names one task but {len(files)} files were given")
+    st = state(ctx)
+    registry = Registry(st.settings(), st.redis())
+    if len(files) == 1:
+        outcomes: list[Any] = [registry.register(files[0], name, capabilities)]
+    else:
+        outcomes = registry.register_many(files, capabilities, progress=_progress)
+    failed = [o for o in outcomes if isinstance(o, WasmqError)]
+    if as_json:
+        rows = [
+            {"path": str(f), "error": str(o)} if isinstance(o, WasmqError) else _as_json(o)
+            for f, o in zip(files, outcomes, strict=True)
+        ]
+        typer.echo(json.dumps(rows if len(files) > 1 else rows[0]))
+    else:
+        for o in outcomes:
+            if not isinstance(o, WasmqError):
+                typer.echo(f"registered {_describe(o)}")
+    if failed:
+        for o in outcomes:
+            if isinstance(o, WasmqError):
+                typer.echo(f"error: {o}", err=True)
+        typer.echo(f"error: {len(failed)} of {len(files)} files failed to register", err=True)
+        raise typer.Exit(1)
+
+
+def _progress(done: int, total: int, path: Path, outcome: Any) -> None:
+    if isinstance(outcome, WasmqError):
+        what = "failed"
+    else:
+        what = f"v{outcome.record.version}" + (" (cache hit)" if outcome.cache_hit else "")
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K[{done}/{total}] {path.name}: {what}")
+        if done == total:
+            sys.stderr.write("\n")
+    else:
+        sys.stderr.write(f"[{done}/{total}] {path.name}: {what}\n")
+    sys.stderr.flush()
+
+
+@tasks_app.callback()
+def tasks(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List registered tasks: name, version, language, toolchain, digest, size, registered."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from runtime.registry import Registry
+
+    st = state(ctx)
+    records = Registry(st.settings(), st.redis()).list()
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in records]))
+        return
+    if not records:
+        typer.echo("no tasks registered (wasmq register PATH)")
+        return
+    header = ("NAME", "VERSION", "LANGUAGE", "TOOLCHAIN", "DIGEST", "SIZE", "REGISTERED")
+    table = [header] + [
+        (
+            r.name,
+            str(r.version),
+            r.language,
+            r.toolchain,
+            r.digest[:12],
+            _size(r.size),
+            format_time(r.registered_at),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@tasks_app.command("rm")
+def tasks_rm(ctx: typer.Context, name: str = typer.Argument(..., help="Task name.")) -> None:
+    """Unregister a task; queued tasks of it then fail with a clear error."""
+    from runtime.registry import Registry
+
+    st = state(ctx)
+    if not Registry(st.settings(), st.redis()).remove(name):
+        raise RegistryError(f"no task named {name!r} is registered (see wasmq tasks)")
+    typer.echo(f"removed {name}")
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("register")(register)
+    app.add_typer(tasks_app, name="tasks")

@@ -41,3 +41,19 @@ class CompileError(WasmqError):
 
 class ToolchainMissing(CompileError):
     """The toolchain for a source language is not installed."""
+
+
+class TaskFailed(WasmqError):
+    """A task ended failed or cancelled; carries its stage, error kind and error."""
+
+    def __init__(self, task_id: str, stage: str, error: str = "", error_kind: str = "") -> None:
+        what = error or error_kind or "no error recorded"
+        super().__init__(f"task {task_id} {stage}: {what}")
+        self.task_id = task_id
+        self.stage = stage
+        self.error = error
+        self.error_kind = error_kind
+
+
+class TaskNotFinished(WasmqError):
+    """A task has no result yet (or did not finish within the wait's timeout)."""

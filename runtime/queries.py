@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import redis
-from redis.client import PubSub
 
 from runtime import keys, task_logs
 from runtime.errors import InvalidTask, TaskFailed, TaskNotFinished, TaskNotFound
 from runtime.settings import Settings
 from runtime.task import TERMINAL_STAGES, Kind, Stage, Task, now_ms, parse_time
-from runtime.task_logs import LogChunk, read_logs, stream_number
+from runtime.task_logs import LogChunk, read_logs, stream_number, subscribe_done, wait_message
 
 #: Window of the completions rate in ``stats`` (ms); older entries are trimmed on read.
 COMPLETIONS_WINDOW_MS = 60_000
@@ -164,10 +163,8 @@ class Queries:
     def wait_result(self, task_id: str, timeout: float | None = None) -> bytes:
         """Block until the task ends and return its result (see :meth:`result`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = subscribe_done(self.redis, task_id, 5.0 if timeout is None else timeout)
         try:
-            pubsub.subscribe(keys.done_channel(task_id))
-            self._confirm_subscribed(pubsub, deadline)
             while True:
                 stage = self._stage(task_id)
                 if stage in TERMINAL_STAGES:
@@ -180,7 +177,7 @@ class Queries:
                             f"task {task_id} is still {stage} after {timeout:g}s;"
                             " wait longer with --timeout"
                         )
-                pubsub.get_message(timeout=remaining)
+                wait_message(pubsub, remaining)
         finally:
             pubsub.close()
 
@@ -288,17 +285,6 @@ class Queries:
             error, kind = (f.decode("utf-8", "replace") if f else "" for f in fields)
             raise TaskFailed(task_id, stage, error, kind)
         raise TaskNotFinished(f"task {task_id} is {stage}; wait for it with --wait")
-
-    def _confirm_subscribed(self, pubsub: PubSub, deadline: float | None) -> None:
-        # The subscription must be live before the stage is read, or the ack's publish
-        # could fall between the read and the wait.
-        while True:
-            left = 5.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
-            message = pubsub.get_message(ignore_subscribe_messages=False, timeout=min(left, 5.0))
-            if message is not None and message["type"] == "subscribe":
-                return
-            if left <= 0:
-                return
 
     def _scan_list(
         self,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 import redis
+from redis.client import PubSub
 
 from runtime import keys
 from runtime.log import get_logger
@@ -153,23 +154,40 @@ def follow(
             yield chunk
 
 
+def subscribe_done(client: redis.Redis, task_id: str, timeout: float = 5.0) -> PubSub:
+    """A pub/sub connection subscribed to ``task_done:<id>``, the subscription confirmed.
+
+    Confirmed means the server has registered it, so a stage read after this call and
+    a wait on the connection cannot miss the ack's publish between them.
+    """
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.done_channel(task_id))
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        message = pubsub.get_message(timeout=max(left, 0.0))
+        if (message is not None and message["type"] == "subscribe") or left <= 0:
+            return pubsub
+
+
+def wait_message(pubsub: PubSub, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for a published message; True if one came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        message = pubsub.get_message(timeout=left)
+        if message is not None and message["type"] == "message":
+            return True
+
+
 def _wait_done(client: redis.Redis, task_id: str, timeout: float = 1.0) -> None:
     """After an attempt's end marker, wait (event-driven) for the ack to publish the stage."""
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub = subscribe_done(client, task_id, timeout)
     try:
-        pubsub.subscribe(keys.done_channel(task_id))
-        deadline = time.monotonic() + timeout
-        # The confirmation must arrive before the stage check, or a publish could slip by.
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(ignore_subscribe_messages=False, timeout=0.05)
-            if message and message["type"] == "subscribe":
-                break
-        if _stage(client, task_id) in TERMINAL_STAGES:
-            return
-        while time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=deadline - time.monotonic())
-            if message and message["type"] == "message":
-                return
+        if _stage(client, task_id) not in TERMINAL_STAGES:
+            wait_message(pubsub, timeout)
     finally:
         pubsub.close()
 

@@ -1,9 +1,210 @@
-"""CLI commands: inspect."""
+"""CLI commands that look at tasks: status, result, logs, list, stats."""
 
 from __future__ import annotations
 
+import base64
+import json
+import sys
+from typing import TYPE_CHECKING
+
 import typer
+
+from runtime.cli.context import state
+from runtime.errors import TaskNotFound
+from runtime.task import format_time, now_ms
+from runtime.task_logs import format_lines, truncation_marker
+from runtime.units import parse_duration
+
+if TYPE_CHECKING:
+    from runtime.client import Client
+    from runtime.queries import QueueStats, TaskStatus
+
+JSON_HELP = "Machine-readable output."
+
+
+def _client(ctx: typer.Context) -> Client:
+    from runtime.client import Client
+
+    st = state(ctx)
+    return Client(settings=st.settings(), client=st.redis())
+
+
+def _time(ms: int | None) -> str:
+    return format_time(ms) if ms else "-"
+
+
+def _age(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def status_cmd(
+    ctx: typer.Context,
+    task_id: str = typer.Argument(..., help="Task id."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show a task's stage, attempts, timings, outcome, error, worker and module."""
+    st = _client(ctx).status(task_id)
+    if as_json:
+        typer.echo(json.dumps(st.to_json()))
+        return
+    for label, value in _status_rows(st):
+        typer.echo(f"{label:<12} {value}")
+
+
+def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
+    rows = [
+        ("id", st.id),
+        ("task", f"{st.task_name} v{st.version}" if st.version else st.task_name),
+        ("queue", st.queue),
+        ("kind", st.kind),
+        ("stage", st.stage),
+        ("attempts", f"{st.attempts} (max retries {st.max_retries})"),
+        ("outcome", st.outcome or "-"),
+    ]
+    if st.error:
+        rows.append(("error", st.error))
+    rows += [
+        ("enqueued", _time(st.enqueued_ms)),
+        ("started", _time(st.started_ms)),
+        ("finished", _time(st.finished_ms)),
+        ("duration", f"{st.duration_ms:.1f}ms" if st.duration_ms is not None else "-"),
+        ("worker", st.worker or "-"),
+        ("digest", st.digest or "-"),
+    ]
+    if st.scheduled_ms:
+        rows.append(("scheduled", _time(st.scheduled_ms)))
+    if st.cron_expr:
+        rows.append(("cron", st.cron_expr))
+    if st.next_run_ms:
+        rows.append(("next run", _time(st.next_run_ms)))
+    if st.cron_id:
+        rows.append(("cron entry", st.cron_id))
+    logs = f"{st.log_bytes} bytes"
+    if st.log_dropped:
+        logs += f", {st.log_dropped} dropped"
+    rows.append(("logs", logs))
+    if st.log_file:
+        rows.append(("log file", st.log_file))
+    return rows
+
+
+def result_cmd(
+    ctx: typer.Context,
+    task_id: str = typer.Argument(..., help="Task id."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the task ends."),
+    timeout: str | None = typer.Option(None, "--timeout", help="Longest wait, e.g. 30s."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print a task's result bytes (a failed task's error goes to stderr, exit 1)."""
+    limit = parse_duration(timeout) if timeout else None
+    value = _client(ctx).result(task_id, wait=wait, timeout=limit)
+    if as_json:
+        try:
+            text, encoding = value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(value).decode(), "base64"
+        payload = {"id": task_id, "size": len(value), "encoding": encoding, "result": text}
+        typer.echo(json.dumps(payload))
+        return
+    sys.stdout.buffer.write(value)
+    if value and not value.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+def logs_cmd(
+    ctx: typer.Context,
+    task_id: str = typer.Argument(..., help="Task id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
+    stream: str | None = typer.Option(None, "--stream", help="stdout or stderr (default both)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP + " (one line per chunk)"),
+) -> None:
+    """Print a task's captured stdout and stderr, with stream and time per line."""
+    if stream is not None and stream not in ("stdout", "stderr"):
+        raise typer.BadParameter("use stdout or stderr", param_hint="--stream")
+    client = _client(ctx)
+    chunks = client.logs(task_id, follow=follow, stream=stream)
+    for chunk in chunks:
+        if as_json:
+            typer.echo(json.dumps({"id": task_id, **chunk.to_json()}))
+        else:
+            for line in format_lines([chunk]):
+                typer.echo(line)
+    try:
+        dropped = client.status(task_id).log_dropped
+    except TaskNotFound:
+        dropped = 0
+    if dropped:
+        if as_json:
+            typer.echo(json.dumps({"id": task_id, "truncated": True, "dropped": dropped}))
+        else:
+            typer.echo(truncation_marker(dropped))
+
+
+def list_cmd(
+    ctx: typer.Context,
+    queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
+    stage: str | None = typer.Option(None, "--stage", help="Only this stage (e.g. failed)."),
+    task: str | None = typer.Option(None, "--task", help="Only tasks with this name."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Most tasks shown."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List tasks, newest first."""
+    rows = _client(ctx).list_tasks(queue=queue, stage=stage, task=task, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows]))
+        return
+    if not rows:
+        typer.echo("no tasks", err=True)
+        return
+    typer.echo(f"{'ID':<36}  {'TASK':<16} {'QUEUE':<10} {'STAGE':<11} {'TRIES':>5}  ENQUEUED")
+    for r in rows:
+        typer.echo(
+            f"{r.id:<36}  {r.task_name:<16} {r.queue:<10} {r.stage:<11} {r.attempts:>5}"
+            f"  {_time(r.enqueued_ms)}"
+        )
+
+
+def stats_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Per queue: tasks by stage, completions in the last minute, oldest pending wait."""
+    rows = _client(ctx).stats()
+    if as_json:
+        typer.echo(json.dumps({"now_ms": now_ms(), "queues": [r.to_json() for r in rows]}))
+        return
+    typer.echo(_stats_header())
+    for r in rows:
+        typer.echo(_stats_row(r))
+
+
+def _stats_header() -> str:
+    return (
+        f"{'QUEUE':<16} {'PENDING':>8} {'RUNNING':>8} {'SCHED':>6} {'RETRY':>6} {'CRON':>5}"
+        f" {'FINISHED':>9} {'DLQ':>6} {'DONE/MIN':>9}  OLDEST PENDING"
+    )
+
+
+def _stats_row(r: QueueStats) -> str:
+    return (
+        f"{r.queue:<16} {r.pending:>8} {r.in_progress:>8} {r.scheduled:>6} {r.retrying:>6}"
+        f" {r.cron:>5} {r.finished:>9} {r.dlq:>6} {r.completed_last_minute:>9}"
+        f"  {_age(r.oldest_pending_age_ms)}"
+    )
 
 
 def install(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("status")(status_cmd)
+    app.command("result")(result_cmd)
+    app.command("logs")(logs_cmd)
+    app.command("list")(list_cmd)
+    app.command("stats")(stats_cmd)

@@ -35,8 +35,6 @@ class WatAdapter:
             text = source.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CompileError(f"cannot read {source}: {exc}") from None
-        if len(text) > output_limit * 16:
-            raise CompileError(f"{source} is too large to be a task module")
         count_invocation()
         try:
             data = wasmtime.wat2wasm(text)

@@ -143,8 +143,13 @@ Progress = Callable[[int, int, Path, "Registration | WasmqError"], None]
 class Registry:
     """Registers task sources and serves their modules to workers."""
 
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis, *, toolchain_cache: Path | None = None
+    ) -> None:
+        """``toolchain_cache`` holds the toolchains' own build caches (Go's GOCACHE, Zig's
+        prebuilt libc); default ``<module dir>/.cache``."""
         self.settings = settings
+        self.toolchain_cache = toolchain_cache or settings.module_dir / ".cache"
         self.client = client
         self.cache = ModuleCache(settings.module_dir, client)
         self.scripts = Scripts(client)
@@ -162,7 +167,7 @@ class Registry:
         task_name = check_task_name(name if name is not None else path.stem)
         if not path.is_file():
             raise RegistryError(f"{path} is not a file; pass a task source or .wasm file")
-        adapter = compiler.adapter_for(path, self.settings.go_toolchain, self._toolchain_cache())
+        adapter = compiler.adapter_for(path, self.settings.go_toolchain, self.toolchain_cache)
         toolchain_version = adapter.version()
         try:
             source = path.read_bytes()
@@ -242,9 +247,6 @@ class Registry:
             return self.cache.wasm_bytes(digest)
         except RegistryError:
             return None  # indexed, but the module is gone everywhere: compile again
-
-    def _toolchain_cache(self) -> Path:
-        return self.settings.module_dir / ".cache"
 
     def _indexed(self, compile_key: str) -> str | None:
         raw = self.client.hget(keys.COMPILE_INDEX, compile_key)

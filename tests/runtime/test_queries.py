@@ -114,7 +114,7 @@ def test_result_of_each_stage(broker: Broker, client: Client) -> None:
     with pytest.raises(TaskNotFinished, match="is pending"):
         client.result("waiting")
     started = time.monotonic()
-    with pytest.raises(TaskNotFinished, match="still pending after 0.3s"):
+    with pytest.raises(TaskNotFinished, match=r"still pending after 0\.3s"):
         client.result("waiting", wait=True, timeout=0.3)
     assert 0.25 < time.monotonic() - started < 1.5
 
@@ -175,7 +175,7 @@ def test_list_is_newest_first_with_filters(
 def test_list_finds_filtered_matches_deep_in_long_lists(broker: Broker, client: Client) -> None:
     for i in range(300):
         enqueue(broker, f"deep{i:03d}", created_ms=10_000 + i)
-    for i in range(3):  # the oldest three complete
+    for _ in range(3):  # the oldest three complete
         run(broker)
     assert [s.id for s in client.list_tasks(stage="pending", limit=2)] == ["deep299", "deep298"]
     assert [s.id for s in client.list_tasks(stage="completed", limit=5)] == [

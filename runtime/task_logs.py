@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import redis
 from redis.client import PubSub
@@ -55,26 +55,39 @@ log = get_logger("worker")
 
 @dataclass
 class LogChunk:
-    """One write of a task to stdout (1) or stderr (2), with its time in ms."""
+    """One write of a task to stdout (1) or stderr (2), with its time in ms.
+
+    Same fields as the sandbox's chunk; every function here takes either.
+    """
 
     stream: int
     ts_ms: int
     data: bytes
 
-    @property
-    def stream_name(self) -> str:
-        return STREAM_NAMES.get(self.stream, str(self.stream))
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "stream": self.stream_name,
-            "ts_ms": self.ts_ms,
-            "time": format_time(self.ts_ms),
-            "data": self.data.decode("utf-8", errors="replace"),
-        }
+class Chunk(Protocol):
+    """Anything with a chunk's fields (this module's or the sandbox's ``LogChunk``)."""
+
+    stream: int
+    ts_ms: int
+    data: bytes
 
 
-def encode_chunk(chunk: LogChunk) -> bytes:
+def stream_name(stream: int) -> str:
+    return STREAM_NAMES.get(stream, str(stream))
+
+
+def chunk_json(chunk: Chunk) -> dict[str, object]:
+    """``{"stream": "stdout", "ts_ms": ..., "time": RFC3339, "data": text}``."""
+    return {
+        "stream": stream_name(chunk.stream),
+        "ts_ms": chunk.ts_ms,
+        "time": format_time(chunk.ts_ms),
+        "data": chunk.data.decode("utf-8", errors="replace"),
+    }
+
+
+def encode_chunk(chunk: Chunk) -> bytes:
     """The stored form of a chunk: ``b"<stream> <ts_ms> " + data``."""
     return b"%d %d " % (chunk.stream, chunk.ts_ms) + chunk.data
 
@@ -195,12 +208,12 @@ def _wait_done(client: redis.Redis, task_id: str, timeout: float = 1.0) -> None:
 @dataclass
 class _LiveTask:
     started: float
-    buffered: list[LogChunk]
+    buffered: list[Chunk]
     next_index: int = 0
     streaming: bool = False
 
 
-_Event = tuple[str, str, "LogChunk | None", float]
+_Event = tuple[str, str, "Chunk | None", float]
 
 
 class LiveLogPublisher:
@@ -233,7 +246,7 @@ class LiveLogPublisher:
         self._current.task_id = task_id
         self._events.put(("start", task_id, None, time.monotonic()))
 
-    def publish(self, chunk: LogChunk, task_id: str | None = None) -> None:
+    def publish(self, chunk: Chunk, task_id: str | None = None) -> None:
         """One chunk of output of ``task_id`` (default: the task started on this thread)."""
         target = task_id or getattr(self._current, "task_id", None)
         if target:
@@ -320,7 +333,7 @@ class LiveLogPublisher:
                 touched.discard(task_id)
 
     def _xadd(
-        self, pipe: redis.client.Pipeline, task_id: str, task: _LiveTask, chunk: LogChunk
+        self, pipe: redis.client.Pipeline, task_id: str, task: _LiveTask, chunk: Chunk
     ) -> None:
         fields = {"s": chunk.stream, "t": chunk.ts_ms, "d": chunk.data, "n": task.next_index}
         task.next_index += 1
@@ -332,7 +345,7 @@ def log_file_path(settings: Settings, task_name: str, task_id: str) -> Path:
     return settings.wasm_log_dir / check_task_name(task_name) / f"{check_task_id(task_id)}.log"
 
 
-def format_lines(chunks: Iterable[LogChunk], dropped: int = 0) -> Iterator[str]:
+def format_lines(chunks: Iterable[Chunk], dropped: int = 0) -> Iterator[str]:
     """Readable lines: ``<RFC3339 time> <stream> | <text>``, then a truncation marker."""
     for chunk in chunks:
         text = chunk.data.decode("utf-8", errors="replace")
@@ -341,7 +354,7 @@ def format_lines(chunks: Iterable[LogChunk], dropped: int = 0) -> Iterator[str]:
             lines.pop()
         stamp = format_time(chunk.ts_ms)
         for line in lines:
-            yield f"{stamp} {chunk.stream_name} | {line}"
+            yield f"{stamp} {stream_name(chunk.stream)} | {line}"
     if dropped:
         yield truncation_marker(dropped)
 
@@ -351,7 +364,7 @@ def truncation_marker(dropped: int) -> str:
 
 
 def save_log_file(
-    settings: Settings, task_name: str, task_id: str, chunks: Iterable[LogChunk], dropped: int
+    settings: Settings, task_name: str, task_id: str, chunks: Iterable[Chunk], dropped: int
 ) -> Path:
     """Write a task's output to its log file (replacing an earlier attempt's); return the path."""
     path = log_file_path(settings, task_name, task_id)
@@ -369,7 +382,7 @@ def save_log_file(
 
 
 def mirror_chunks(
-    task_name: str, task_id: str, chunks: Iterable[LogChunk], out: TextIO | None = None
+    task_name: str, task_id: str, chunks: Iterable[Chunk], out: TextIO | None = None
 ) -> None:
     """Echo a task's output to the worker's stderr, each line prefixed ``[<name> <id>]``."""
     target = out or sys.stderr
@@ -380,5 +393,5 @@ def mirror_chunks(
         if lines and lines[-1] == "":
             lines.pop()
         for line in lines:
-            target.write(f"{prefix} {chunk.stream_name}: {line}\n")
+            target.write(f"{prefix} {stream_name(chunk.stream)}: {line}\n")
     target.flush()

@@ -12,7 +12,7 @@ import typer
 from runtime.cli.context import state
 from runtime.errors import TaskNotFound
 from runtime.task import format_time, now_ms
-from runtime.task_logs import format_lines, truncation_marker
+from runtime.task_logs import chunk_json, format_lines, truncation_marker
 from runtime.units import parse_duration
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def logs_cmd(
     chunks = client.logs(task_id, follow=follow, stream=stream)
     for chunk in chunks:
         if as_json:
-            typer.echo(json.dumps({"id": task_id, **chunk.to_json()}))
+            typer.echo(json.dumps({"id": task_id, **chunk_json(chunk)}))
         else:
             for line in format_lines([chunk]):
                 typer.echo(line)

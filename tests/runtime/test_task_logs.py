@@ -182,3 +182,43 @@ def test_follow_switches_to_the_stored_rest_without_repeats(redis_client: redis.
                                                       "n": i})  # fmt: skip
     threading.Timer(0.3, _finish, (redis_client, "mixed", chunks)).start()
     assert list(follow(redis_client, "mixed")) == chunks
+
+
+def test_worker_streams_live_output_through_the_publisher(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    """The real worker loop wires ``on_output`` to the publisher (stand-in sandbox)."""
+    import json
+
+    from runtime.broker import Broker
+    from runtime.worker import Worker
+    from tests.runtime.test_worker import DIGEST, Outcome, StandInRegistry
+
+    class PrintingSandbox:
+        def run(self, module: object, digest: str, payload: bytes, limits: object,
+                **kw: object) -> Outcome:  # fmt: skip
+            on_output = kw["on_output"]
+            assert callable(on_output)
+            chunks = [LogChunk(1, 1, b"before\n"), LogChunk(2, 2, b"after\n")]
+            on_output(chunks[0])
+            time.sleep(0.6)
+            on_output(chunks[1])
+            return Outcome(result=b"done", logs=chunks, log_bytes=13)
+
+    redis_client.hset(keys.TASK_REGISTRY, "job", json.dumps({"digest": DIGEST, "version": 1}))
+    Broker(redis_client, settings).enqueue(Task(id="w-live", task_name="job"))
+    worker = Worker(settings, ["default"], client=redis_client, burst=True,
+                    registry=StandInRegistry(redis_client), sandbox=PrintingSandbox())  # fmt: skip
+    worker.resolve_limits = lambda task: type("L", (), {"fuel": 0})()  # type: ignore[method-assign]
+    thread = threading.Thread(target=worker.run, args=(threading.Event(),))
+    thread.start()
+    seen = []
+    try:
+        while redis_client.hget(keys.task("w-live"), "task_stage") != b"in_progress":
+            time.sleep(0.005)
+        for chunk in follow(redis_client, "w-live"):
+            seen.append((chunk, redis_client.hget(keys.task("w-live"), "task_stage")))
+    finally:
+        thread.join(10)
+    assert [c for c, _ in seen] == [LogChunk(1, 1, b"before\n"), LogChunk(2, 2, b"after\n")]
+    assert seen[0][1] == b"in_progress"

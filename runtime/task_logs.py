@@ -285,6 +285,9 @@ class LiveLogPublisher:
                 self._handle(batch)
             except redis.RedisError as exc:
                 log.warning("live log stream write failed", error=str(exc))
+            except Exception:
+                # Live logs are a convenience: never let a bug here take the worker down.
+                log.exception("live log publisher failed")
             if batch[-1] is None:
                 return
 

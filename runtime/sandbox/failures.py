@@ -1,0 +1,154 @@
+"""Turns a failed call into an :class:`Outcome` with one sentence a user understands."""
+
+from __future__ import annotations
+
+import wasmtime
+
+from runtime.sandbox.capture import TaskIO
+from runtime.sandbox.limits import TaskLimits
+from runtime.sandbox.outcome import EXIT_RETRY, Outcome, stderr_hint
+from runtime.sandbox.raw import CallFailed
+from runtime.units import format_duration
+
+PAGE = 65536
+FRAMES = 5
+
+_TRAPS: dict[wasmtime.TrapCode, tuple[str, str]] = {
+    wasmtime.TrapCode.UNREACHABLE: ("unreachable", "reached unreachable code (a panic or abort)"),
+    wasmtime.TrapCode.STACK_OVERFLOW: ("stack_overflow", "overflowed its stack (deep recursion?)"),
+    wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS: (
+        "memory_out_of_bounds",
+        "accessed memory out of bounds",
+    ),
+    wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO: ("integer_division_by_zero", "divided by zero"),
+    wasmtime.TrapCode.INTEGER_OVERFLOW: ("integer_overflow", "overflowed an integer division"),
+    wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER: (
+        "bad_conversion_to_integer",
+        "converted an out-of-range float to an integer",
+    ),
+    wasmtime.TrapCode.INDIRECT_CALL_TO_NULL: ("indirect_call_to_null", "called a null function"),
+    wasmtime.TrapCode.BAD_SIGNATURE: ("bad_signature", "made an indirect call of the wrong type"),
+    wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS: ("table_out_of_bounds", "indexed a table out of bounds"),
+    wasmtime.TrapCode.HEAP_MISALIGNED: ("heap_misaligned", "made a misaligned atomic access"),
+}
+
+
+def size_text(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % (scale // 16) == 0:
+            return f"{size / scale:g} {unit}"
+    return f"{size} bytes"
+
+
+def _where(phase: str) -> str:
+    return "" if phase == "execute" else f" (in {phase})"
+
+
+def _hint(io: TaskIO) -> str:
+    hint = stderr_hint(io.logs())
+    return f"; stderr: {hint}" if hint else ""
+
+
+def _frames(trap: wasmtime.Trap | None) -> list[str]:
+    if trap is None:
+        return []
+    try:
+        frames = trap.frames[:FRAMES]
+        return [f"{f.func_name or f'func[{f.func_index}]'} @ {f.module_offset:#x}" for f in frames]
+    except Exception:  # frames are a nicety; a trap without them is still a trap
+        return []
+
+
+def memory_exhausted(io: TaskIO, memory_size: int | None, limits: TaskLimits) -> bool:
+    """Whether a failure looks caused by the memory limit.
+
+    A refused ``memory.grow`` returns -1 to the module instead of trapping, so the host
+    only sees what the module did next (a trap, an exit). Blame the limit when memory
+    could not grow by one more page, or when the runtime said it ran out of memory."""
+    if memory_size is not None and memory_size + PAGE > limits.memory:
+        return True
+    return "out of memory" in stderr_hint(io.logs(), 400).lower()
+
+
+def classify(
+    failure: CallFailed, io: TaskIO, phase: str, memory_size: int | None, limits: TaskLimits
+) -> Outcome:
+    """The outcome of a call that trapped or failed in ``phase``."""
+    trap, error = failure.trap, failure.error
+    code = trap.trap_code if trap is not None else None
+    exit_code = io.exit_code
+    if exit_code is None and isinstance(error, wasmtime.ExitTrap):
+        exit_code = error.code
+    if exit_code == 0:
+        return Outcome("ok", exit_code=0, phase=phase)
+    if io.timed_out or code == wasmtime.TrapCode.INTERRUPT:
+        return Outcome(
+            "timeout",
+            message=f"The task ran past its time limit of {format_duration(limits.timeout)}"
+            f" and was stopped{_where(phase)}.",
+            retryable=True,
+            frames=_frames(trap),
+            phase=phase,
+        )
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return Outcome(
+            "timeout",
+            message=f"The task used up its fuel limit of {limits.fuel} units{_where(phase)};"
+            " a retry would use the same fuel again.",
+            retryable=False,
+            frames=_frames(trap),
+            phase=phase,
+        )
+    if phase == "instantiate" and trap is None and exit_code is None:
+        reason = str(error).strip().splitlines()[0] if error else "unknown error"
+        return instantiate_failed(reason)
+    if memory_exhausted(io, memory_size, limits):
+        return Outcome(
+            "memory_limit",
+            message=f"The task needed more than its memory limit of {size_text(limits.memory)}"
+            f"{_where(phase)}{_hint(io)}.",
+            exit_code=exit_code,
+            phase=phase,
+        )
+    if exit_code is not None:
+        retry = exit_code == EXIT_RETRY
+        asked = " and asked for a retry" if retry else ""
+        return Outcome(
+            "exit",
+            message=f"The task exited with code {exit_code}{asked}{_where(phase)}{_hint(io)}.",
+            retryable=retry,
+            exit_code=exit_code,
+            phase=phase,
+        )
+    if io.host_error is not None:
+        return Outcome(
+            "trap",
+            message=f"The sandbox failed serving the task{_where(phase)}: {io.host_error}.",
+            retryable=True,
+            trap_code="host_error",
+            phase=phase,
+        )
+    name, text = _TRAPS.get(code, (None, None)) if code is not None else (None, None)
+    if text is None:
+        raw = str(trap or error).strip().splitlines()
+        text = f"failed: {raw[0] if raw else 'unknown error'}"
+    return Outcome(
+        "trap",
+        message=f"The task {text}{_where(phase)}{_hint(io)}.",
+        retryable=True,
+        trap_code=name or (code.name.lower() if code is not None else None),
+        frames=_frames(trap),
+        phase=phase,
+    )
+
+
+def instantiate_failed(reason: str) -> Outcome:
+    return Outcome(
+        "instantiate",
+        message=f"The module could not be instantiated: {reason.rstrip('.')}.",
+        phase="instantiate",
+    )
+
+
+def bad_result(message: str, phase: str = "execute") -> Outcome:
+    return Outcome("bad_result", message=message, phase=phase)

@@ -1,0 +1,86 @@
+"""What a run produced: the result or a structured failure, plus the captured output.
+
+Failure kinds and whether a retry could help:
+
+==============  =========  ====================================================
+kind            retryable  when
+==============  =========  ====================================================
+``timeout``     yes        the wall-time limit passed (no for an exhausted fuel
+                           limit: the same input would use the same fuel again)
+``trap``        yes        a wasm trap: panic/abort (unreachable), stack overflow,
+                           out-of-bounds access, division by zero, ...
+``exit``        75 only    ``proc_exit`` with a non-zero code: 75 (EX_TEMPFAIL)
+                           asks for a retry, any other code fails terminally
+``memory_limit`` no        the module needed more linear memory than allowed
+``bad_result``  no         ``execute`` returned a pointer/length outside memory,
+                           or a result over the result limit
+``instantiate`` no         the module could not be instantiated (e.g. its initial
+                           memory is over the limit, or an unknown import)
+==============  =========  ====================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: ``proc_exit`` code that asks for a retry (BSD ``EX_TEMPFAIL``).
+EXIT_RETRY = 75
+
+STDOUT = 1
+STDERR = 2
+
+
+@dataclass
+class LogChunk:
+    """One write of the task to stdout (1) or stderr (2), stamped in ms since the epoch."""
+
+    stream: int
+    ts_ms: int
+    data: bytes
+
+
+@dataclass
+class Outcome:
+    """The outcome of one run; ``kind`` is ``ok`` or one of the failure kinds above."""
+
+    kind: str
+    result: bytes = b""
+    message: str = ""
+    retryable: bool = False
+    exit_code: int | None = None
+    logs: list[LogChunk] = field(default_factory=list)
+    log_bytes: int = 0
+    log_dropped: int = 0
+    duration_ms: float = 0.0
+    #: For ``trap``: wasmtime's trap code name (``unreachable``, ``stack_overflow``, ...).
+    trap_code: str | None = None
+    #: For ``trap`` and ``timeout``: the innermost wasm frames, innermost first.
+    frames: list[str] = field(default_factory=list)
+    #: Which call failed: ``instantiate``, ``_initialize``, ``alloc`` or ``execute``.
+    phase: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+    @property
+    def stderr(self) -> bytes:
+        """Everything the task wrote to stderr that was kept."""
+        return b"".join(c.data for c in self.logs if c.stream == STDERR)
+
+    @property
+    def stdout(self) -> bytes:
+        return b"".join(c.data for c in self.logs if c.stream == STDOUT)
+
+
+def stderr_hint(logs: list[LogChunk], limit: int = 200) -> str:
+    """The most telling stderr line (a Go panic's first line, else the last line)."""
+    text = b"".join(c.data for c in logs if c.stream == STDERR)[-16384:]
+    lines = [line.strip() for line in text.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    for line in lines:
+        if line.startswith(("panic:", "fatal error:")):
+            return line[:limit]
+    return lines[-1][:limit]

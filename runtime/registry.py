@@ -12,7 +12,6 @@ layers (memory, files, native code).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -28,9 +27,10 @@ from runtime import keys
 from runtime.errors import RegistryError, WasmqError
 from runtime.log import get_logger
 from runtime.module_cache import ModuleCache, check_digest, remember, sha256
-from runtime.module_check import check_module, compile_checked
+from runtime.module_check import compile_checked
 from runtime.names import check_task_name
 from runtime.sandbox.engine import get_engine
+from runtime.sandbox.limits import Capabilities
 from runtime.scripts import Scripts
 from runtime.settings import Settings
 from runtime.task import now_ms
@@ -38,32 +38,15 @@ from runtime.task import now_ms
 log = get_logger("registry")
 
 
-def capabilities_json(value: Any) -> dict[str, Any] | None:
-    """Capabilities (the sandbox dataclass or a plain dict) as the stored JSON shape."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        dirs, env = value.get("dirs") or [], value.get("env") or {}
-    else:
-        dirs, env = getattr(value, "dirs", []), getattr(value, "env", {})
-    out = {
-        "dirs": [[str(h), str(g), bool(ro)] for h, g, ro in dirs],
-        "env": {str(k): str(v) for k, v in dict(env).items()},
-    }
-    return out if out["dirs"] or out["env"] else None
+def capabilities_json(value: Capabilities | dict[str, Any] | None) -> dict[str, Any] | None:
+    """Capabilities (the sandbox dataclass or its JSON dict) as stored; None for none."""
+    caps = value if isinstance(value, Capabilities) else Capabilities.from_json(value)
+    return caps.to_json() if caps else None
 
 
-def _capabilities_object(stored: Any) -> Any:
-    """The sandbox's Capabilities for a stored dict, or the dict while that type is absent."""
-    raw = capabilities_json(stored)
-    if raw is None:
-        return None
-    try:
-        limits = importlib.import_module("runtime.sandbox.limits")
-        cls = limits.Capabilities
-    except (ImportError, AttributeError):
-        return raw
-    return cls(dirs=[(h, g, ro) for h, g, ro in raw["dirs"]], env=dict(raw["env"]))
+def _capabilities(value: Any) -> Capabilities | None:
+    caps = value if isinstance(value, Capabilities) else Capabilities.from_json(value)
+    return caps if caps else None
 
 
 @dataclass
@@ -80,9 +63,8 @@ class TaskRecord:
     registered_at: int = 0  # ms
     size: int = 0
     source: str = ""  # file name the module was built from
-    #: ``runtime.sandbox.limits.Capabilities`` (a plain dict ``{"dirs", "env"}`` until
-    #: that module exists), or None for none.
-    capabilities: Any = None
+    #: Host resources granted at registration (--allow-dir, --env); None for none.
+    capabilities: Capabilities | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,7 +98,7 @@ class TaskRecord:
                 registered_at=int(data.get("registered_at") or 0),
                 size=int(data.get("size") or 0),
                 source=str(data.get("source") or ""),
-                capabilities=_capabilities_object(data.get("capabilities")),
+                capabilities=_capabilities(data.get("capabilities")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RegistryError(
@@ -157,7 +139,10 @@ class Registry:
     # -- registering ---------------------------------------------------------------------
 
     def register(
-        self, path: Path, name: str | None = None, capabilities: Any = None
+        self,
+        path: Path,
+        name: str | None = None,
+        capabilities: Capabilities | dict[str, Any] | None = None,
     ) -> Registration:
         """Compile (unless cached), check and record ``path`` as task ``name``.
 
@@ -201,12 +186,11 @@ class Registry:
             source_hash=compile_key,
             size=len(data),
             source=path.name,
-            capabilities=capabilities_json(capabilities),
+            capabilities=_capabilities(capabilities),
         )
         self.cache.store_local(digest, data, task_name)
         changed, version, registered_at = self._record(record, compile_key, data, cache_hit)
         record.version, record.registered_at = version, registered_at
-        record.capabilities = _capabilities_object(record.capabilities)
         log.info("task registered", task_name=task_name, version=version, digest=digest[:12],
                  cache_hit=cache_hit, changed=changed)  # fmt: skip
         return Registration(record, cache_hit=cache_hit, changed=changed, path=path)
@@ -214,7 +198,7 @@ class Registry:
     def register_many(
         self,
         paths: Iterable[Path],
-        capabilities: Any = None,
+        capabilities: Capabilities | dict[str, Any] | None = None,
         *,
         progress: Progress | None = None,
         workers: int | None = None,
@@ -337,4 +321,4 @@ def _compile_key(
     return h.hexdigest()
 
 
-__all__ = ["Registration", "Registry", "TaskRecord", "capabilities_json", "check_module"]
+__all__ = ["Registration", "Registry", "TaskRecord", "capabilities_json"]

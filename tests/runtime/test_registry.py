@@ -18,6 +18,7 @@ from runtime.errors import CompileError, InvalidTask, RegistryError
 from runtime.module_cache import STATS, forget_memory, sha256
 from runtime.registry import Registry
 from runtime.sandbox.engine import engine_tag
+from runtime.sandbox.limits import Capabilities
 from runtime.settings import Settings
 
 TASKS = Path(__file__).resolve().parents[2] / "tasks"
@@ -124,10 +125,7 @@ def test_capabilities_are_stored(registry: Registry, tmp_path: Path) -> None:
     again = registry.get("echo")
     assert again is not None
     for value in (record.capabilities, again.capabilities):
-        dirs = value["dirs"] if isinstance(value, dict) else value.dirs
-        env = value["env"] if isinstance(value, dict) else value.env
-        assert [tuple(d) for d in dirs] == [(str(tmp_path), "/data", True)]
-        assert env == {"MODE": "test"}
+        assert value == Capabilities(dirs=[(str(tmp_path), "/data", True)], env={"MODE": "test"})
     # Capabilities are not module content: same version.
     assert registry.register(copy_task("echo.wat", tmp_path)).record.capabilities is None
     assert registry.get("echo").version == 1  # type: ignore[union-attr]

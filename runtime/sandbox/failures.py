@@ -40,6 +40,17 @@ def size_text(size: int) -> str:
     return f"{size} bytes"
 
 
+def reason(error: BaseException | None) -> str:
+    """The line of a wasmtime error that says what went wrong (its root cause)."""
+    text = str(error or "unknown error").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        causes = lines[lines.index("Caused by:") + 1 :]
+        if causes:
+            return causes[0].split(": ", 1)[-1] if causes[0][:1].isdigit() else causes[0]
+    return lines[0] if lines else "unknown error"
+
+
 def _where(phase: str) -> str:
     return "" if phase == "execute" else f" (in {phase})"
 
@@ -100,8 +111,7 @@ def classify(
             phase=phase,
         )
     if phase == "instantiate" and trap is None and exit_code is None:
-        reason = str(error).strip().splitlines()[0] if error else "unknown error"
-        return instantiate_failed(reason)
+        return instantiate_failed(reason(error))
     if memory_exhausted(io, memory_size, limits):
         return Outcome(
             "memory_limit",
@@ -130,8 +140,7 @@ def classify(
         )
     name, text = _TRAPS.get(code, (None, None)) if code is not None else (None, None)
     if text is None:
-        raw = str(trap or error).strip().splitlines()
-        text = f"failed: {raw[0] if raw else 'unknown error'}"
+        text = f"failed: {trap.message.strip() if trap is not None else reason(error)}"
     return Outcome(
         "trap",
         message=f"The task {text}{_where(phase)}{_hint(io)}.",

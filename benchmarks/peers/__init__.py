@@ -1,0 +1,1 @@
+"""One module per competing queue; each exposes ``Peer`` (see base.py)."""

@@ -1,0 +1,113 @@
+"""The wasmq entries: ``wasmq bench --json`` as a subprocess against the shared server.
+
+Three handlers, as the issue asks: the WAT echo (the like-for-like comparison), the C echo
+and the Go ``task_1``. Until ``wasmq bench`` exists every entry is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MODULES = {
+    "wasmq-wat-echo": REPO / "tasks" / "echo.wat",
+    "wasmq-c-echo": REPO / "tasks" / "echo_c.c",
+    "wasmq-go-task_1": REPO / "tasks" / "task_1.go",
+}
+#: The entry the peers are compared with (same job: payload in, payload out).
+REFERENCE = "wasmq-wat-echo"
+REQUIRED = ("enqueue_rate", "process_rate")
+WORKERS = 2
+
+
+def wasmq() -> str:
+    return str(Path(sys.executable).parent / "wasmq")
+
+
+def environment(url: str, state: Path) -> dict[str, str]:
+    env = dict(os.environ, REDIS_URL=url)
+    env["WASMQ_STATE_DIR"] = str(state / "wasmq-state")
+    env["WASMQ_MODULE_DIR"] = str(state / "wasmq-modules")
+    return env
+
+
+def unavailable(env: dict[str, str]) -> str | None:
+    """Why ``wasmq bench`` cannot run here, or None when it can."""
+    try:
+        probe = subprocess.run(
+            [wasmq(), "bench", "--help"], env=env, capture_output=True, text=True, timeout=60
+        )
+    except OSError as exc:
+        return f"wasmq is not installed in this venv ({exc})"
+    if probe.returncode != 0 or "--json" not in probe.stdout:
+        return "`wasmq bench --json` is not implemented yet (runtime/cli/bench.py)"
+    return None
+
+
+def parse(stdout: str) -> dict[str, Any]:
+    """The JSON object ``wasmq bench --json`` prints (the last line that is one)."""
+    for line in reversed(stdout.strip().splitlines()):
+        with_braces = line.strip()
+        if with_braces.startswith("{"):
+            data = json.loads(with_braces)
+            if all(key in data for key in REQUIRED):
+                return dict(data)
+    return dict(json.loads(stdout))
+
+
+def run_one(module: Path, tasks: int, env: dict[str, str]) -> dict[str, Any]:
+    command = [wasmq(), "bench", "--json", "--tasks", str(tasks), "--workers", str(WORKERS)]
+    done = subprocess.run(
+        [*command, "--module", str(module)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=max(600, tasks / 10),
+        start_new_session=True,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"wasmq bench exited {done.returncode}: {last}")
+    return parse(done.stdout)
+
+
+def run_all(
+    url: str, tasks: int, reps: int, state: Path, only: list[str], *, clear: Callable[[], None]
+) -> dict[str, dict[str, Any]]:
+    env = environment(url, state)
+    wanted = {n: m for n, m in MODULES.items() if not only or n in only or "wasmq" in only}
+    if not wanted:
+        return {}
+    reason = unavailable(env)
+    results: dict[str, dict[str, Any]] = {}
+    for name, module in wanted.items():
+        entry: dict[str, Any] = {"kind": "wasmq", "module": module.name, "runs": []}
+        entry["workers"] = f"wasmq bench --workers {WORKERS}"
+        if reason:
+            print(f"{name}: skipped: {reason}", file=sys.stderr)
+            results[name] = {**entry, "skipped": reason, "median": {}}
+            continue
+        try:
+            for rep in range(reps):
+                print(f"  {name}: repetition {rep + 1}/{reps}", file=sys.stderr, flush=True)
+                clear()
+                entry["runs"].append(run_one(module, tasks, env))
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            entry["error"] = str(exc)
+        entry["median"] = _medians(entry["runs"])
+        results[name] = entry
+    return results
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    if not runs:
+        return {}
+    numeric = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and k != "tasks"]
+    return {k: statistics.median(float(run[k]) for run in runs if k in run) for k in numeric}

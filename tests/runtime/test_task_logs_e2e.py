@@ -82,7 +82,7 @@ def test_both_streams_in_order_file_and_mirror(cli: Any, worker: Path, settings:
     lines = cli("logs", task_id, check=True).stdout.splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == [
         "stdout | out 1", "stderr | err 1", "stdout | out 2"]  # fmt: skip
-    chunks = [json.loads(x) for x in cli("logs", task_id, "--json", check=True).stdout.split()]
+    chunks = [json.loads(x) for x in cli("logs", task_id, "--json", check=True).stdout.splitlines()]
     assert [(c["stream"], c["data"]) for c in chunks] == [
         ("stdout", "out 1\n"), ("stderr", "err 1\n"), ("stdout", "out 2\n")]  # fmt: skip
     assert [c["ts_ms"] for c in chunks] == sorted(c["ts_ms"] for c in chunks)
@@ -127,7 +127,9 @@ def test_follow_sees_a_line_before_the_task_ends(
     cli: Any, worker: Path, env: dict[str, str], tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     enqueue_wait(cli, "both")  # the worker is up and the module loaded
-    task_id = cli("enqueue", "print_spin", "--payload", "spin", check=True).stdout.strip()
+    # Scheduled a moment ahead, so the follower is already waiting when the task starts.
+    task_id = cli("enqueue", "print_spin", "--payload", "spin", "--in", "1s",
+                  check=True).stdout.strip()  # fmt: skip
     follower = subprocess.Popen(
         [*WASMQ, "logs", task_id, "--follow"],
         env=env,
@@ -145,7 +147,7 @@ def test_follow_sees_a_line_before_the_task_ends(
     rest = follower.stdout.read().decode()
     assert follower.wait(timeout=30) == 0, follower.stderr.read() if follower.stderr else ""
     ended_at = time.monotonic()
-    assert ended_at - first_at > 0.5
+    assert ended_at - first_at > 0.7  # the task spins one second after the first line
     assert [line.split(" ", 1)[1] for line in rest.splitlines()] == ["stderr | after"]
     assert redis_client.hget(keys.task(task_id), "task_stage") == b"completed"
     assert cli("result", task_id, "--wait", "--timeout", "5s", check=True).stdout == "done"

@@ -33,8 +33,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/wasmq bench
 
-bench-peers: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+# A venv of its own (benchmarks/.venv) so the peers never reach the package's dev venv.
+bench-peers:
+	test -x benchmarks/.venv/bin/python || $(PYTHON) -m venv benchmarks/.venv
+	test benchmarks/.venv/.installed -nt benchmarks/requirements.txt \
+		&& test benchmarks/.venv/.installed -nt pyproject.toml || ( \
+		benchmarks/.venv/bin/python -m pip install --quiet -e ".[go,zig]" \
+			-r benchmarks/requirements.txt && touch benchmarks/.venv/.installed)
+	benchmarks/.venv/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .wasmq wasm_task_functions/*.wasm wasm_task_functions/.cache runtime-logs

@@ -107,17 +107,19 @@ def chart(results: dict[str, Any], path: Path, subtitle: str) -> None:
     plt.close(fig)
 
 
-def write(results: dict[str, Any], *, tasks: int, reps: int, quick: bool) -> Path:
+def write(results: dict[str, Any], *, tasks: int, reps: int) -> Path:
     ratios(results)
     info = machine()
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
-    suffix = "-quick" if quick else ""
+    # Only a run at full size replaces the published chart.
+    full = tasks >= 10_000 and reps >= 3
+    suffix = "" if full else "-quick"
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"{stamp}{suffix}.json"
     doc = {"date": stamp, "machine": info, "tasks": tasks, "repetitions": reps, "systems": results}
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(table(results, info["cores"]))
-    picture = RESULTS_DIR / f"{stamp}{suffix}.png" if quick else CHART
+    picture = CHART if full else RESULTS_DIR / f"{stamp}{suffix}.png"
     subtitle = f"{tasks:,} jobs x {reps}, {info['cores']} cores, {stamp[:10]}"
     chart(results, picture, subtitle)
     print(f"results: {out}\nchart: {picture}")

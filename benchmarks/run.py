@@ -82,6 +82,7 @@ def drain(
     """Start the workers and time them through the backlog."""
     env = dict(os.environ, PYTHONPATH=str(BENCH_DIR))
     n = len(handles)
+    peer.before_workers(client)
     spawned = time.perf_counter()
     groups = [procs.start(cmd, cwd=BENCH_DIR, env=env, log=log) for cmd in peer.worker_commands()]
     try:
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             server.stop(state / "server")
         shutil.rmtree(state, ignore_errors=True)
-    report.write(results, tasks=args.tasks, reps=args.reps, quick=args.quick)
+    report.write(results, tasks=args.tasks, reps=args.reps)
     return 0
 
 

@@ -6,8 +6,10 @@ and the Go ``task_1``. Until ``wasmq bench`` exists every entry is skipped with 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,18 +66,25 @@ def parse(stdout: str) -> dict[str, Any]:
 
 def run_one(module: Path, tasks: int, env: dict[str, str]) -> dict[str, Any]:
     command = [wasmq(), "bench", "--json", "--tasks", str(tasks), "--workers", str(WORKERS)]
-    done = subprocess.run(
+    # Its own process group: on Ctrl-C or a time-out the pool it forks goes with it.
+    proc = subprocess.Popen(
         [*command, "--module", str(module)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=max(600, tasks / 10),
         start_new_session=True,
     )
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"wasmq bench exited {done.returncode}: {last}")
-    return parse(done.stdout)
+    try:
+        stdout, stderr = proc.communicate(timeout=max(600, tasks / 10))
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if proc.returncode != 0:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"wasmq bench exited {proc.returncode}: {last}")
+    return parse(stdout)
 
 
 def run_all(

@@ -1,4 +1,4 @@
-"""arq: two worker processes with fast polling (5 ms instead of 500 ms)."""
+"""arq: two worker processes with fast polling (1 ms instead of the default 500 ms)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from arq.jobs import Job
 from peers.asyncio_loop import Loop
 from peers.base import PROCESSES, Peer, missing_keys, redis_url, script
 
-POLL_DELAY = 0.005
+POLL_DELAY = 0.001
 # How many enqueue_job calls run at once in the "bulk" case (arq has no batch API).
 CONCURRENCY = 100
 

@@ -85,5 +85,10 @@ class Peer(ABC):
     def result(self, handle: Any) -> Any:
         """The stored result of one job, through the peer's own API."""
 
+    def before_workers(self, client: redis.Redis) -> None:
+        """Last step before the workers start on the backlog."""
+        return
+
     def close(self) -> None:
         """Release connections (and event loops) the producer side holds."""
+        return

@@ -40,7 +40,7 @@ class HueyPeer(Peer):
         pipe = client.pipeline(transaction=False)
         for handle in handles:
             pipe.hexists(huey.storage.result_key, handle.id)
-        return [h for h, found in zip(handles, pipe.execute()) if not found]
+        return [h for h, found in zip(handles, pipe.execute(), strict=True) if not found]
 
     def result(self, handle: Result) -> Any:
         return handle.get(preserve=True)

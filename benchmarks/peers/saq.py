@@ -65,12 +65,22 @@ class SaqPeer(Peer):
     def worker_commands(self) -> list[list[str]]:
         return [[script("saq"), "peers.saq.settings", "--workers", str(PROCESSES)]]
 
+    def before_workers(self, client: redis.Redis) -> None:
+        # A starting worker sweeps the active list at once and aborts every job another
+        # worker has just moved there but not yet marked active (a start-up race on a
+        # backlog). A deployment that has been up a while holds the sweep lock, as here.
+        client.set(self.queue.namespace("sweep"), 1, ex=60)
+
     def depth(self, client: redis.Redis) -> int:
         return int(client.llen(self.queue.namespace("queued")))
 
     def unfinished(self, client: redis.Redis, handles: Sequence[Job]) -> list[Any]:
         jobs = self.loop.run(self.queue.jobs([job.key for job in handles]))
-        return [h for h, job in zip(handles, jobs) if job is None or job.status != Status.COMPLETE]
+        return [
+            h
+            for h, job in zip(handles, jobs, strict=True)
+            if job is None or job.status != Status.COMPLETE
+        ]
 
     def result(self, handle: Job) -> Any:
         job = self.loop.run(self.queue.job(handle.key))

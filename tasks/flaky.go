@@ -3,7 +3,8 @@
 //   - os.Exit(75) (EX_TEMPFAIL) asks for a retry: the task goes back to the queue with
 //     backoff, until its retries are used up;
 //   - any other non-zero exit code fails the task terminally, without retries;
-//   - a panic (exit code 2) is also terminal; a trap or a timeout is retried.
+//   - a panic traps, and traps (like timeouts) are retried: use os.Exit(1) for errors
+//     that a retry cannot fix.
 //
 // Write the reason to stderr first: it is kept with the task and shown in the error.
 // Payload {"mode": "ok" | "retry" | "fail", "name": ...}.

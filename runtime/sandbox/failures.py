@@ -73,10 +73,11 @@ def _frames(trap: wasmtime.Trap | None) -> list[str]:
 def memory_exhausted(io: TaskIO, memory_size: int | None, limits: TaskLimits) -> bool:
     """Whether a failure looks caused by the memory limit.
 
-    A refused ``memory.grow`` returns -1 to the module instead of trapping, so the host
-    only sees what the module did next (a trap, an exit). Blame the limit when memory
-    could not grow by one more page, or when the runtime said it ran out of memory."""
-    if memory_size is not None and memory_size + PAGE > limits.memory:
+    A refused ``memory.grow`` returns -1 to the module instead of trapping, and wasmtime's
+    C API offers no hook on it, so the host only sees what the module did next (a trap,
+    an exit). Blame the limit when the memory ended within an eighth of it (a refused
+    grow of a typical allocation), or when the runtime said it ran out of memory."""
+    if memory_size is not None and memory_size + max(PAGE, limits.memory // 8) > limits.memory:
         return True
     return "out of memory" in stderr_hint(io.logs(), 400).lower()
 

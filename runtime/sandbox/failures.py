@@ -70,16 +70,32 @@ def _frames(trap: wasmtime.Trap | None) -> list[str]:
         return []
 
 
+def said_out_of_memory(io: TaskIO) -> bool:
+    """Whether the task's runtime reported running out of memory (Go: "fatal error: out
+    of memory")."""
+    return "out of memory" in stderr_hint(io.logs(), 400).lower()
+
+
 def memory_exhausted(io: TaskIO, memory_size: int | None, limits: TaskLimits) -> bool:
-    """Whether a failure looks caused by the memory limit.
+    """Whether a trap looks caused by the memory limit.
 
     A refused ``memory.grow`` returns -1 to the module instead of trapping, and wasmtime's
-    C API offers no hook on it, so the host only sees what the module did next (a trap,
-    an exit). Blame the limit when the memory ended within an eighth of it (a refused
-    grow of a typical allocation), or when the runtime said it ran out of memory."""
+    C API offers no hook on it, so the host only sees what the module did next. Blame
+    the limit when the memory ended within an eighth of it (a refused grow of a typical
+    allocation), or when the runtime said it ran out of memory."""
     if memory_size is not None and memory_size + max(PAGE, limits.memory // 8) > limits.memory:
         return True
-    return "out of memory" in stderr_hint(io.logs(), 400).lower()
+    return said_out_of_memory(io)
+
+
+def _memory_limit(io: TaskIO, phase: str, limits: TaskLimits, exit_code: int | None) -> Outcome:
+    return Outcome(
+        "memory_limit",
+        message=f"The task needed more than its memory limit of {size_text(limits.memory)}"
+        f"{_where(phase)}{_hint(io)}.",
+        exit_code=exit_code,
+        phase=phase,
+    )
 
 
 def classify(
@@ -113,15 +129,10 @@ def classify(
         )
     if phase == "instantiate" and trap is None and exit_code is None:
         return instantiate_failed(reason(error))
-    if memory_exhausted(io, memory_size, limits):
-        return Outcome(
-            "memory_limit",
-            message=f"The task needed more than its memory limit of {size_text(limits.memory)}"
-            f"{_where(phase)}{_hint(io)}.",
-            exit_code=exit_code,
-            phase=phase,
-        )
     if exit_code is not None:
+        # An exit code is the handler's own verdict; only its runtime's word overrides it.
+        if said_out_of_memory(io):
+            return _memory_limit(io, phase, limits, exit_code)
         retry = exit_code == EXIT_RETRY
         asked = " and asked for a retry" if retry else ""
         return Outcome(
@@ -131,6 +142,8 @@ def classify(
             exit_code=exit_code,
             phase=phase,
         )
+    if memory_exhausted(io, memory_size, limits):
+        return _memory_limit(io, phase, limits, None)
     if io.host_error is not None:
         return Outcome(
             "trap",

@@ -1,22 +1,25 @@
 """What a run produced: the result or a structured failure, plus the captured output.
 
-Failure kinds and whether a retry could help:
+Failure kinds, and whether a retry could help:
 
-==============  =========  ====================================================
-kind            retryable  when
-==============  =========  ====================================================
-``timeout``     yes        the wall-time limit passed (no for an exhausted fuel
-                           limit: the same input would use the same fuel again)
-``trap``        yes        a wasm trap: panic/abort (unreachable), stack overflow,
-                           out-of-bounds access, division by zero, ...
-``exit``        75 only    ``proc_exit`` with a non-zero code: 75 (EX_TEMPFAIL)
-                           asks for a retry, any other code fails terminally
-``memory_limit`` no        the module needed more linear memory than allowed
-``bad_result``  no         ``execute`` returned a pointer/length outside memory,
-                           or a result over the result limit
-``instantiate`` no         the module could not be instantiated (e.g. its initial
-                           memory is over the limit, or an unknown import)
-==============  =========  ====================================================
+- ``timeout`` (retried): the wall-time limit passed. An exhausted fuel limit is also a
+  ``timeout``, but not retried: the same input would use the same fuel again.
+- ``trap`` (retried): a wasm trap: a panic or abort (unreachable), stack overflow,
+  out-of-bounds access, division by zero, ...
+- ``exit`` (retried only for code 75): ``proc_exit`` with a non-zero code. 75
+  (EX_TEMPFAIL) asks for a retry; any other code fails terminally. ``proc_exit(0)`` is
+  success with an empty result.
+- ``memory_limit`` (terminal): the module needed more linear memory than allowed.
+- ``bad_result`` (terminal): ``execute`` returned a pointer/length outside memory, or a
+  result over the result limit.
+- ``instantiate`` (terminal): the module could not be instantiated (its initial memory
+  is over the limit, an unknown import, a missing ``alloc``/``execute``).
+- ``internal`` (terminal): a bug in the sandbox itself (logged with a traceback).
+
+A refused ``memory.grow`` is invisible to the host (the module just gets -1), so
+``memory_limit`` is inferred: a trap with memory within an eighth of the limit, or a
+runtime that says "out of memory" on stderr (Go). An explicit exit code is reported as
+``exit`` unless the runtime said it ran out of memory.
 """
 
 from __future__ import annotations

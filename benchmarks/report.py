@@ -56,9 +56,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:,.0f}" if value else "-"
 
 
+def _latency(median: dict[str, float]) -> str:
+    p50, p99 = median.get("latency_p50_ms"), median.get("latency_p99_ms")
+    return f"{p50:.2f}/{p99:.2f}" if p50 is not None and p99 is not None else "-"
+
+
 def table(results: dict[str, Any], cores: int | None) -> str:
     head = f"{'system':<17} {'process/s':>10} {'bulk enq/s':>11} {'1-by-1 enq/s':>13} "
-    head += f"{'wasmq x':>8}  note"
+    head += f"{'wasmq x':>8} {'p50/p99 ms':>11}  note"
     lines = [f"jobs per second on {cores} cores (median)", head, "-" * len(head)]
     for name, entry in results.items():
         med = entry.get("median", {})
@@ -67,7 +72,7 @@ def table(results: dict[str, Any], cores: int | None) -> str:
         lines.append(
             f"{name:<17} {_fmt(med.get('process_rate')):>10} "
             f"{_fmt(med.get('enqueue_bulk_rate')):>11} {_fmt(med.get('enqueue_rate')):>13} "
-            f"{(f'{ratio:.2f}' if ratio else '-'):>8}  {note}"
+            f"{(f'{ratio:.2f}' if ratio else '-'):>8} {_latency(med):>11}  {note}"
         )
     return "\n".join(lines)
 

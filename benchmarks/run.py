@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import shutil
@@ -134,6 +135,9 @@ def one_rep(peer: Any, client: redis.Redis, n: int, log: Path) -> dict[str, floa
         raise BenchFailed(f"{peer.depth(client)} jobs queued after enqueueing {n}")
     timing = drain(peer, client, handles, log, timeout=max(120.0, n / 20))
     verify(peer, handles, jobs)
+    del handles
+    # Celery's AsyncResult.__del__ talks to the server: let it run while there is one.
+    gc.collect()
     clear(client)
     return {"enqueue_bulk_rate": n / bulk_s, "enqueue_rate": n / one_s, **timing}
 
@@ -156,6 +160,7 @@ def run_peer(name: str, client: redis.Redis, n: int, reps: int, logs: Path) -> d
         traceback.print_exc()
         entry["error"] = f"{type(exc).__name__}: {exc}"
     finally:
+        gc.collect()
         with contextlib.suppress(Exception):
             peer.close()
     entry["median"] = medians(entry["runs"])
@@ -184,7 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    state = Path(tempfile.mkdtemp(prefix="wasmq-bench-"))
+    state = Path(tempfile.mkdtemp(prefix="wasmq-peers-"))
     results: dict[str, Any] = {}
     try:
         url = server.ensure_running(state / "server")

@@ -84,7 +84,20 @@ def run_one(module: Path, tasks: int, env: dict[str, str]) -> dict[str, Any]:
     if proc.returncode != 0:
         last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"wasmq bench exited {proc.returncode}: {last}")
-    return parse(stdout)
+    return normalise(parse(stdout))
+
+
+def normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """Name the rates as the peers' are named. ``wasmq bench`` enqueues its tasks in bulk,
+    so its ``enqueue_rate`` is the bulk rate; a one-by-one rate counts when it prints one."""
+    out = dict(data)
+    out["enqueue_bulk_rate"] = data.get("enqueue_bulk_rate", data["enqueue_rate"])
+    one = data.get("enqueue_one_rate")
+    if one is None:
+        out.pop("enqueue_rate")
+    else:
+        out["enqueue_rate"] = one
+    return out
 
 
 def run_all(

@@ -7,6 +7,7 @@ failed task into the next one).
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -83,6 +84,37 @@ def test_every_task_gets_a_fresh_instance(sandbox: Sandbox) -> None:
     for _ in range(3):
         outcome = run(sandbox, "counter")
         assert struct.unpack("<II", outcome.result) == (1, 1)
+
+
+def test_output_is_never_mixed_between_tasks_on_threads(sandbox: Sandbox) -> None:
+    wrong: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(50):
+            payload = f"t{n}-{i}".encode()
+            outcome = run(sandbox, "echo", payload)
+            if outcome.result != payload or outcome.stdout != b"out:" + payload:
+                wrong.append(f"{payload!r}: {outcome}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+
+
+def test_a_second_sandbox_does_not_speed_up_the_clock(sandbox: Sandbox) -> None:
+    other = Sandbox(Settings.load({}, environ={}, env_file=None))
+    try:
+        outcome = run(other, "loop_execute", limits=replace(LIMITS, timeout=0.3))
+        assert outcome.kind == "timeout"
+        assert outcome.duration_ms >= 290
+    finally:
+        other.close()
+    outcome = run(sandbox, "loop_execute", limits=replace(LIMITS, timeout=0.2))
+    assert outcome.kind == "timeout"  # the ticker still runs for the first sandbox
+    assert_healthy(sandbox)
 
 
 @pytest.mark.parametrize("name", ["loop_execute", "loop_initialize"])

@@ -18,7 +18,6 @@ Usage: python benchmarks/sandbox_bench.py [--seconds 1.0] [--only wat,c,zig,go]
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ import wasmtime
 
 import compiler
 from runtime.sandbox import Sandbox, TaskLimits
-from runtime.sandbox.engine import get_engine
+from runtime.sandbox.engine import get_engine, wasmtime_version
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,10 +114,7 @@ def main() -> None:
     limits = TaskLimits(timeout=30.0, memory=128 << 20, result=16 << 20, logs=1 << 20)
     cache = Path(tempfile.gettempdir()) / "wasmq-bench-toolchain-cache"
     cache.mkdir(exist_ok=True)
-    print(
-        f"wasmtime-py {wasmtime.__version__ if hasattr(wasmtime, '__version__') else ''}"
-        f" pid {os.getpid()}, {args.seconds}s per cell, µs per task"
-    )
+    print(f"wasmtime {wasmtime_version()}, {args.seconds}s per cell, µs per task")
     header = f"{'module':<6} {'floor':>9} {'sandbox':>9} {'vs floor':>9} {'wt-capture':>11} {'wt-files':>9}"
     print(header)
     for name in args.only.split(","):

@@ -123,7 +123,7 @@ def test_endless_loop_stops_near_the_deadline(sandbox: Sandbox, name: str) -> No
     outcome = run(sandbox, name, limits=limits)
     assert outcome.kind == "timeout", outcome.message
     assert outcome.retryable
-    assert 290 <= outcome.duration_ms < 800, outcome.duration_ms
+    assert 290 <= outcome.duration_ms < 1500, outcome.duration_ms
     assert "time limit of 300ms" in outcome.message
     assert outcome.phase == ("execute" if name == "loop_execute" else "_initialize")
     assert_healthy(sandbox)
@@ -177,7 +177,7 @@ def test_output_flood_is_capped_and_bounded_in_time(sandbox: Sandbox) -> None:
     limits = replace(LIMITS, timeout=0.5, logs=64 * 1024)
     started = time.monotonic()
     outcome = run(sandbox, "flood", limits=limits)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 3.0
     assert outcome.kind == "timeout"
     assert outcome.log_bytes == 64 * 1024
     assert sum(len(c.data) for c in outcome.logs) == 64 * 1024
@@ -283,7 +283,7 @@ def test_sleep_is_served_and_bounded_by_the_deadline(sandbox: Sandbox) -> None:
     limits = replace(LIMITS, timeout=0.3)
     outcome = run(sandbox, "sleep", struct.pack("<I", 60_000), limits=limits)
     assert outcome.kind == "timeout"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
     assert_healthy(sandbox)
 
 

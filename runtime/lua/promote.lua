@@ -12,6 +12,10 @@
 -- Cron entries (task_kind 2) are not promoted here: their next time needs the cron
 -- parser, so they are returned for the caller to fire with cron_fire.lua.
 -- Returns {promoted ids, dropped ids, {cron id, score, cron_expr, cron_tz, ...}, seen}.
+--
+-- The reference's Go producer scores entries in Unix seconds (NextRunAt.Unix()); a score
+-- below 1e11 (year 1973 in ms, year 5138 in s) is read as seconds and rescored in ms, so
+-- such an entry is neither promoted early nor lost.
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
 local promoted, dropped, crons = {}, {}, {}
@@ -20,11 +24,20 @@ local stale = {completed = true, failed = true, cancelled = true, in_progress = 
 
 -- Walk backwards: RPUSH puts the last pushed id where workers pop first, so the
 -- earliest due task is claimed first.
+local now = tonumber(ARGV[1])
 for i = #due - 1, 1, -2 do
   local id = due[i]
   local key = 'task_metadata:' .. id
   local kind_of_key = redis.call('TYPE', key).ok
-  if kind_of_key ~= 'hash' then
+  local score = tonumber(due[i + 1])
+  if score > 0 and score < 1e11 then
+    score = score * 1000
+    due[i + 1] = string.format('%d', score)
+    redis.call('ZADD', KEYS[1], 'XX', due[i + 1], id)
+  end
+  if score > now then
+    -- A seconds score not yet due: it stays, now in ms, for a later pass.
+  elseif kind_of_key ~= 'hash' then
     -- A missing (or non-hash) record cannot run: forget the id.
     redis.call('ZREM', KEYS[1], id)
     dropped[#dropped + 1] = id

@@ -300,17 +300,18 @@ class Worker:
         from runtime.errors import RegistryError
 
         record = self._record(task.task_name)
-        digest = task.digest or (record.digest if record is not None else "")
-        if not digest:
+        if record is None:
+            # Removed (wasmq tasks rm) after the enqueue: a cached module must not run it.
             raise RegistryError(
-                f"task {task.task_name!r} is not registered and the task names no digest; "
-                "register it (wasmq register PATH) and enqueue again"
+                f"task {task.task_name} is no longer registered; register it again "
+                "(wasmq register PATH) and enqueue again"
             )
+        digest = task.digest or record.digest
         try:
             module = self.registry.load_module(digest, fuel=fuel)
         except RegistryError as exc:
             raise RegistryError(f"field digest={digest}: {exc}") from None
-        capabilities = getattr(record, "capabilities", None) if record is not None else None
+        capabilities = getattr(record, "capabilities", None)
         return module, digest, capabilities
 
     def _record(self, name: str) -> Any:

@@ -308,3 +308,20 @@ def test_batched_tasks_keep_their_leases(
     for i in range(4):
         assert redis_client.hget(f"task_metadata:b{i}", "task_stage") == b"completed"
         assert redis_client.hget(f"task_metadata:b{i}", "attempts") == b"1"
+
+
+def test_removed_task_fails_terminally_even_with_the_module_cached(
+    broker: Broker, redis_client: redis.Redis, settings: Settings
+) -> None:
+    # The task records the digest at enqueue and the module loads fine: only the
+    # registry's missing record can stop it.
+    enqueue(broker, "after", {"result": "must not run"}, max_retries=3)
+    assert redis_client.hget("task_metadata:after", "digest") == DIGEST.encode()
+    redis_client.hdel(keys.TASK_REGISTRY, "job")  # what `wasmq tasks rm job` leaves
+    worker = make_worker(redis_client, settings)
+    run_burst(worker)
+    raw = redis_client.hgetall("task_metadata:after")
+    assert raw[b"task_stage"] == b"failed"
+    assert b"task job is no longer registered" in raw[b"error"]
+    assert redis_client.get("task_result:after") is None
+    assert worker.sandbox.runs == []

@@ -77,8 +77,11 @@ def parse_duration(text: str | float | int | timedelta) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest Go-style duration string for ``seconds`` (``1m30s``, ``250ms``)."""
+    # Fixed-point, never exponent notation ("1e-07s"), which no duration parser reads;
+    # nanoseconds are the finest unit Go writes.
+    seconds = round(seconds, 9)
     if seconds < 1 and seconds != 0:
-        return f"{round(seconds * 1000)}ms"
+        return _fixed(seconds * 1000, 6) + "ms"
     whole = int(seconds)
     frac = seconds - whole
     hours, rest = divmod(whole, 3600)
@@ -89,8 +92,12 @@ def format_duration(seconds: float) -> str:
     if minutes:
         out += f"{minutes}m"
     if secs or frac or not out:
-        out += f"{secs + frac:g}s"
+        out += _fixed(secs + frac, 9) + "s"
     return out
+
+
+def _fixed(value: float, places: int) -> str:
+    return f"{value:.{places}f}".rstrip("0").rstrip(".") or "0"
 
 
 def parse_size(text: str | int) -> int:

@@ -1,0 +1,187 @@
+"""The demo behind ``make demo``: the whole life of a task, on the embedded server.
+
+It registers ``tasks/``, starts ``wasmq worker --concurrency 2`` as a subprocess,
+enqueues an immediate task (Go), a task scheduled a few seconds ahead (C) and a cron
+task every 2 s (WAT; removed after three runs), prints each result and its captured
+logs as ``wasmq result`` and ``wasmq logs`` show them, then stops the worker (SIGTERM:
+it drains) and the embedded server. :func:`run_demo` holds the steps and takes any
+settings, so the tests run exactly these steps against their private server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime import cron_admin, log, server
+from runtime.client import Client
+from runtime.errors import TaskNotFound, WasmqError
+from runtime.registry import Registry
+from runtime.settings import Settings
+from runtime.task import TERMINAL_STAGES
+from runtime.task_logs import format_lines
+
+TASKS = Path(__file__).resolve().parent.parent / "tasks"
+#: The cron entry's fixed id: a rerun replaces the entry of an interrupted run.
+CRON_ID = "demo-cron"
+CRON_RUNS = 3
+SCHEDULE_DELAY = 3.0
+#: Longest wait for any one step (a cold Go compile happens before the clock starts).
+STEP_TIMEOUT = 60.0
+
+
+@dataclass
+class Shown:
+    """One task the demo printed: what ran, what it returned, what it wrote."""
+
+    label: str
+    task_id: str
+    task_name: str
+    result: bytes
+    log_lines: list[str] = field(default_factory=list)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that points a ``wasmq`` subprocess at the same server and dirs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WASMQ_", "TASK_QUEUE_"))}
+    env["REDIS_URL"] = settings.redis_url or ""
+    env["WASMQ_MODULE_DIR"] = str(settings.module_dir)
+    env["WASMQ_STATE_DIR"] = str(settings.state_dir)
+    env["TASK_QUEUE_WASM_LOG_DIR"] = str(settings.wasm_log_dir)
+    return env
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """``wasmq worker --concurrency 2``, its own log output going to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from runtime.cli import main; main()", "worker", "-c", "2"],
+            env=worker_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], settings: Settings) -> int:
+    """SIGTERM: the worker finishes its running tasks (drain), then exits."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=settings.drain_timeout + 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def show(client: Client, label: str, task_id: str, out: Callable[[str], None]) -> Shown:
+    """Wait for the task, print its result and logs; failures are printed, not raised."""
+    status = client.status(task_id)
+    try:
+        result = client.result(task_id, wait=True, timeout=STEP_TIMEOUT)
+    except WasmqError as exc:
+        result = b""
+        out(f"{label}: {status.task_name} {task_id} failed: {exc}")
+    lines = list(format_lines(client.logs(task_id)))
+    out(f"{label}: {status.task_name} ({task_id})")
+    out(f"  result: {result.decode(errors='replace')}")
+    out("  logs:")
+    for line in lines:
+        out(f"    {line}")
+    return Shown(label, task_id, status.task_name, result, lines)
+
+
+def cron_runs(client: Client, entry_id: str, since_ms: int) -> list[str]:
+    """Ids of the entry's finished runs, oldest first."""
+    runs = [
+        s
+        for s in client.list_tasks(task=None, limit=200)
+        if s.cron_id == entry_id and s.stage in TERMINAL_STAGES and (s.enqueued_ms or 0) >= since_ms
+    ]
+    return [s.id for s in sorted(runs, key=lambda s: (s.scheduled_ms or 0, s.id))]
+
+
+def run_demo(
+    settings: Settings,
+    tasks_dir: Path = TASKS,
+    *,
+    out: Callable[[str], None] = print,
+    toolchain_cache: Path | None = None,
+) -> list[Shown]:
+    """Register, start a worker, enqueue now / later / every 2 s, print, stop the worker."""
+    shown: list[Shown] = []
+    with Client(settings=settings) as client:
+        out(f"registering {tasks_dir.name}/ (the first run compiles; later runs hit the cache)")
+        registry = Registry(settings, client.redis, toolchain_cache=toolchain_cache)
+        for path in sorted(tasks_dir.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                reg = registry.register(path)
+                how = "cached" if reg.cache_hit else f"compiled with {reg.record.toolchain}"
+                out(f"  {reg.record.name} v{reg.record.version} ({how})")
+        with contextlib.suppress(TaskNotFound):
+            cron_admin.remove(client.redis, CRON_ID)
+
+        worker = start_worker(settings, settings.state_dir / "demo-worker.log")
+        out(f"worker started (pid {worker.pid}, concurrency 2)")
+        try:
+            now = client.enqueue("task_1", {"name": "demo"})
+            later = client.schedule("task_1_c", {"name": "later"}, delay=SCHEDULE_DELAY)
+            started = int(time.time() * 1000)
+            entry = client.cron("task_1_wat", "@every 2s", {"name": "cron"}, id=CRON_ID)
+            out(f"enqueued {now.id}; scheduled {later.id} in {SCHEDULE_DELAY:g}s;")
+            out(f"cron entry {entry.id} runs task_1_wat every 2s")
+            shown.append(show(client, "immediate", now.id, out))
+            shown.append(show(client, "scheduled", later.id, out))
+            deadline = time.monotonic() + STEP_TIMEOUT
+            runs = cron_runs(client, entry.id, started)
+            while len(runs) < CRON_RUNS and time.monotonic() < deadline:
+                time.sleep(0.2)
+                runs = cron_runs(client, entry.id, started)
+            cron_admin.remove(client.redis, entry.id)
+            out(f"cron entry {entry.id} removed after {len(runs)} runs")
+            for number, run_id in enumerate(runs[:CRON_RUNS], 1):
+                shown.append(show(client, f"cron run {number}", run_id, out))
+        finally:
+            code = stop_worker(worker, settings)
+            out(f"worker stopped (exit code {code})")
+    return shown
+
+
+def main() -> None:
+    # The demo prints what a user would look at; the components' own logs only on trouble.
+    log.configure("warning")
+    loaded = Settings.load()
+    # Absolute dirs: the toolchains and the worker subprocess resolve paths on their own.
+    paths = {
+        "module_dir": loaded.module_dir.resolve(),
+        "state_dir": loaded.state_dir.resolve(),
+        "wasm_log_dir": loaded.wasm_log_dir.resolve(),
+    }
+    settings = Settings.load({"redis_url": loaded.redis_url, **paths})
+    embedded = not settings.redis_url
+    if embedded:
+        url = server.ensure_running(settings.state_dir)
+        settings = Settings.load({"redis_url": url, **paths})
+        print(f"embedded server running in {loaded.state_dir}/")
+    try:
+        run_demo(settings)
+    except WasmqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        if embedded:
+            server.stop(settings.state_dir)
+            print("embedded server stopped")
+
+
+if __name__ == "__main__":
+    main()

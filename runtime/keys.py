@@ -116,6 +116,7 @@ def task_versions(name: str) -> str:
 def worker(worker_id: str) -> str:
     return WORKER_PREFIX + worker_id
 
+
 #: Set of paused cron entry ids (they are out of ``task_set:scheduled`` while paused).
 CRON_PAUSED = "wasmq:cron:paused"
 

@@ -200,7 +200,7 @@ class Settings:
         "How long a stopping worker finishes running tasks",
     )
     claim_batch: int = _setting(
-        "WASMQ_CLAIM_BATCH", 8, _positive_int, "Most tasks a worker process claims at once"
+        "WASMQ_CLAIM_BATCH", 32, _positive_int, "Most tasks a worker process claims at once"
     )
 
     @classmethod

@@ -40,6 +40,9 @@ IDLE_WAIT = 1.0
 ACK_DELAY = 0.05
 #: How long a worker reuses a task's registry record (capabilities, current digest).
 RECORD_TTL = 2.0
+#: Work (s) one claim aims to take: fast tasks are claimed up to ``claim_batch`` at a time
+#: (fewer round trips), slow ones one by one (no worker hoards tasks others could run).
+BATCH_WORK = 0.02
 
 
 class Outage:
@@ -108,6 +111,8 @@ class Worker:
         self._pubsub: redis.client.PubSub | None = None
         self._outage = Outage("worker loop")
         self._live: Any = None
+        #: Moving average of the wall time of one task (s), for the claim size.
+        self._task_seconds = 0.0
         grace = settings.lease_grace
         self.heartbeat = Heartbeat(
             self.redis,
@@ -132,9 +137,7 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    batch = self.broker.claim(
-                        self.queues, self.worker_id, self.settings.claim_batch
-                    )
+                    batch = self.broker.claim(self.queues, self.worker_id, self._batch_size())
                     self._outage.ok()
                 except redis.RedisError as exc:
                     self._outage.failed(exc, stop)
@@ -150,6 +153,12 @@ class Worker:
             self._close()
         log.info("worker stopped", worker_id=self.worker_id, done=self.stats.done,
                  failed=self.stats.failed)  # fmt: skip
+
+    def _batch_size(self) -> int:
+        ceiling = self.settings.claim_batch
+        if self._task_seconds <= 0:
+            return ceiling
+        return max(1, min(ceiling, int(BATCH_WORK / self._task_seconds)))
 
     def _keep_runnable(self, batch: list[Task | BadTask]) -> list[Task]:
         tasks: list[Task] = []
@@ -177,7 +186,12 @@ class Worker:
             if stop.is_set():
                 break
             started += 1
+            t0 = time.monotonic()
             reports.append(self.run_task(task))
+            took = time.monotonic() - t0
+            self._task_seconds = (
+                took if not self._task_seconds else (0.8 * self._task_seconds + 0.2 * took)
+            )
             if len(reports) == 1:
                 first_done = time.monotonic()
             elif time.monotonic() - first_done > ACK_DELAY and started < len(tasks):

@@ -65,7 +65,8 @@ def adapter_for(path: Path, go_toolchain: str = "auto", cache_dir: Path | None =
     if factory is None:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise CompileError(f"{path}: unsupported file type (use one of {supported})")
-    adapter = factory(go_toolchain, cache_dir)
+    # Toolchains run in a temporary working dir, so a relative cache path would move.
+    adapter = factory(go_toolchain, cache_dir.absolute() if cache_dir else None)
     if not adapter.available():
         raise ToolchainMissing(
             f"cannot build {path}: the {adapter.name} toolchain is missing; "

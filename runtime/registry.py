@@ -129,9 +129,11 @@ class Registry:
         self, settings: Settings, client: redis.Redis, *, toolchain_cache: Path | None = None
     ) -> None:
         """``toolchain_cache`` holds the toolchains' own build caches (Go's GOCACHE, Zig's
-        prebuilt libc); default ``<module dir>/.cache``."""
+        prebuilt libc); default ``settings.toolchain_cache``. Those caches are keyed by
+        content, so module dirs share them: a new module dir does not rebuild Go's std."""
         self.settings = settings
-        self.toolchain_cache = toolchain_cache or settings.module_dir / ".cache"
+        # Toolchains resolve cache paths from their own working dir: keep them absolute.
+        self.toolchain_cache = (toolchain_cache or settings.toolchain_cache).expanduser().absolute()
         self.client = client
         self.cache = ModuleCache(settings.module_dir, client)
         self.scripts = Scripts(client)

@@ -113,6 +113,12 @@ class Settings:
     state_dir: Path = _setting(
         "WASMQ_STATE_DIR", Path(".wasmq"), _path, "Embedded server socket, data and lock files"
     )
+    toolchain_cache: Path = _setting(
+        "WASMQ_TOOLCHAIN_CACHE",
+        Path("~/.cache/wasmq"),
+        _path,
+        "Toolchains' own build caches (Go's GOCACHE, Zig's libc), shared by module dirs",
+    )
     go_toolchain: str = _setting(
         "WASMQ_GO_TOOLCHAIN",
         "auto",

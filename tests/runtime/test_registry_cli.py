@@ -135,3 +135,14 @@ def test_directory_with_one_bad_file_registers_the_rest(cli: Any, tmp_path: Path
     assert "registered echo v1" in proc.stdout and "registered task_1_wat v1" in proc.stdout
     assert f"{src / 'broken.wat'}:1:" in proc.stderr
     assert proc.stderr.strip().endswith("error: 1 of 3 files failed to register")
+
+
+def test_go_registers_with_the_default_relative_module_dir(cli: Any, tmp_path: Path) -> None:
+    env = dict(cli.env)
+    env.pop("WASMQ_MODULE_DIR")  # the default, ./wasm_task_functions, is relative
+    from tests.conftest import run_cli
+
+    source = Path(__file__).resolve().parents[2] / "tasks" / "task_1.go"
+    proc = run_cli("register", str(source), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "wasm_task_functions" / "task_1.wasm").is_file()

@@ -87,7 +87,7 @@ def test_each_damage_is_dead_lettered_naming_the_field(
     for task_id, (fields, _) in cases.items():
         damaged(redis_client, task_id, **fields)
         good(broker, f"good-after-{task_id}")
-    missing_name = {"id": "no-name-field", "payload": "x"}
+    missing_name: dict[str | bytes, str] = {"id": "no-name-field", "payload": "x"}
     redis_client.hset("task_metadata:no-name-field", mapping=missing_name)
     redis_client.lpush("task_queue:pending", "no-name-field")
     redis_client.lpush("task_queue:pending", "no-record")

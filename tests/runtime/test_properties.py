@@ -147,7 +147,7 @@ field_value = st.one_of(
 
 @FAST
 @given(st.dictionaries(st.sampled_from(FIELDS), field_value, max_size=10))
-def test_task_from_hash_only_invalid_task(raw: dict[str, str | bytes]) -> None:
+def test_task_from_hash_only_invalid_task(raw: dict[str | bytes, str | bytes]) -> None:
     raw.setdefault("task_name", "job")
     try:
         task = Task.from_hash(raw)
@@ -155,7 +155,8 @@ def test_task_from_hash_only_invalid_task(raw: dict[str, str | bytes]) -> None:
         return
     assert task.timeout > 0 and task.max_retries >= 0 and task.attempts >= 0
     # What parsed stores back and parses again the same way.
-    again = Task.from_hash(task.to_hash())
+    stored: dict[str | bytes, str | bytes] = {k: v for k, v in task.to_hash().items()}
+    again = Task.from_hash(stored)
     assert (again.task_name, again.kind, again.max_retries) == (
         task.task_name, task.kind, task.max_retries)  # fmt: skip
 

@@ -87,7 +87,15 @@ def parse_time(text: str) -> int:
         raise ValueError(f"not an RFC3339 time: {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
+    ms = int(moment.timestamp() * 1000)
+    # Years 1-9999 in UTC only: anything else could never be written back (format_time).
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise ValueError(f"time out of range: {text!r}")
+    return ms
+
+
+_MIN_MS = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+_MAX_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000)
 
 
 @dataclass

@@ -141,6 +141,7 @@ field_value = st.one_of(
     st.binary(max_size=12),
     st.sampled_from(["0", "1", "2", "-1", "1e400", "nan", "inf", "30s", "1m30s",
                      "0001-01-01T00:00:00Z", "2026-03-29T12:00:00.123456789+05:30",
+                     "0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-05:00",
                      '{"memory": 1}', '{"fuel": true}', "[]", "9" * 30]),
 )  # fmt: skip
 
@@ -184,3 +185,11 @@ def test_result_unpacking_in_bounds(ptr: int, length: int) -> None:
     buf = ctypes.create_string_buffer(bytes(i % 251 for i in range(MEM)), MEM)
     outcome = _result((ptr << 32) | length, ctypes.addressof(buf), MEM, LIMITS)
     assert outcome.ok and outcome.result == buf.raw[ptr : ptr + length]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-05:00"])
+def test_times_that_cannot_be_written_back_are_refused(value: str) -> None:
+    with pytest.raises(InvalidTask, match="scheduled_at"):
+        Task.from_hash({"task_name": "job", "scheduled_at": value})
+    # Go's zero time itself is fine.
+    assert Task.from_hash({"task_name": "job", "scheduled_at": "0001-01-01T00:00:00Z"}).to_hash()

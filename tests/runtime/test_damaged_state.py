@@ -203,3 +203,39 @@ def test_abort_leaves_every_claimed_id_leased(
     # Whatever the abort left in processing still has a lease, so the reaper recovers it.
     for task_id in redis_client.lrange("task_queue:processing", 0, -1):
         assert redis_client.zscore(keys.TIMEOUT, task_id) is not None, task_id
+
+
+def test_damaged_scheduled_set_never_stops_the_scheduler(
+    broker: Broker, settings: Settings, redis_client: redis.Redis
+) -> None:
+    from runtime.scheduler import Scheduler
+
+    now_ms = int(time.time() * 1000)
+    entries: dict[str, dict[str, str | bytes]] = {
+        "cron-bad-expr": {"task_kind": "2", "cron_expr": "not a cron"},
+        "cron-binary-expr": {"task_kind": "2", "cron_expr": b"\xff\xfe * * * * *"},
+        "cron-bad-tz": {"task_kind": "2", "cron_expr": "* * * * * *", "cron_tz": "Mars/Base"},
+        "kind-nine": {"task_kind": "9"},
+        "good-later": {"task_kind": "1"},
+    }
+    for task_id, fields in entries.items():
+        mapping: dict[str | bytes, str | bytes] = {"id": task_id, "task_name": "job",
+                                                   "payload": task_id, **fields}  # fmt: skip
+        redis_client.hset(f"task_metadata:{task_id}", mapping=mapping)  # type: ignore[arg-type]
+        redis_client.zadd(keys.SCHEDULED, {task_id: now_ms - 10})
+    redis_client.zadd(keys.SCHEDULED, {"no-record": now_ms - 10, "no-record-s": now_ms // 1000})
+    redis_client.set("task_metadata:wrong-type", "x")
+    redis_client.zadd(keys.SCHEDULED, {"wrong-type": now_ms - 10})
+    scheduler = Scheduler(redis_client, settings)
+    scheduler.run_once(now_ms)
+    scheduler.run_once(now_ms + 1)
+    # Broken cron entries are parked with their reason instead of firing forever.
+    for task_id in ("cron-bad-expr", "cron-binary-expr", "cron-bad-tz"):
+        assert redis_client.zscore(keys.SCHEDULED, task_id) is None, task_id
+        assert redis_client.hget(f"task_metadata:{task_id}", "task_stage") == b"paused"
+    assert redis_client.zcard(keys.SCHEDULED) == 0
+    worker = run_burst(settings, redis_client)
+    assert redis_client.get("task_result:good-later") == b"good-later"
+    assert "task_kind" in error_of(redis_client, "kind-nine")
+    assert worker.stats.done == 1
+    assert_clean(redis_client)

@@ -211,7 +211,7 @@ def test_damaged_scheduled_set_never_stops_the_scheduler(
     from runtime.scheduler import Scheduler
 
     now_ms = int(time.time() * 1000)
-    entries: dict[str, dict[str, str | bytes]] = {
+    entries: dict[str, dict[str | bytes, str | bytes]] = {
         "cron-bad-expr": {"task_kind": "2", "cron_expr": "not a cron"},
         "cron-binary-expr": {"task_kind": "2", "cron_expr": b"\xff\xfe * * * * *"},
         "cron-bad-tz": {"task_kind": "2", "cron_expr": "* * * * * *", "cron_tz": "Mars/Base"},

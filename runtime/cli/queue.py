@@ -83,6 +83,9 @@ def enqueue(
         typer.echo(f"task {task.id} exists already ({task.stage}); nothing enqueued", err=True)
     if as_json:
         typer.echo(json.dumps(_task_json(task)))
+    elif wait:
+        # stdout carries only the result, so `wasmq enqueue ... --wait > out` is the result.
+        typer.echo(f"enqueued {task.id}", err=True)
     else:
         typer.echo(task.id)
     if wait:

@@ -72,8 +72,9 @@ def enqueue_wait(cli: Any, payload: str) -> tuple[str, str]:
     """``wasmq enqueue print_spin --wait``: (task id, result)."""
     proc = cli("enqueue", "print_spin", "--payload", payload, "--wait", "--wait-timeout", "60s",
                check=True)  # fmt: skip
-    task_id, _, result = proc.stdout.partition("\n")
-    return task_id, result
+    assert proc.stderr.startswith("enqueued ")
+    task_id = proc.stderr.split()[1]
+    return task_id, proc.stdout
 
 
 def test_both_streams_in_order_file_and_mirror(cli: Any, worker: Path, settings: Settings) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -145,3 +146,23 @@ def test_reference_cron_task_promoted(
     worker = run_burst(settings, redis_client)
     assert worker.stats.done == 1
     assert redis_client.get(f"task_result:{runs[0].decode()}") == b"repeat"
+
+
+def test_reference_tasks_through_the_worker_pool(
+    cli: Any, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """``wasmq worker --burst --registry DIR``, the reference's worker command shape, in
+    its own processes: the reference-produced tasks run, a damaged one is dead-lettered."""
+    tasks_dir = tmp_path / "registry"
+    tasks_dir.mkdir()
+    (tasks_dir / "task_1.wat").write_text((ROOT / "tasks" / "echo.wat").read_text())
+    for i in range(5):
+        produce(redis_client, f"pool-{i}", reference_hash(f"pool-{i}", f"p{i}", 0))
+    produce(redis_client, "pool-bad", reference_hash("pool-bad", "x", 0, timeout="soon"))
+    proc = cli("worker", "--burst", "-c", "2", "--registry", str(tasks_dir), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for i in range(5):
+        assert redis_client.get(f"task_result:pool-{i}") == f"p{i}".encode()
+    assert redis_client.lrange("task_queue:dlq", 0, -1) == [b"pool-bad"]
+    assert b"timeout" in (redis_client.hget("task_metadata:pool-bad", "error") or b"")
+    assert redis_client.llen("task_queue:processing") == 0

@@ -4,6 +4,7 @@ sane value, never another exception."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import string
 from datetime import datetime, timezone
@@ -193,3 +194,29 @@ def test_times_that_cannot_be_written_back_are_refused(value: str) -> None:
         Task.from_hash({"task_name": "job", "scheduled_at": value})
     # Go's zero time itself is fine.
     assert Task.from_hash({"task_name": "job", "scheduled_at": "0001-01-01T00:00:00Z"}).to_hash()
+
+
+@FAST
+@given(st.text(max_size=24))
+def test_cron_time_zone_only_invalid_task(tz: str) -> None:
+    try:
+        schedule = CronSchedule.parse("0 */5 * * * *", tz)
+    except InvalidTask:
+        return
+    assert schedule.next_after(0) > 0
+
+
+SETTING_FIELDS = [f.name for f in dataclasses.fields(Settings)]
+
+
+@FAST
+@given(st.dictionaries(
+    st.sampled_from(SETTING_FIELDS),
+    st.one_of(junk, st.integers(-5, 10**12), st.floats(allow_nan=True), st.booleans()),
+    max_size=3,
+))  # fmt: skip
+def test_settings_overrides_only_settings_error(overrides: dict[str, object]) -> None:
+    try:
+        Settings.load(overrides, environ={}, env_file=None)
+    except SettingsError:
+        return

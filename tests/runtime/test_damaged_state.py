@@ -82,7 +82,11 @@ def test_each_damage_is_dead_lettered_naming_the_field(
         "bad-limits": ({"limits": "[1, 2]"}, "limits"),
         "neg-limit": ({"limits": '{"memory": -1}'}, "limits"),
         "lost-module": ({"digest": "ef" * 32}, "digest"),
+        "path-digest": ({"digest": "../../../etc/passwd"}, "digest"),
+        "corrupt-module": ({"digest": "ab" * 32}, "digest"),
     }
+    # Bytes in Redis that do not hash to their digest are never run.
+    redis_client.set(keys.module("ab" * 32), b"\x00asm\x01\x00\x00\x00")
     good(broker, "good-first")
     for task_id, (fields, _) in cases.items():
         damaged(redis_client, task_id, **fields)

@@ -19,14 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtime import cron_admin, log, server
-from runtime.client import Client
-from runtime.errors import TaskNotFound, WasmqError
-from runtime.registry import Registry
-from runtime.settings import Settings
-from runtime.task import TERMINAL_STAGES
-from runtime.task_logs import format_lines
+from runtime import log
+
+# The components bind their loggers when imported, so they are imported in the functions:
+# main() quiets logging first, and the demo prints only what a user would look at.
+if TYPE_CHECKING:
+    from runtime.client import Client
+    from runtime.settings import Settings
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
 #: The cron entry's fixed id: a rerun replaces the entry of an interrupted run.
@@ -83,6 +84,9 @@ def stop_worker(proc: subprocess.Popen[bytes], settings: Settings) -> int:
 
 def show(client: Client, label: str, task_id: str, out: Callable[[str], None]) -> Shown:
     """Wait for the task, print its result and logs; failures are printed, not raised."""
+    from runtime.errors import WasmqError
+    from runtime.task_logs import format_lines
+
     status = client.status(task_id)
     try:
         result = client.result(task_id, wait=True, timeout=STEP_TIMEOUT)
@@ -100,6 +104,8 @@ def show(client: Client, label: str, task_id: str, out: Callable[[str], None]) -
 
 def cron_runs(client: Client, entry_id: str, since_ms: int) -> list[str]:
     """Ids of the entry's finished runs, oldest first."""
+    from runtime.task import TERMINAL_STAGES
+
     runs = [
         s
         for s in client.list_tasks(task=None, limit=200)
@@ -116,6 +122,11 @@ def run_demo(
     toolchain_cache: Path | None = None,
 ) -> list[Shown]:
     """Register, start a worker, enqueue now / later / every 2 s, print, stop the worker."""
+    from runtime import cron_admin
+    from runtime.client import Client
+    from runtime.errors import TaskNotFound
+    from runtime.registry import Registry
+
     shown: list[Shown] = []
     with Client(settings=settings) as client:
         out(f"registering {tasks_dir.name}/ (the first run compiles; later runs hit the cache)")
@@ -157,6 +168,10 @@ def run_demo(
 def main() -> None:
     # The demo prints what a user would look at; the components' own logs only on trouble.
     log.configure("warning")
+    from runtime import server
+    from runtime.errors import WasmqError
+    from runtime.settings import Settings
+
     loaded = Settings.load()
     # Absolute dirs: the toolchains and the worker subprocess resolve paths on their own.
     paths = {

@@ -100,6 +100,11 @@ def test_every_named_command_exists() -> None:
         subcommands = commands_of(commands[words[0]])
         if subcommands and len(words) > 1 and words[1].isalpha():
             assert words[1] in subcommands, f"README names `wasmq {text}`: no such subcommand"
+    for name, command in commands.items():
+        assert f"`wasmq {name}" in README, f"the CLI reference misses `wasmq {name}`"
+        for sub in commands_of(command):
+            found = re.search(rf"wasmq {name} {sub}\b", README)
+            assert found, f"the README misses `wasmq {name} {sub}`"
 
 
 def test_shell_blocks_are_cli_commands_or_illustrative() -> None:

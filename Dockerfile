@@ -19,6 +19,8 @@ FROM golang:${GO_VERSION}-bookworm AS go
 # --- runtime image ---------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm
 ARG TINYGO_VERSION
+# Set by BuildKit (amd64, arm64): TinyGo publishes a .deb for each.
+ARG TARGETARCH=amd64
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 COPY --from=go /usr/local/go /usr/local/go
@@ -27,7 +29,7 @@ ENV PATH="/usr/local/go/bin:${PATH}" \
     PYTHONUNBUFFERED=1
 
 # TinyGo from its official release; binaryen comes inside the package.
-ADD https://github.com/tinygo-org/tinygo/releases/download/v${TINYGO_VERSION}/tinygo_${TINYGO_VERSION}_amd64.deb /tmp/tinygo.deb
+ADD https://github.com/tinygo-org/tinygo/releases/download/v${TINYGO_VERSION}/tinygo_${TINYGO_VERSION}_${TARGETARCH}.deb /tmp/tinygo.deb
 RUN apt-get update \
     && apt-get install -y --no-install-recommends /tmp/tinygo.deb ca-certificates \
     && rm -rf /var/lib/apt/lists/* /tmp/tinygo.deb \

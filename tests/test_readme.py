@@ -183,3 +183,16 @@ def test_python_examples_run(
     assert "1 b'Hello, Python! (from task_1 in WAT)\\n'" in out
     assert "completed" in out
     assert 'b\'{"message":"Hello, soon!"}\'' in out
+
+
+def test_quick_start_is_two_commands() -> None:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    found = FENCE.search(section)
+    assert found is not None
+    body = found.group(3)
+    assert [line.split("#")[0].strip() for line in command_lines(body)] == [
+        "make demo",
+        "make test",
+    ]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(BIN)/python -m runtime.demo" in makefile

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from runtime import keys
 from runtime.cli import app
 from runtime.settings import Settings
 from tests.conftest import cli_env, run_cli
@@ -196,3 +197,15 @@ def test_quick_start_is_two_commands() -> None:
     ]
     makefile = (ROOT / "Makefile").read_text()
     assert "$(BIN)/python -m runtime.demo" in makefile
+
+
+def test_key_layout_names_every_key() -> None:
+    section = README.split("## Redis key layout", 1)[1].split("\n## ", 1)[0]
+    names = [
+        value
+        for name, value in vars(keys).items()
+        if name.isupper() and isinstance(value, str) and name != "DEFAULT_QUEUE"
+    ]
+    assert len(names) > 15
+    for value in names:
+        assert value in section, f"the key layout misses {value}"

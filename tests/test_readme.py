@@ -209,3 +209,24 @@ def test_key_layout_names_every_key() -> None:
     assert len(names) > 15
     for value in names:
         assert value in section, f"the key layout misses {value}"
+
+
+def option_names(command: object) -> set[str]:
+    """Every ``--long`` and ``-s`` option of a command and of its subcommands."""
+    names: set[str] = set()
+    for param in getattr(command, "params", []):
+        names.update(getattr(param, "opts", []))
+        names.update(getattr(param, "secondary_opts", []))
+    for sub in commands_of(command).values():
+        names |= option_names(sub)
+    return names
+
+
+def test_cli_reference_options_exist() -> None:
+    commands = commands_of(typer.main.get_command(app))
+    section = README.split("## CLI reference", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `wasmq (\w+)[^`]*` \| (.*) \|$", section, re.M)
+    assert {name for name, _ in rows} == set(commands)
+    for name, text in rows:
+        for option in re.findall(r"`(--?[\w-]+)", text):
+            assert option in option_names(commands[name]), f"wasmq {name} has no {option}"

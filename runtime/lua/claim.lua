@@ -53,19 +53,22 @@ for q = 1, nqueues do
     if redis.call('TYPE', key)['ok'] ~= 'hash' then
       out[#out + 1] = {id, q, {}}
     else
-      local stage = redis.call('HGET', key, 'task_stage')
+      -- One read and one write per task: this runs for every task the workers take.
+      local got = redis.call('HMGET', key, 'task_stage', 'timeout', 'attempts')
+      local stage = got[1]
       if stage ~= 'completed' and stage ~= 'failed' and stage ~= 'cancelled' then
         redis.call('LPUSH', processing, id)
-        local timeout = math.min(duration_ms(redis.call('HGET', key, 'timeout')), ceiling)
+        local timeout = math.min(duration_ms(got[2] or nil), ceiling)
         redis.call('ZADD', KEYS[1], now + timeout + grace, id)
         -- Never HINCRBY: a damaged counter would abort the script half way.
-        local attempts = redis.call('HGET', key, 'attempts')
-        local n = tonumber(attempts or '0')
+        local n = tonumber(got[3] or '0')
         if n then
-          redis.call('HSET', key, 'attempts', tostring(math.floor(n) + 1))
+          redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],
+            'started_ms', ARGV[1], 'updated_at', ARGV[2], 'attempts', tostring(math.floor(n) + 1))
+        else
+          redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],
+            'started_ms', ARGV[1], 'updated_at', ARGV[2])
         end
-        redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],
-          'started_ms', ARGV[1], 'updated_at', ARGV[2])
         out[#out + 1] = {id, q, redis.call('HGETALL', key)}
       end
     end

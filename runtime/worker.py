@@ -226,8 +226,18 @@ class Worker:
             return self._failed(task, started_ms, f"cannot load the module: {exc}", "module",
                                 retryable=False)  # fmt: skip
         live = self._live
+        streaming = False
+        on_output: Callable[[Any], None] | None = None
         if live is not None:
-            live.start_task(task.id)
+            # The live publisher hears of a task only once it prints: most tasks print
+            # nothing, and two hand-offs to its thread per task cost the hot path.
+            def on_output(chunk: Any) -> None:
+                nonlocal streaming
+                if not streaming:
+                    streaming = True
+                    live.start_task(task.id)
+                live.publish(chunk, task.id)
+
         try:
             outcome = self.sandbox.run(
                 module,
@@ -236,7 +246,7 @@ class Worker:
                 limits,
                 task_name=task.task_name,
                 capabilities=capabilities,
-                on_output=live.publish if live is not None else None,
+                on_output=on_output,
             )
         except Exception as exc:
             # The sandbox promises never to raise; if it does, the task fails, not the worker.
@@ -244,7 +254,7 @@ class Worker:
             return self._failed(task, started_ms, f"internal sandbox error: {exc}", "internal",
                                 retryable=False)  # fmt: skip
         finally:
-            if live is not None:
+            if streaming:
                 live.end_task(task.id)
         return self._report(task, started_ms, outcome)
 

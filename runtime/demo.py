@@ -82,6 +82,19 @@ def stop_worker(proc: subprocess.Popen[bytes], settings: Settings) -> int:
         return proc.wait()
 
 
+def wait_ready(client: Client, worker: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until the worker's processes report in; a worker that exits is an error, not a hang."""
+    from runtime.errors import WasmqError
+
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while not any(w.alive for w in client.workers()):
+        if worker.poll() is not None:
+            raise WasmqError(f"the worker exited with code {worker.returncode}: see {log_path}")
+        if time.monotonic() > deadline:
+            raise WasmqError(f"the worker did not start in {STEP_TIMEOUT:g}s: see {log_path}")
+        time.sleep(0.1)
+
+
 def show(client: Client, label: str, task_id: str, out: Callable[[str], None]) -> Shown:
     """Wait for the task, print its result and logs; failures are printed, not raised."""
     from runtime.errors import WasmqError
@@ -139,7 +152,8 @@ def run_demo(
         with contextlib.suppress(TaskNotFound):
             cron_admin.remove(client.redis, CRON_ID)
 
-        worker = start_worker(settings, settings.state_dir / "demo-worker.log")
+        worker_log = settings.state_dir / "demo-worker.log"
+        worker = start_worker(settings, worker_log)
         out(f"worker started (pid {worker.pid}, concurrency 2)")
         try:
             now = client.enqueue("task_1", {"name": "demo"})
@@ -148,6 +162,7 @@ def run_demo(
             entry = client.cron("task_1_wat", "@every 2s", {"name": "cron"}, id=CRON_ID)
             out(f"enqueued {now.id}; scheduled {later.id} in {SCHEDULE_DELAY:g}s;")
             out(f"cron entry {entry.id} runs task_1_wat every 2s")
+            wait_ready(client, worker, worker_log)
             shown.append(show(client, "immediate", now.id, out))
             shown.append(show(client, "scheduled", later.id, out))
             deadline = time.monotonic() + STEP_TIMEOUT

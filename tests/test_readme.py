@@ -230,3 +230,15 @@ def test_cli_reference_options_exist() -> None:
     for name, text in rows:
         for option in re.findall(r"`(--?[\w-]+)", text):
             assert option in option_names(commands[name]), f"wasmq {name} has no {option}"
+
+
+def test_benchmark_figures_are_quoted_from_the_benchmarks_readme() -> None:
+    section = README.split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    source = (ROOT / "benchmarks" / "README.md").read_text()
+    rows = re.findall(
+        r"^\| ((?:wasmq|[A-Z])[^|]*?) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|$", section, re.M
+    )
+    assert len(rows) >= 6
+    for system, *figures in rows:
+        quoted = f"| {system} | " + " | ".join(figures) + " |"
+        assert quoted in source, f"benchmarks/README.md has other figures for {system}"

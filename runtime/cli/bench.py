@@ -7,12 +7,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from runtime.bench import Progress
 from runtime.cli.context import state
+
+if TYPE_CHECKING:
+    from runtime.bench import Progress
 
 
 def _progress() -> Progress:

@@ -195,7 +195,7 @@ def test_sigterm_drains_running_task(
     register_spin(settings, redis_client, tmp_path)
     client = client_for(redis_url, tmp_path, redis_client)
     proc = pools.start("--concurrency", "1")
-    task = client.enqueue("spin", b"spin:1500")
+    task = client.enqueue("spin", b"spin:4000")
     wait_for(lambda: stage(redis_client, task.id) == b"in_progress", 30, "claim", pools.logs)
 
     def listed() -> bool:

@@ -25,13 +25,6 @@ from runtime import keys, server
 from runtime.settings import Settings
 from tests.conftest import cli_env
 
-try:
-    from runtime.registry import Registry  # noqa: F401
-
-    from runtime.sandbox import Sandbox  # noqa: F401
-except ImportError as exc:  # pragma: no cover - only while the components are missing
-    pytest.skip(f"the worker needs the registry and the sandbox: {exc}", allow_module_level=True)
-
 SPIN_WAT = """
 (module
   (import "wasi_snapshot_preview1" "clock_time_get"

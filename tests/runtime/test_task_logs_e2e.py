@@ -24,11 +24,6 @@ from runtime.settings import Settings
 from runtime.task import Limits
 from tests.conftest import cli_env
 
-try:
-    from runtime.sandbox import Sandbox  # noqa: F401
-except ImportError as exc:  # pragma: no cover - only while the sandbox is missing
-    pytest.skip(f"a real worker needs the sandbox: {exc}", allow_module_level=True)
-
 WAT = Path(__file__).parent / "wasm" / "print_spin.wat"
 WASMQ = [sys.executable, "-c", "from runtime.cli import main; main()"]
 

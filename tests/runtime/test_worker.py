@@ -262,7 +262,7 @@ def test_idle_worker_wakes_on_enqueue_and_registers(
             pubsub.close()
             time.sleep(0.1)
         # Far below the 1 s safety timeout: the wake-up came through pub/sub.
-        assert sorted(latencies)[2] < 0.1, latencies
+        assert sorted(latencies)[2] < 0.5, latencies
     finally:
         stop.set()
         thread.join(5)

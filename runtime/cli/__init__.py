@@ -20,7 +20,7 @@ from runtime.cli import registry as registry_cmds
 from runtime.cli import schedule as schedule_cmds
 from runtime.cli import server as server_cmds
 from runtime.cli.context import AppState
-from runtime.errors import WasmqError
+from runtime.errors import TaskNotFound, WasmqError
 
 app = typer.Typer(
     name="wasmq",
@@ -69,6 +69,10 @@ def main() -> None:
     """Console-script entry point: run the app, one line per user error, never a traceback."""
     try:
         app()
+    except TaskNotFound as exc:
+        # The one message scripts match on: exactly "no task <id>".
+        typer.echo(str(exc), err=True)
+        sys.exit(1)
     except WasmqError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -103,7 +103,7 @@ def test_cancel(cli: Any, redis_client: redis.Redis) -> None:
     assert redis_client.llen("task_queue:pending") == 0
     assert "already ended" in cli("cancel", "c1").stdout
     missing = cli("cancel", "nope")
-    assert missing.returncode == 1 and missing.stderr.strip() == "error: no task nope"
+    assert missing.returncode == 1 and missing.stderr.strip() == "no task nope"
 
 
 def fail_to_dlq(redis_client: redis.Redis, settings: Settings, ids: list[str]) -> None:

@@ -48,7 +48,7 @@ def test_unknown_id_is_one_line_and_exit_1(cli: Any, broker: Broker, command: st
     for extra in ([], ["--json"]):
         proc = cli(command, "no-such-id", *extra)
         assert proc.returncode == 1
-        assert proc.stderr.strip() == "error: no task no-such-id"
+        assert proc.stderr.strip() == "no task no-such-id"
         assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 

@@ -222,7 +222,7 @@ def test_cli_cron_commands(redis_client: redis.Redis, cli: Any) -> None:
     assert "no cron entries" in cli("cron", "list", check=True).stdout
     missing = cli("cron", "rm", "cli-entry")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "error: no task cli-entry"
+    assert missing.stderr.strip() == "no task cli-entry"
 
 
 class Consumer:

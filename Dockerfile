@@ -29,9 +29,15 @@ ENV PATH="/usr/local/go/bin:${PATH}" \
     PYTHONUNBUFFERED=1
 
 # TinyGo from its official release; binaryen comes inside the package.
+# bubblewrap sandboxes every compile. Debian's bwrap is not setuid: as the image's
+# non-root user it makes unprivileged user namespaces and a fresh /proc, which Docker's
+# default seccomp profile and masked /proc refuse. Run the container that registers
+# sources with --security-opt seccomp=unconfined --security-opt systempaths=unconfined
+# (plus apparmor=unconfined on AppArmor hosts), or register from a host: workers only
+# run modules and need neither bwrap nor toolchains.
 ADD https://github.com/tinygo-org/tinygo/releases/download/v${TINYGO_VERSION}/tinygo_${TINYGO_VERSION}_${TARGETARCH}.deb /tmp/tinygo.deb
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends /tmp/tinygo.deb ca-certificates \
+    && apt-get install -y --no-install-recommends /tmp/tinygo.deb bubblewrap ca-certificates \
     && rm -rf /var/lib/apt/lists/* /tmp/tinygo.deb \
     && tinygo version
 

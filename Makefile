@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest demo bench bench-peers clean
+.PHONY: venv system-deps test lint typecheck pytest demo bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,21 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Compiles of untrusted source run in bubblewrap. A fresh machine (CI runs as root) gets it
+# from apt; the package lists are fetched only when the install cannot find it.
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null \
+				&& apt-get install -y -qq bubblewrap >/dev/null; }; \
+		else \
+			echo "bwrap is missing: install bubblewrap, or set WASMQ_COMPILE_ISOLATION=none" \
+				"for trusted source only" >&2; \
+		fi; \
+	}
+
 lint: $(STAMP)
 	$(BIN)/ruff check runtime compiler tests benchmarks
 	$(BIN)/ruff format --check runtime compiler tests benchmarks
@@ -22,12 +37,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: system-deps lint typecheck pytest
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(BIN)/python -m runtime.demo
 
 bench: $(STAMP)

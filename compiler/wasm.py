@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compiler.base import read_source
 from runtime.errors import CompileError
 
 
@@ -12,6 +13,7 @@ class WasmAdapter:
 
     language = "wasm"
     name = "wasm"
+    runs_toolchain = False
 
     def available(self) -> bool:
         return True
@@ -26,13 +28,10 @@ class WasmAdapter:
         return ()
 
     def compile(self, source: Path, *, timeout: float, output_limit: int) -> bytes:
-        try:
-            size = source.stat().st_size
-            if size > output_limit:
-                raise CompileError(
-                    f"{source} is {size} bytes, over the {output_limit}-byte module limit "
-                    "(WASMQ_COMPILE_OUTPUT_LIMIT)"
-                )
-            return source.read_bytes()
-        except OSError as exc:
-            raise CompileError(f"cannot read {source}: {exc.strerror or exc}") from None
+        data = read_source(source)
+        if len(data) > output_limit:
+            raise CompileError(
+                f"{source} is {len(data)} bytes, over the {output_limit}-byte module limit "
+                "(WASMQ_COMPILE_OUTPUT_LIMIT)"
+            )
+        return data

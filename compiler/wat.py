@@ -6,7 +6,7 @@ from pathlib import Path
 
 import wasmtime
 
-from compiler.base import check_size, count_invocation
+from compiler.base import check_size, count_invocation, read_source
 from runtime.errors import CompileError
 
 
@@ -15,6 +15,7 @@ class WatAdapter:
 
     language = "wat"
     name = "wat"
+    runs_toolchain = False
 
     def available(self) -> bool:
         return True
@@ -32,8 +33,8 @@ class WatAdapter:
 
     def compile(self, source: Path, *, timeout: float, output_limit: int) -> bytes:
         try:
-            text = source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_source(source).decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise CompileError(f"cannot read {source}: {exc}") from None
         count_invocation()
         try:

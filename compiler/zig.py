@@ -2,30 +2,52 @@
 
 C/C++ handlers mark their exports with ``__attribute__((export_name("alloc")))``; Zig
 handlers with ``export fn``. Builds are optimised for size and stripped.
+
+The package holds a static ``zig`` binary next to its ``lib/``; the sandbox shows that
+directory alone, and Zig finds ``lib/`` from its own path (``/proc/self/exe``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import sys
+import re
 from importlib import metadata
 from pathlib import Path
 
 from compiler.base import base_env, read_output, run_tool, workspace
-from runtime.errors import ToolchainMissing
+from compiler.isolation import CACHE, TOOLCHAIN, WORK, Sandbox, bwrap_for
+from runtime.errors import CompileError, ToolchainMissing
 
 _C_FLAGS = ("-target", "wasm32-wasi", "-mexec-model=reactor", "-Os", "-s")
+
+# With the -MD zig cc passes, clang takes an #embed of a missing file for a generated one
+# and writes no dependency file: zig then reports only the missing dependency file.
+_NO_DEPFILE = re.compile(r"error: failed to read '[^']*\.d': FileNotFound")
+_NO_EMBED = "error: a file named by #embed does not exist"
+
+
+@functools.cache
+def zig_dir() -> Path | None:
+    """The ``ziglang`` package directory: the ``zig`` binary and its ``lib/``."""
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root if (root / "zig").is_file() else None
 
 
 class _ZigBase:
     name = "zig"
     language = ""
+    runs_toolchain = True
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, isolation: str = "bwrap") -> None:
         self.cache_dir = cache_dir
+        self.isolation = isolation
 
     def available(self) -> bool:
-        return importlib.util.find_spec("ziglang") is not None
+        return zig_dir() is not None
 
     def install_hint(self) -> str:
         return "install Zig with `pip install ziglang` (or `pip install wasmq[zig]`)"
@@ -41,30 +63,45 @@ class _ZigBase:
     def flags(self) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _command(self, copy: Path, out: Path) -> list[str]:
+    def _command(self, source: str, out: Path) -> list[str]:
         raise NotImplementedError
 
     def compile(self, source: Path, *, timeout: float, output_limit: int) -> bytes:
-        if not self.available():
+        root = zig_dir()
+        if root is None:
             raise ToolchainMissing(f"Zig is not installed: {self.install_hint()}")
+        sandbox = Sandbox(bwrap_for(self.isolation))
         with workspace(source) as (tmp, copy):
-            # The global cache holds Zig's prebuilt wasi-libc: rebuilding it takes ~15 s.
+            # The global cache holds Zig's prebuilt wasi-libc (rebuilding it takes ~15 s),
+            # compiler_rt and builtin.zig, all derived from the toolchain and the target.
+            # Objects of the source itself go to the local cache, which dies with the
+            # work dir, so no compile reads another's.
             cache = (self.cache_dir / "zig") if self.cache_dir else tmp / "zig-global"
             cache.mkdir(parents=True, exist_ok=True)
+            work = sandbox.bind(tmp, WORK, writable=True)
+            zig = sandbox.bind(root, TOOLCHAIN)
             extra = {
-                "ZIG_GLOBAL_CACHE_DIR": str(cache),
-                "ZIG_LOCAL_CACHE_DIR": str(tmp / "zig-local"),
+                "ZIG_GLOBAL_CACHE_DIR": str(sandbox.bind(cache, CACHE, writable=True)),
+                "ZIG_LOCAL_CACHE_DIR": str(work / "zig-local"),
             }
-            out = tmp / "out.wasm"
-            run_tool(
-                [sys.executable, "-I", "-m", "ziglang", *self._command(copy, out)],
-                source=source,
-                workdir=tmp,
-                cwd=copy.parent,
-                env=base_env(tmp, extra),
-                timeout=timeout,
-            )
-            return read_output(out, source, output_limit)
+            # "./": a file named like an option ("-o.c") stays a file name.
+            command = self._command(f"./{copy.name}", work / "out.wasm")
+            try:
+                run_tool(
+                    [str(zig / "zig"), *command],
+                    sandbox=sandbox,
+                    source=source,
+                    workdir=work,
+                    cwd=work / "src",
+                    env=base_env(work, extra),
+                    timeout=timeout,
+                )
+            except CompileError as exc:
+                message, missing_embed = _NO_DEPFILE.subn(_NO_EMBED, str(exc))
+                if missing_embed:
+                    raise CompileError(message) from None
+                raise
+            return read_output(tmp / "out.wasm", source, output_limit)
 
 
 class ZigCAdapter(_ZigBase):
@@ -75,8 +112,8 @@ class ZigCAdapter(_ZigBase):
     def flags(self) -> tuple[str, ...]:
         return _C_FLAGS
 
-    def _command(self, copy: Path, out: Path) -> list[str]:
-        return ["cc", *self.flags(), "-o", str(out), copy.name]
+    def _command(self, source: str, out: Path) -> list[str]:
+        return ["cc", *self.flags(), "-o", str(out), source]
 
 
 class ZigCppAdapter(_ZigBase):
@@ -87,8 +124,8 @@ class ZigCppAdapter(_ZigBase):
     def flags(self) -> tuple[str, ...]:
         return (*_C_FLAGS, "-fno-exceptions")
 
-    def _command(self, copy: Path, out: Path) -> list[str]:
-        return ["c++", *self.flags(), "-o", str(out), copy.name]
+    def _command(self, source: str, out: Path) -> list[str]:
+        return ["c++", *self.flags(), "-o", str(out), source]
 
 
 class ZigAdapter(_ZigBase):
@@ -108,5 +145,5 @@ class ZigAdapter(_ZigBase):
             "-fstrip",
         )
 
-    def _command(self, copy: Path, out: Path) -> list[str]:
-        return ["build-exe", *self.flags(), f"-femit-bin={out}", copy.name]
+    def _command(self, source: str, out: Path) -> list[str]:
+        return ["build-exe", *self.flags(), f"-femit-bin={out}", source]

@@ -154,7 +154,9 @@ class Registry:
         task_name = check_task_name(name if name is not None else path.stem)
         if not path.is_file():
             raise RegistryError(f"{path} is not a file; pass a task source or .wasm file")
-        adapter = compiler.adapter_for(path, self.settings.go_toolchain, self.toolchain_cache)
+        adapter = compiler.adapter_for(
+            path, self.settings.go_toolchain, self.toolchain_cache, self.settings.compile_isolation
+        )
         toolchain_version = adapter.version()
         try:
             source = path.read_bytes()

@@ -21,6 +21,7 @@ from runtime.units import parse_bool, parse_duration, parse_size
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("pretty", "json")
 GO_TOOLCHAINS = ("auto", "tinygo", "go")
+COMPILE_ISOLATIONS = ("bwrap", "none")
 
 
 def _redis_url(text: str) -> str | None:
@@ -133,6 +134,12 @@ class Settings:
         64 * 1024**2,
         parse_size,
         "Largest module a compile may produce",
+    )
+    compile_isolation: str = _setting(
+        "WASMQ_COMPILE_ISOLATION",
+        "bwrap",
+        _choice(COMPILE_ISOLATIONS),
+        "Sandbox of toolchain processes: bwrap (bubblewrap) or none (trusted source only)",
     )
     queue: str = _setting("WASMQ_QUEUE", "default", _queue_name, "Queue used when none is named")
     task_timeout: float = _setting(

@@ -2,9 +2,15 @@
 
 A task module is a WASI preview 1 reactor: it exports ``memory``,
 ``alloc(i32) -> i32`` and ``execute(i32, i32) -> i64``, may export ``_initialize()``,
-and imports nothing but ``wasi_snapshot_preview1`` functions. Other exports (globals a
-toolchain leaves behind, helper functions) are harmless and allowed, except ``_start``:
-a module with ``_start`` is a WASI *command*, whose ``main`` would never run here.
+and imports nothing but ``wasi_snapshot_preview1`` functions, each with its exact
+preview1 signature. Other exports (globals a toolchain leaves behind, helper functions)
+are harmless and allowed, except ``_start``: a module with ``_start`` is a WASI
+*command*, whose ``main`` would never run here.
+
+What can never run is refused here rather than failing every attempt later: a wrong
+import signature, imported or shared memories (the engine has threads and multi-memory
+off, so validation refuses those), more tables than a task may create, a table or a
+memory whose initial size is over what a task may have.
 """
 
 from __future__ import annotations
@@ -12,60 +18,10 @@ from __future__ import annotations
 import wasmtime
 
 from runtime.errors import RegistryError
+from runtime.sandbox import wasi
+from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS
 
-WASI_MODULE = "wasi_snapshot_preview1"
-
-#: Every function of WASI preview 1; an import outside this list cannot be linked.
-WASI_FUNCTIONS = frozenset(
-    (
-        "args_get",
-        "args_sizes_get",
-        "environ_get",
-        "environ_sizes_get",
-        "clock_res_get",
-        "clock_time_get",
-        "fd_advise",
-        "fd_allocate",
-        "fd_close",
-        "fd_datasync",
-        "fd_fdstat_get",
-        "fd_fdstat_set_flags",
-        "fd_fdstat_set_rights",
-        "fd_filestat_get",
-        "fd_filestat_set_size",
-        "fd_filestat_set_times",
-        "fd_pread",
-        "fd_prestat_get",
-        "fd_prestat_dir_name",
-        "fd_pwrite",
-        "fd_read",
-        "fd_readdir",
-        "fd_renumber",
-        "fd_seek",
-        "fd_sync",
-        "fd_tell",
-        "fd_write",
-        "path_create_directory",
-        "path_filestat_get",
-        "path_filestat_set_times",
-        "path_link",
-        "path_open",
-        "path_readlink",
-        "path_remove_directory",
-        "path_rename",
-        "path_symlink",
-        "path_unlink_file",
-        "poll_oneoff",
-        "proc_exit",
-        "proc_raise",
-        "sched_yield",
-        "random_get",
-        "sock_accept",
-        "sock_recv",
-        "sock_send",
-        "sock_shutdown",
-    )
-)
+WASI_MODULE = wasi.MODULE
 
 #: Required function exports: name -> (params, results).
 REQUIRED_FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -77,17 +33,30 @@ OPTIONAL_FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def compile_checked(engine: wasmtime.Engine, data: bytes) -> wasmtime.Module:
-    """Compile ``data`` and check it against the contract; raise RegistryError if not."""
+def compile_checked(
+    engine: wasmtime.Engine, data: bytes, memory_ceiling: int | None = None
+) -> wasmtime.Module:
+    """Compile ``data`` and check it against the contract; raise RegistryError if not.
+
+    ``memory_ceiling`` (bytes) refuses a memory that starts larger than any task may
+    have (``WASMQ_MAX_MEMORY_LIMIT``)."""
     try:
         module = wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:
-        raise RegistryError(f"the module is not valid WebAssembly: {_reason(str(exc))}") from None
-    check_module(module)
+        reason = _reason(str(exc))
+        for marker, feature in _REFUSED_FEATURES:
+            if marker in reason:
+                raise RegistryError(
+                    f"the module uses {feature}, which task modules may not use ({reason});"
+                    " build it for plain wasm32-wasi"
+                ) from None
+        raise RegistryError(f"the module is not valid WebAssembly: {reason}") from None
+    check_module(module, memory_ceiling)
+    _check_tables(data)
     return module
 
 
-def check_module(module: wasmtime.Module) -> None:
+def check_module(module: wasmtime.Module, memory_ceiling: int | None = None) -> None:
     """Raise :class:`RegistryError` naming the first contract violation of ``module``."""
     _check_imports(module)
     exports = {e.name: e.type for e in module.exports}
@@ -98,6 +67,15 @@ def check_module(module: wasmtime.Module) -> None:
         raise RegistryError("the module's `memory` export is not a memory")
     if memory.is_64:
         raise RegistryError("the module's `memory` is a 64-bit memory; tasks use 32-bit memory")
+    if memory.is_shared:
+        raise RegistryError("the module's `memory` is shared; tasks use one unshared memory")
+    initial = memory.limits.min * PAGE
+    if memory_ceiling is not None and initial > memory_ceiling:
+        raise RegistryError(
+            f"the module's memory starts at {initial} bytes, over the largest memory limit a"
+            f" task may have ({memory_ceiling} bytes, WASMQ_MAX_MEMORY_LIMIT); shrink its"
+            " initial memory"
+        )
     if "_start" in exports:
         raise RegistryError(
             "unexpected export `_start`: the module is a WASI command; build it as a reactor "
@@ -123,9 +101,19 @@ def _check_imports(module: wasmtime.Module) -> None:
                 f"unexpected import `{what}`: task modules may import only {WASI_MODULE} functions"
             )
         if not isinstance(imp.type, wasmtime.FuncType):
-            raise RegistryError(f"unexpected import `{what}`: only functions may be imported")
-        if imp.name not in WASI_FUNCTIONS:
+            raise RegistryError(
+                f"unexpected import `{what}`: only functions may be imported (a task's memory"
+                " and tables are its own)"
+            )
+        if imp.name not in wasi.FUNCTIONS:
             raise RegistryError(f"unexpected import `{what}`: not a WASI preview 1 function")
+        expected = wasi.signature(imp.name)
+        actual = (tuple(str(p) for p in imp.type.params), tuple(str(r) for r in imp.type.results))
+        if actual != expected:
+            raise RegistryError(
+                f"import `{what}` has type {_show(actual)}; WASI preview 1 defines it as"
+                f" {_show(expected)}"
+            )
 
 
 def _check_function(name: str, kind: object, expected: tuple[tuple[str, ...], ...]) -> None:
@@ -136,6 +124,75 @@ def _check_function(name: str, kind: object, expected: tuple[tuple[str, ...], ..
         raise RegistryError(
             f"the module's `{name}` export has type {_show(actual)}; expected {_show(expected)}"
         )
+
+
+PAGE = 65536
+
+#: Validation errors of proposals the engine has off (runtime.sandbox.engine), in words.
+_REFUSED_FEATURES = (
+    ("memory64", "a 64-bit memory"),
+    ("multiple memories", "more than one memory"),
+    ("shared memor", "a shared memory (threads)"),
+    ("threads", "threads"),
+    ("gc feature", "GC types"),
+    ("gc proposal", "GC types"),
+    ("exceptions", "exception handling"),
+    ("function references", "typed function references"),
+)
+
+
+def _leb(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``pos``: (value, next position)."""
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong LEB128")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def table_minimums(data: bytes) -> list[int]:
+    """The initial sizes of the tables a (valid) module defines, read from its binary.
+
+    wasmtime-py does not describe tables that are not exported, so the table section
+    (id 4) is read directly; imported tables are refused separately."""
+    pos, minimums = 8, []
+    while pos < len(data):
+        section = data[pos]
+        size, pos = _leb(data, pos + 1)
+        end = pos + size
+        if section == 4:
+            count, pos = _leb(data, pos)
+            for _ in range(count):
+                pos += 1  # the element type (funcref or externref)
+                flags = data[pos]
+                minimum, pos = _leb(data, pos + 1)
+                if flags & 1:
+                    _, pos = _leb(data, pos)
+                minimums.append(minimum)
+        pos = end
+    return minimums
+
+
+def _check_tables(data: bytes) -> None:
+    try:
+        minimums = table_minimums(data)
+    except (ValueError, IndexError):
+        raise RegistryError("the module's table section cannot be read") from None
+    if len(minimums) > MAX_TABLES:
+        raise RegistryError(
+            f"the module defines {len(minimums)} tables; a task may have at most {MAX_TABLES}"
+        )
+    for minimum in minimums:
+        if minimum > TABLE_ELEMENTS:
+            raise RegistryError(
+                f"the module has a table of {minimum} elements; a task's tables hold at most"
+                f" {TABLE_ELEMENTS}"
+            )
 
 
 def _show(signature: tuple[tuple[str, ...], ...]) -> str:

@@ -176,7 +176,7 @@ class Registry:
                 output_limit=self.settings.compile_output_limit,
             )
             digest = sha256(data)
-            module = compile_checked(get_engine(False), data)
+            module = compile_checked(get_engine(False), data, self.settings.max_memory_limit)
             # The check compiled it; keep that work for workers on this machine.
             self.cache.save_native(digest, module)
             remember(digest, False, module)

@@ -223,6 +223,9 @@ def _start(paths: ServerPaths) -> int:
         if _ping(paths, 0.5):
             # The pid file may lag the socket by a moment; write it ourselves.
             paths.pid_file.write_text(f"{proc.pid}\n")
+            # The server outlives this command by design; holding the handle keeps Python
+            # from warning that it is still running when the handle would be collected.
+            _started.append(proc)
             log.info("started embedded server", pid=proc.pid, socket=str(paths.socket))
             return proc.pid
         time.sleep(0.01)
@@ -230,6 +233,9 @@ def _start(paths: ServerPaths) -> int:
     raise ServerError(
         f"embedded server did not answer within {START_TIMEOUT:.0f}s; see {paths.log_file}"
     )
+
+
+_started: list[subprocess.Popen[bytes]] = []
 
 
 def _log_tail(paths: ServerPaths) -> str:

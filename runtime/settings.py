@@ -20,6 +20,7 @@ from runtime.units import parse_bool, parse_duration, parse_size
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("pretty", "json")
+SANDBOX_APIS = ("auto", "public")
 GO_TOOLCHAINS = ("auto", "tinygo", "go")
 COMPILE_ISOLATIONS = ("bwrap", "none")
 
@@ -165,6 +166,13 @@ class Settings:
     )
     max_log_limit: int = _setting(
         "WASMQ_MAX_LOG_LIMIT", 16 * 1024**2, parse_size, "Ceiling on a task's log limit"
+    )
+    sandbox_api: str = _setting(
+        "WASMQ_SANDBOX_API",
+        "auto",
+        _choice(SANDBOX_APIS),
+        "wasmtime binding the sandbox uses: auto (the fast C-API path when the installed"
+        " wasmtime-py is one it was checked against) or public",
     )
     fuel: int = _setting(
         "WASMQ_FUEL", 0, _positive_int, "Default fuel (instructions) per task; 0 turns it off"

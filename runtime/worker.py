@@ -11,6 +11,11 @@ are retried with backoff (logged once per change of state) while the results of 
 tasks already run are kept in memory and acked when Redis returns. A stopping worker
 finishes the task it is running, gives back the claimed tasks it has not started and
 acks the rest.
+
+A slow task never costs the tasks claimed behind it their attempt: once it has run for
+:data:`RELEASE_BEHIND_AFTER`, the heartbeat thread (not the task's thread, which may be
+busy in the sandbox) gives the tasks behind it back to their queue, attempt uncounted,
+so other workers run them.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ RECORD_TTL = 2.0
 #: Work (s) one claim aims to take: fast tasks are claimed up to ``claim_batch`` at a time
 #: (fewer round trips), slow ones one by one (no worker hoards tasks others could run).
 BATCH_WORK = 0.02
+#: Seconds a task may run before the tasks claimed behind it are given back.
+RELEASE_BEHIND_AFTER = 1.0
 
 
 class Outage:
@@ -105,6 +112,9 @@ class Worker:
         self.sandbox = sandbox
         self.stats = WorkerStats()
         self._held: dict[str, Task] = {}
+        #: Claimed and not started, in run order; the heartbeat thread may take them back.
+        self._queued: dict[str, Task] = {}
+        self._giving_back: list[Task] = []
         self._running: tuple[str, int] | None = None
         self._lock = threading.Lock()
         self._records: dict[str, tuple[float, Any]] = {}
@@ -179,13 +189,16 @@ class Worker:
         with self._lock:
             for task in tasks:
                 self._held[task.id] = task
+                self._queued[task.id] = task
         reports: list[Report] = []
         first_done = 0.0
-        started = 0
         for task in tasks:
             if stop.is_set():
                 break
-            started += 1
+            with self._lock:
+                if self._queued.pop(task.id, None) is None:
+                    continue  # given back by the heartbeat thread behind a slow task
+                self._running = (task.id, clock_ms())
             t0 = time.monotonic()
             reports.append(self.run_task(task))
             took = time.monotonic() - t0
@@ -194,16 +207,41 @@ class Worker:
             )
             if len(reports) == 1:
                 first_done = time.monotonic()
-            elif time.monotonic() - first_done > ACK_DELAY and started < len(tasks):
+            elif time.monotonic() - first_done > ACK_DELAY and self._queued:
                 self._flush(reports)
                 reports = []
         self._running = None
         self.stats.current_task = self.stats.current_name = ""
-        if started < len(tasks):
-            self._release(tasks[started:])
+        with self._lock:
+            unstarted = list(self._queued.values())
+            self._queued.clear()
+        if unstarted:
+            self._release(unstarted)
         self._flush(reports)
         if self._pubsub is not None:
             self._drain_wakeups()
+
+    def _release_behind(self) -> None:
+        """Give back the tasks claimed behind a task that runs long (heartbeat thread).
+
+        They leave the run order at once; until Redis takes them back they stay held,
+        so their leases are still renewed, and the next heartbeat tries again."""
+        with self._lock:
+            self._giving_back.extend(self._queued.values())
+            self._queued.clear()
+            behind = list(self._giving_back)
+        if not behind:
+            return
+        try:
+            self.broker.release(behind, self.worker_id)
+        except redis.RedisError as exc:
+            log.warning("cannot give back tasks behind a slow task yet", error=str(exc))
+            return
+        with self._lock:
+            for task in behind:
+                self._held.pop(task.id, None)
+            del self._giving_back[: len(behind)]
+        log.info("gave back tasks claimed behind a slow task", count=len(behind))
 
     # -- one task -------------------------------------------------------------------
 
@@ -389,11 +427,15 @@ class Worker:
 
     def _leases(self) -> dict[str, int]:
         """New lease deadlines for the held tasks; the running one keeps its own bound,
-        so a wedged task is still recovered."""
+        so a wedged task is still recovered. Called on the heartbeat thread, which also
+        gives back the tasks behind a task that runs long."""
         now = clock_ms()
+        running = self._running
+        slow = running is not None and now - running[1] > RELEASE_BEHIND_AFTER * 1e3
+        if self._giving_back or (slow and self._queued):
+            self._release_behind()
         grace = int(self.settings.lease_grace * 1000)
         ceiling = self.settings.max_task_timeout
-        running = self._running
         with self._lock:
             held = list(self._held.values())
         out: dict[str, int] = {}

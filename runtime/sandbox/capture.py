@@ -1,7 +1,19 @@
-"""Per-task state the host functions work on: captured output, argv, deadline, exit code."""
+"""Per-task state the host functions work on: captured output, argv, deadline, exit code.
+
+Output is bounded three ways, because a handler controls how it writes:
+
+- bytes: stdout and stderr together keep at most the task's log limit; the rest is
+  counted in ``dropped`` and never copied out of the task's memory;
+- entries: consecutive writes to one stream within one millisecond share a chunk, empty
+  writes make no chunk, and past :data:`COALESCE_AFTER` chunks every write to the same
+  stream as the last chunk joins it whatever the time. Past :data:`MAX_CHUNKS` chunks,
+  output is dropped and counted in ``dropped``;
+- the live stream: at most :data:`MAX_LIVE` pieces per task reach the live log hook.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -11,24 +23,28 @@ from runtime.sandbox.outcome import LogChunk
 
 OutputHook = Callable[[LogChunk], None]
 
+#: Chunks after which same-stream writes always coalesce (their timestamps blur).
+COALESCE_AFTER = 1024
+#: Chunks a task may store at most; one chunk is one entry of the task's stored log.
+MAX_CHUNKS = 4096
+#: Pieces of output handed to the live log stream per task.
+MAX_LIVE = 4096
+
 
 class TaskIO:
-    """What one run's WASI calls read and write; lives for exactly one task.
-
-    Output is kept in order, tagged with stream and time, up to ``log_limit`` bytes for
-    stdout and stderr together; the excess is counted in ``dropped``. Consecutive writes
-    to one stream within one millisecond share a chunk, so a flood of tiny writes does
-    not become a flood of objects.
-    """
+    """What one run's WASI calls read and write; lives for exactly one task."""
 
     __slots__ = (
         "_chunks",
         "argv0",
+        "backend",
         "deadline",
         "dropped",
         "exit_code",
+        "files",
         "host_error",
         "kept",
+        "live_left",
         "memory",
         "on_output",
         "room",
@@ -36,7 +52,12 @@ class TaskIO:
     )
 
     def __init__(
-        self, task_name: str, log_limit: int, deadline: float, on_output: OutputHook | None
+        self,
+        task_name: str,
+        log_limit: int,
+        deadline: float,
+        on_output: OutputHook | None,
+        backend: Any = None,
     ) -> None:
         self.argv0 = task_name.encode() + b"\0"
         self.room = log_limit
@@ -44,38 +65,83 @@ class TaskIO:
         self.dropped = 0
         self.deadline = deadline  # time.monotonic() value
         self.on_output = on_output
+        self.live_left = MAX_LIVE
         self.exit_code: int | None = None
         self.timed_out = False
         self.host_error: str | None = None
-        #: The instance's memory (a raw ``wasmtime_memory_t``) once instantiated.
+        #: Whether the operator granted the task files (wasmtime's WASI serves them).
+        self.files = False
+        #: The backend running the task (:mod:`runtime.sandbox.raw`).
+        self.backend = backend
+        #: The instance's memory (backend-specific) once instantiated.
         self.memory: Any = None
         self._chunks: list[list[Any]] = []  # [stream, ts_ms, bytearray]
 
+    def overdue(self) -> bool:
+        """Whether the deadline has passed; marks the task timed out if so."""
+        if time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
+
+    def drop(self, size: int) -> None:
+        """Output the task wrote that is not kept (over a limit)."""
+        self.dropped += size
+
     def write(self, stream: int, data: bytes) -> None:
+        """Keeps ``data`` (already cut to :attr:`room` by the caller, or cut here)."""
         size = len(data)
+        if not size:
+            return
         if size > self.room:
-            self.dropped += size - self.room
+            self.drop(size - self.room)
             data = data[: self.room]
-            size = self.room
+            size = len(data)
             if not size:
                 return
-        self.room -= size
-        self.kept += size
         ts = time.time_ns() // 1_000_000
         chunks = self._chunks
-        if chunks and chunks[-1][0] == stream and chunks[-1][1] == ts:
-            chunks[-1][2] += data
+        last = chunks[-1] if chunks else None
+        if (
+            last is not None
+            and last[0] == stream
+            and (last[1] == ts or len(chunks) >= COALESCE_AFTER)
+        ):
+            last[2] += data
+        elif len(chunks) >= MAX_CHUNKS:
+            self.drop(size)
+            return
         else:
             chunks.append([stream, ts, bytearray(data)])
+        self.room -= size
+        self.kept += size
         hook = self.on_output
         if hook is not None:
+            self.live_left -= 1
+            if self.live_left <= 0:
+                self.on_output = None
             try:
                 hook(LogChunk(stream, ts, bytes(data)))
             except Exception:  # a broken live stream must not fail the task
                 self.on_output = None
 
+    def write_from(self, stream: int, address: int, size: int) -> bool:
+        """Keeps what fits of ``size`` bytes at ``address``, copying nothing more; False
+        once the deadline has passed (wasmtime's WASI calls this once per 4 KiB or so of
+        one write, so failing the write is how a long one stops)."""
+        if self.overdue():
+            return False
+        take = min(size, self.room)
+        self.drop(size - take)
+        if take:
+            self.write(stream, ctypes.string_at(address, take))
+        return True
+
     def logs(self) -> list[LogChunk]:
         return [LogChunk(s, t, bytes(d)) for s, t, d in self._chunks]
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._chunks)
 
 
 _local = threading.local()

@@ -29,6 +29,32 @@ def wasmtime_version() -> str:
         return "unknown"
 
 
+#: Proposals a task module may use: what Go, TinyGo, Zig and clang emit. Everything else
+#: is off, because each is a way to allocate or share outside the store's limits: GC
+#: objects live outside linear memory, shared memories and threads outlive a task,
+#: several memories or 64-bit memories would each get the whole memory limit.
+FEATURES_ON = (
+    "wasm_bulk_memory",
+    "wasm_multi_value",
+    "wasm_reference_types",
+    "wasm_simd",
+    "wasm_relaxed_simd",
+    "wasm_tail_call",
+)
+FEATURES_OFF = (
+    "wasm_gc",
+    "wasm_function_references",
+    "wasm_exceptions",
+    "wasm_threads",
+    "wasm_multi_memory",
+    "wasm_memory64",
+    "wasm_custom_page_sizes",
+    "wasm_stack_switching",
+    "wasm_wide_arithmetic",
+    "wasm_component_model",
+)
+
+
 def _config(fuel: bool) -> wasmtime.Config:
     config = wasmtime.Config()
     config.epoch_interruption = True
@@ -36,6 +62,11 @@ def _config(fuel: bool) -> wasmtime.Config:
     config.max_wasm_stack = MAX_WASM_STACK
     config.cranelift_opt_level = "speed"
     config.parallel_compilation = False
+    for feature in FEATURES_OFF:
+        setattr(config, feature, False)
+    for feature in FEATURES_ON:
+        setattr(config, feature, True)
+    config.wasm_relaxed_simd_deterministic = True
     return config
 
 
@@ -53,5 +84,6 @@ def engine_tag(fuel: bool = False) -> str:
     """Identifies native code compatible with :func:`get_engine` (version + config)."""
     settings = (
         f"wasmtime={wasmtime_version()};epoch=1;fuel={int(fuel)};stack={MAX_WASM_STACK};opt=speed"
+        f";on={','.join(FEATURES_ON)};off={','.join(FEATURES_OFF)}"
     )
     return hashlib.sha256(settings.encode()).hexdigest()[:16]

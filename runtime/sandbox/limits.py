@@ -15,6 +15,12 @@ from typing import Any
 from runtime.settings import Settings
 from runtime.task import Limits
 
+#: Tables one task may create, and elements each may hold. Toolchains emit one table
+#: sized by the module's function count (a few thousand for Go); the bound keeps tables
+#: to a few MiB of host memory beside the memory limit (about 8 bytes per element).
+MAX_TABLES = 4
+TABLE_ELEMENTS = 1 << 16
+
 
 @dataclass(frozen=True)
 class TaskLimits:

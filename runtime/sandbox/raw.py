@@ -1,34 +1,41 @@
-"""The hot path through wasmtime's C API, below wasmtime-py's convenience layer.
+"""The one place that reaches below wasmtime-py's public API, and its public fallback.
 
 wasmtime-py's ``Func.__call__`` asks the engine for the function's type and boxes every
 value on each call (about 12 µs); ``Linker.define_func`` host functions box every
 argument the same way. A small task makes three calls and a few host calls, so those
-costs would dominate. Here calls go through ``wasmtime_func_call_unchecked`` with a raw
-value array, and host functions are ``unchecked`` callbacks that read raw arguments:
-the types were already checked once, when the linker matched the module's imports.
+costs would dominate. The fast backend calls through ``wasmtime_func_call_unchecked``
+with a raw value array, and host functions are ``unchecked`` callbacks that read raw
+arguments: the types were already checked once, when the linker matched the module's
+imports. It uses wasmtime-py's own ctypes bindings (``wasmtime._ffi``), so struct
+layouts always match the installed library, plus a few private helpers
+(``Store._context``, ``Trap._from_ptr``).
 
-The struct layouts and function prototypes are wasmtime-py's own ctypes bindings, so
-they always match the installed library.
+Private internals can change in any release, so at import this module checks the
+installed wasmtime version and every symbol it uses; when one is missing it logs a
+warning and :func:`backend` hands out :class:`PublicBackend`, which does the same with
+the public API only (slower, same behaviour: the differential tests run both).
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import errno
+from collections.abc import Callable, Sequence
 from ctypes import byref
-from typing import Any
+from importlib import metadata
+from typing import Any, Protocol
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
-ValArray = Any  # a ctypes array of wasmtime_val_raw_t
-#: A host function: (caller pointer, raw argument/result array) -> trap address or 0.
-HostFunc = Callable[[Any, Any], int]
+from runtime.log import get_logger
 
-_VAL2 = ffi.wasmtime_val_raw_t * 2
-_EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
-_EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
-_TRAP_PTR = ctypes.POINTER(ffi.wasm_trap_t)
+log = get_logger("sandbox")
+
+#: wasmtime-py majors whose private layout the fast backend was written against.
+FAST_MAJORS = (50,)
+
+#: A host function: (caller, argument/result values) -> 0, or a trap from ``new_trap``.
+HostFunc = Callable[[Any, Any], Any]
 
 
 class CallFailed(Exception):
@@ -40,6 +47,126 @@ class CallFailed(Exception):
         self.error = error
 
 
+class Instance(Protocol):
+    """One instantiated task module, as a backend sees it."""
+
+    def func(self, name: bytes) -> Any: ...
+
+    def memory(self) -> Any: ...
+
+    def call(self, func: Any, *args: int) -> Sequence[Any]:
+        """Results as values with ``.i32``/``.i64``; raises :class:`CallFailed`."""
+        ...
+
+    def memory_span(self, memory: Any) -> tuple[int, int]:
+        """(address, size in bytes) of a linear memory now; it moves when it grows."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def instantiate(self, pre: wasmtime.InstancePre, store: wasmtime.Store) -> Instance: ...
+
+    def define(
+        self,
+        linker: wasmtime.Linker,
+        module: str,
+        name: str,
+        params: list[wasmtime.ValType],
+        results: list[wasmtime.ValType],
+        func: HostFunc,
+    ) -> None: ...
+
+    def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
+        """The calling instance's memory span (``memory`` if known, else its export)."""
+        ...
+
+    def new_trap(self, message: str) -> Any:
+        """A trap for a host function to return (truthy)."""
+        ...
+
+    def set_output(
+        self, config: wasmtime.WasiConfig, stream: int, write: Callable[[int, int], bool]
+    ) -> None:
+        """Sends wasmtime's WASI output on ``stream`` (1 or 2) to ``write(address, size)``,
+        which copies what it keeps; a write is reported fully written, or failed (EIO)
+        when ``write`` answers False."""
+        ...
+
+
+# -- the fast backend: wasmtime's C API through wasmtime-py's bindings ------------------------
+
+_FFI_SYMBOLS = (
+    "wasmtime_val_raw_t",
+    "wasmtime_extern_t",
+    "wasmtime_instance_t",
+    "wasm_trap_t",
+    "WASMTIME_EXTERN_FUNC",
+    "WASMTIME_EXTERN_MEMORY",
+    "wasmtime_instance_pre_instantiate",
+    "wasmtime_instance_export_get",
+    "wasmtime_func_call_unchecked",
+    "wasmtime_memory_data",
+    "wasmtime_memory_data_size",
+    "wasmtime_caller_context",
+    "wasmtime_caller_export_get",
+    "wasmtime_trap_new",
+    "wasmtime_func_unchecked_callback_t",
+    "wasmtime_linker_define_func_unchecked",
+    "wasi_config_set_stdout_custom",
+    "wasi_config_set_stderr_custom",
+)
+
+
+def _fast_problem() -> str:
+    """'' when the fast backend can run on the installed wasmtime, else why not."""
+    try:
+        version = metadata.version("wasmtime")
+    except metadata.PackageNotFoundError:
+        return "the installed wasmtime has no version metadata"
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return f"unrecognised wasmtime version {version}"
+    if major not in FAST_MAJORS:
+        return f"wasmtime {version} is not a version the fast path was checked against"
+    try:
+        from wasmtime import _ffi
+    except ImportError:
+        return "wasmtime._ffi is missing"
+    missing = [name for name in _FFI_SYMBOLS if not hasattr(_ffi, name)]
+    if not hasattr(getattr(_ffi, "dll", None), "wasmtime_engine_increment_epoch"):
+        missing.append("dll.wasmtime_engine_increment_epoch")
+    for owner, attr in (
+        (wasmtime.Store, "_context"),
+        (wasmtime.Trap, "_from_ptr"),
+        (wasmtime.WasmtimeError, "_from_ptr"),
+        (wasmtime.InstancePre, "ptr"),
+        (wasmtime.Linker, "ptr"),
+        (wasmtime.Engine, "ptr"),
+        (wasmtime.FuncType, "ptr"),
+        (wasmtime.WasiConfig, "ptr"),
+    ):
+        if not hasattr(owner, attr):
+            missing.append(f"{owner.__name__}.{attr}")
+    return f"wasmtime-py lacks {', '.join(missing)}" if missing else ""
+
+
+FAST_PROBLEM = _fast_problem()
+
+if not FAST_PROBLEM:
+    from wasmtime import _ffi as ffi
+
+    _VAL2 = ffi.wasmtime_val_raw_t * 2
+    _EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
+    _EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
+    _TRAP_PTR = ctypes.POINTER(ffi.wasm_trap_t)
+    _OUTPUT_CALLBACK = ctypes.CFUNCTYPE(
+        ctypes.c_ssize_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_size_t
+    )
+
+
 def _raise(error: Any, trap: Any) -> None:
     raise CallFailed(
         wasmtime.Trap._from_ptr(trap) if trap else None,
@@ -47,114 +174,260 @@ def _raise(error: Any, trap: Any) -> None:
     )
 
 
-def instantiate(pre: wasmtime.InstancePre, ctx: Any) -> Any:
-    """A new instance of ``pre`` in the store of ``ctx`` (a raw ``wasmtime_instance_t``)."""
-    instance = ffi.wasmtime_instance_t()
-    trap = _TRAP_PTR()
-    error = ffi.wasmtime_instance_pre_instantiate(pre.ptr(), ctx, byref(instance), byref(trap))
-    if error or trap:
-        _raise(error, trap)
-    return instance
-
-
-class Exports:
-    """Looks up one instance's exports by name (names are bytes)."""
+class _FastInstance:
+    __slots__ = ("ctx", "instance", "ref")
 
     def __init__(self, ctx: Any, instance: Any) -> None:
         self.ctx = ctx
-        self.instance = byref(instance)
+        self.instance = instance
+        self.ref = byref(instance)
 
     def _get(self, name: bytes, kind: int) -> Any:
         item: Any = ffi.wasmtime_extern_t()
-        found = ffi.wasmtime_instance_export_get(
-            self.ctx, self.instance, name, len(name), byref(item)
-        )
+        found = ffi.wasmtime_instance_export_get(self.ctx, self.ref, name, len(name), byref(item))
         return item if found and item.kind == kind else None
 
     def func(self, name: bytes) -> Any:
         item = self._get(name, _EXTERN_FUNC)
         return None if item is None else item.of.func
 
-    def memory(self, name: bytes = b"memory") -> Any:
-        item = self._get(name, _EXTERN_MEMORY)
+    def memory(self) -> Any:
+        item = self._get(b"memory", _EXTERN_MEMORY)
         return None if item is None else item.of.memory
 
+    def call(self, func: Any, *args: int) -> Any:
+        vals = _VAL2()
+        for i, arg in enumerate(args):
+            vals[i].i32 = arg
+        trap = _TRAP_PTR()
+        error = ffi.wasmtime_func_call_unchecked(self.ctx, byref(func), vals, 2, byref(trap))
+        if error or trap:
+            _raise(error, trap)
+        return vals
 
-def call(ctx: Any, func: Any, *args: int) -> ValArray:
-    """Calls ``func`` with i32 arguments; the results are in the returned array."""
-    vals = _VAL2()
-    for i, arg in enumerate(args):
-        vals[i].i32 = arg
-    trap = _TRAP_PTR()
-    error = ffi.wasmtime_func_call_unchecked(ctx, byref(func), vals, 2, byref(trap))
-    if error or trap:
-        _raise(error, trap)
-    return vals
-
-
-def func_type(ctx: Any, func: Any) -> wasmtime.FuncType:
-    return wasmtime.FuncType._from_ptr(ffi.wasmtime_func_type(ctx, byref(func)), None)
+    def memory_span(self, memory: Any) -> tuple[int, int]:
+        return _span(self.ctx, memory)
 
 
-def memory_span(ctx: Any, memory: Any) -> tuple[int, int]:
-    """(address, size in bytes) of a linear memory right now; it moves when it grows."""
+def _span(ctx: Any, memory: Any) -> tuple[int, int]:
     ref = byref(memory)
     base = ctypes.addressof(ffi.wasmtime_memory_data(ctx, ref).contents)
     return base, ffi.wasmtime_memory_data_size(ctx, ref)
-
-
-def caller_context(caller: Any) -> Any:
-    return ffi.wasmtime_caller_context(caller)
-
-
-def caller_memory(caller: Any) -> Any:
-    """The calling instance's exported ``memory``, or None."""
-    item: Any = ffi.wasmtime_extern_t()
-    if not ffi.wasmtime_caller_export_get(caller, b"memory", 6, byref(item)):
-        return None
-    return item.of.memory if item.kind == _EXTERN_MEMORY else None
-
-
-def new_trap(message: str) -> int:
-    """A trap for a host function to return (wasmtime takes ownership)."""
-    data = message.encode()
-    trap = ffi.wasmtime_trap_new(data, len(data))
-    return ctypes.cast(trap, ctypes.c_void_p).value or 0
 
 
 def _no_finalizer(_env: Any) -> None:
     return None
 
 
-_finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_no_finalizer)
+class FastBackend:
+    """Calls and host functions through wasmtime's unchecked C API."""
+
+    name = "fast"
+
+    def __init__(self) -> None:
+        self._finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_no_finalizer)
+        # Callbacks must outlive every linker that holds them.
+        self._keep: list[Any] = []
+
+    def instantiate(self, pre: wasmtime.InstancePre, store: wasmtime.Store) -> _FastInstance:
+        ctx = store._context()
+        instance = ffi.wasmtime_instance_t()
+        trap = _TRAP_PTR()
+        error = ffi.wasmtime_instance_pre_instantiate(pre.ptr(), ctx, byref(instance), byref(trap))
+        if error or trap:
+            _raise(error, trap)
+        return _FastInstance(ctx, instance)
+
+    def define(
+        self,
+        linker: wasmtime.Linker,
+        module: str,
+        name: str,
+        params: list[wasmtime.ValType],
+        results: list[wasmtime.ValType],
+        func: HostFunc,
+    ) -> None:
+        def trampoline(_env: Any, caller: Any, vals: Any, _n: int) -> int:
+            trap: int = func(caller, vals)
+            return trap
+
+        callback = ffi.wasmtime_func_unchecked_callback_t(trampoline)
+        self._keep.append(callback)
+        ty = wasmtime.FuncType(params, results)
+        mod, nm = module.encode(), name.encode()
+        error = ffi.wasmtime_linker_define_func_unchecked(
+            linker.ptr(), mod, len(mod), nm, len(nm), ty.ptr(), callback, None, self._finalize
+        )
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+
+    def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
+        if memory is None:
+            item: Any = ffi.wasmtime_extern_t()
+            if not ffi.wasmtime_caller_export_get(caller, b"memory", 6, byref(item)):
+                return None
+            if item.kind != _EXTERN_MEMORY:
+                return None
+            memory = item.of.memory
+        return _span(ffi.wasmtime_caller_context(caller), memory)
+
+    def new_trap(self, message: str) -> int:
+        data = message.encode()
+        trap = ffi.wasmtime_trap_new(data, len(data))
+        return ctypes.cast(trap, ctypes.c_void_p).value or 0
+
+    def set_output(
+        self, config: wasmtime.WasiConfig, stream: int, write: Callable[[int, int], bool]
+    ) -> None:
+        # wasmtime-py's stdout_custom copies every buffer whole into a bytes object first
+        # (a 64 MiB copy per call); this callback lets the capture copy only what it keeps.
+        def call(_env: Any, ptr: Any, size: int) -> int:
+            if write(ctypes.cast(ptr, ctypes.c_void_p).value or 0, size):
+                return size
+            return -errno.EIO
+
+        callback = _OUTPUT_CALLBACK(call)
+        self._keep.append(callback)
+        setter = (
+            ffi.wasi_config_set_stdout_custom if stream == 1 else ffi.wasi_config_set_stderr_custom
+        )
+        setter(config.ptr(), callback, None, self._finalize)
 
 
-# Callbacks must outlive every linker that holds them.
-_keep: list[Any] = []
+# -- the public backend: wasmtime-py's documented API only ------------------------------------
 
 
-def define(
-    linker: wasmtime.Linker,
-    module: str,
-    name: str,
-    params: list[wasmtime.ValType],
-    results: list[wasmtime.ValType],
-    func: HostFunc,
-) -> None:
-    """Defines an unchecked host function in ``linker``.
+class _Val:
+    """One argument/result slot, shaped like ``wasmtime_val_raw_t`` for host functions."""
 
-    ``func(caller, vals)`` reads its arguments from ``vals[i].i32``/``.i64``, writes its
-    result into ``vals[0]``, and returns 0 or a trap made by :func:`new_trap`."""
+    __slots__ = ("i32", "i64")
 
-    def trampoline(_env: Any, caller: Any, vals: Any, _n: int) -> int:
-        return func(caller, vals)
+    def __init__(self, value: int = 0) -> None:
+        self.i32 = value
+        self.i64 = value
 
-    callback = ffi.wasmtime_func_unchecked_callback_t(trampoline)
-    _keep.append(callback)
-    ty = wasmtime.FuncType(params, results)
-    mod, nm = module.encode(), name.encode()
-    error = ffi.wasmtime_linker_define_func_unchecked(
-        linker.ptr(), mod, len(mod), nm, len(nm), ty.ptr(), callback, None, _finalize
-    )
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
+
+class _PublicInstance:
+    __slots__ = ("exports", "store")
+
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance) -> None:
+        self.store = store
+        self.exports = instance.exports(store)
+
+    def func(self, name: bytes) -> Any:
+        item = self.exports.get(name.decode())
+        return item if isinstance(item, wasmtime.Func) else None
+
+    def memory(self) -> Any:
+        item = self.exports.get("memory")
+        return item if isinstance(item, wasmtime.Memory) else None
+
+    def call(self, func: Any, *args: int) -> list[_Val]:
+        try:
+            result = func(self.store, *args)
+        except wasmtime.Trap as trap:
+            raise CallFailed(trap, None) from None
+        except wasmtime.WasmtimeError as error:
+            raise CallFailed(None, error) from None
+        return [_Val(result if isinstance(result, int) else 0)]
+
+    def memory_span(self, memory: Any) -> tuple[int, int]:
+        return _public_span(self.store, memory)
+
+
+def _public_span(store: Any, memory: wasmtime.Memory) -> tuple[int, int]:
+    size = memory.data_len(store)
+    if not size:
+        return 0, 0
+    return ctypes.addressof(memory.data_ptr(store).contents), size
+
+
+class PublicBackend:
+    """The same operations through wasmtime-py's public API."""
+
+    name = "public"
+
+    def instantiate(self, pre: wasmtime.InstancePre, store: wasmtime.Store) -> _PublicInstance:
+        try:
+            return _PublicInstance(store, pre.instantiate(store))
+        except wasmtime.Trap as trap:
+            raise CallFailed(trap, None) from None
+        except wasmtime.WasmtimeError as error:
+            raise CallFailed(None, error) from None
+
+    def define(
+        self,
+        linker: wasmtime.Linker,
+        module: str,
+        name: str,
+        params: list[wasmtime.ValType],
+        results: list[wasmtime.ValType],
+        func: HostFunc,
+    ) -> None:
+        returns = bool(results)
+
+        def host(caller: wasmtime.Caller, *args: int) -> int | None:
+            vals = [_Val(a) for a in args] or [_Val()]
+            trap = func(caller, vals)
+            if trap:
+                raise wasmtime.Trap(str(trap))
+            return vals[0].i32 if returns else None
+
+        linker.define_func(module, name, wasmtime.FuncType(params, results), host, True)
+
+    def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
+        if memory is None:
+            memory = caller.get("memory")
+            if not isinstance(memory, wasmtime.Memory):
+                return None
+        return _public_span(caller, memory)
+
+    def new_trap(self, message: str) -> str:
+        return message
+
+    def set_output(
+        self, config: wasmtime.WasiConfig, stream: int, write: Callable[[int, int], bool]
+    ) -> None:
+        def sink(data: bytes) -> int:
+            # c_char_p points into the bytes object itself: no second copy.
+            if write(ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0, len(data)):
+                return len(data)
+            return -errno.EIO
+
+        if stream == 1:
+            config.stdout_custom = sink
+        else:
+            config.stderr_custom = sink
+
+
+_backends: dict[str, Backend] = {}
+_warned = False
+
+
+def backend(name: str = "auto") -> Backend:
+    """The backend for ``name``: ``auto`` (fast when possible) or ``public``."""
+    global _warned
+    key = "fast" if name == "auto" and not FAST_PROBLEM else "public"
+    if name == "auto" and FAST_PROBLEM and not _warned:
+        _warned = True
+        log.warning("sandbox runs on wasmtime-py's public API (slower)", reason=FAST_PROBLEM)
+    found = _backends.get(key)
+    if found is None:
+        found = FastBackend() if key == "fast" else PublicBackend()
+        _backends[key] = found
+    return found
+
+
+def increment_epoch_address() -> int | None:
+    """The C address of ``wasmtime_engine_increment_epoch`` (None without the fast path)."""
+    if FAST_PROBLEM:
+        return None
+    address: int | None = ctypes.cast(
+        ffi.dll.wasmtime_engine_increment_epoch, ctypes.c_void_p
+    ).value
+    return address
+
+
+def engine_address(engine: wasmtime.Engine) -> int:
+    address: int = ctypes.cast(engine.ptr(), ctypes.c_void_p).value or 0
+    return address

@@ -11,7 +11,13 @@ Two paths:
 - isolated tasks (the usual case) link against our own preview1 functions
   (:mod:`runtime.sandbox.wasi`): output goes straight into the task's capture buffer;
 - tasks whose module the operator granted capabilities (directories, environment) use
-  wasmtime's complete WASI, with stdout/stderr through its output callbacks (slower).
+  wasmtime's complete WASI, except for the calls it does not bound (sleeps, random
+  fills: :data:`runtime.sandbox.wasi.SHADOWED`), with stdout/stderr through an output
+  callback that copies only what the log limit keeps (slower).
+
+Every store is limited as a whole, not only its linear memory: one instance, one memory
+(of at most the task's memory limit), at most :data:`~runtime.sandbox.limits.MAX_TABLES`
+tables of at most :data:`~runtime.sandbox.limits.TABLE_ELEMENTS` elements each.
 
 Retry convention for handlers (see :mod:`runtime.sandbox.outcome`): ``proc_exit(75)``
 (EX_TEMPFAIL) asks for a retry; any other non-zero exit code fails terminally. Traps
@@ -21,21 +27,23 @@ and timeouts are retried; memory_limit, bad_result and instantiate failures are 
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import wasmtime
 
+from runtime import module_check
+from runtime.errors import RegistryError
 from runtime.log import get_logger
 from runtime.sandbox import capture, raw, ticker, wasi
 from runtime.sandbox.capture import TaskIO
 from runtime.sandbox.engine import get_engine
 from runtime.sandbox.failures import bad_result, classify, instantiate_failed, size_text
-from runtime.sandbox.limits import Capabilities, TaskLimits
+from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS, Capabilities, TaskLimits
 from runtime.sandbox.outcome import STDERR, STDOUT, LogChunk, Outcome
 from runtime.settings import Settings
 
@@ -45,12 +53,6 @@ log = get_logger("sandbox")
 PREPARED_SLOTS = 512
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF
-
-_SIGNATURES = {
-    "alloc": ((("i32",), ("i32",)), True),
-    "execute": ((("i32", "i32"), ("i64",)), True),
-    "_initialize": (((), ()), False),
-}
 
 
 @dataclass
@@ -62,29 +64,25 @@ class Prepared:
     has_initialize: bool = False
 
 
-def _check_exports(module: wasmtime.Module) -> tuple[str, bool]:
-    """('' or the problem, has _initialize): calls below skip type checks, so check here."""
-    exports = {e.name: e.type for e in module.exports}
-    if not isinstance(exports.get("memory"), wasmtime.MemoryType):
-        return "it does not export a memory named 'memory'", False
-    for name, ((params, results), required) in _SIGNATURES.items():
-        ty = exports.get(name)
-        if ty is None and not required:
-            continue
-        if not isinstance(ty, wasmtime.FuncType):
-            return f"it does not export the function {name}", False
-        got = (tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results))
-        if got != (params, results):
-            want = f"({', '.join(params)}) -> ({', '.join(results)})"
-            return f"its {name} is not {want}", False
-    return "", "_initialize" in exports
+def _check(module: wasmtime.Module) -> tuple[str, bool]:
+    """('' or the problem, has _initialize): calls below skip type checks, so check here,
+    against the same contract registration checks (a module cached before a rule was
+    added is refused here too)."""
+    try:
+        module_check.check_module(module)
+    except RegistryError as exc:
+        return str(exc), False
+    return "", any(e.name == "_initialize" for e in module.exports)
 
 
 class Sandbox:
     """Runs tasks; one per worker process (thread-safe, tasks may run on several threads)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, wasi_impl: str = "own") -> None:
+        """``wasi_impl="wasmtime"`` runs every task on wasmtime's WASI (for comparisons)."""
         self.settings = settings
+        self.backend = raw.backend(settings.sandbox_api)
+        self.wasi_impl = wasi_impl
         self._prepared: OrderedDict[tuple[str, bool, bool], Prepared] = OrderedDict()
         self._linkers: dict[tuple[bool, bool], wasmtime.Linker] = {}
         self._lock = threading.Lock()
@@ -105,8 +103,10 @@ class Sandbox:
             linker = wasmtime.Linker(get_engine(fuel))
             if full_wasi:
                 linker.define_wasi()
+                linker.allow_shadowing = True
+                wasi.define(linker, self.backend, only=wasi.SHADOWED)
             else:
-                wasi.define(linker)
+                wasi.define(linker, self.backend)
             self._linkers[key] = linker
         return linker
 
@@ -120,7 +120,7 @@ class Sandbox:
             if prepared is not None:
                 self._prepared.move_to_end(key)
                 return prepared
-            problem, has_init = _check_exports(module)
+            problem, has_init = _check(module)
             if problem:
                 prepared = Prepared(None, problem)
             else:
@@ -149,7 +149,9 @@ class Sandbox:
     ) -> Outcome:
         """Runs one task; every failure is an :class:`Outcome`, never an exception."""
         started = time.perf_counter()
-        io = TaskIO(task_name, limits.logs, time.monotonic() + limits.timeout, on_output)
+        io = TaskIO(
+            task_name, limits.logs, time.monotonic() + limits.timeout, on_output, self.backend
+        )
         try:
             outcome = self._run(module, digest, payload, limits, io, capabilities)
         except Exception as exc:
@@ -171,31 +173,39 @@ class Sandbox:
         capabilities: Capabilities | None,
     ) -> Outcome:
         fuel = limits.fuel > 0
-        full_wasi = bool(capabilities)
+        full_wasi = bool(capabilities) or self.wasi_impl == "wasmtime"
         prepared = self.prepare(module, digest, fuel, full_wasi)
         if prepared.pre is None:
             return instantiate_failed(prepared.problem)
+        if fuel:
+            ticker.ensure(True)
         store = wasmtime.Store(get_engine(fuel))
-        store.set_limits(memory_size=limits.memory)
+        store.set_limits(
+            memory_size=limits.memory,
+            table_elements=TABLE_ELEMENTS,
+            instances=1,
+            tables=MAX_TABLES,
+            memories=1,
+        )
         store.set_epoch_deadline(ticker.deadline_ticks(limits.timeout))
         if fuel:
             store.set_fuel(limits.fuel)
-        if capabilities:
-            store.set_wasi(_wasi_config(io, capabilities))
-        ctx = store._context()
+        if full_wasi:
+            io.files = True
+            store.set_wasi(_wasi_config(io, capabilities or Capabilities(), self.backend))
         phase = "instantiate"
+        instance: raw.Instance | None = None
         capture.enter(io)
         try:
-            instance = raw.instantiate(prepared.pre, ctx)
-            exports = raw.Exports(ctx, instance)
-            memory = io.memory = exports.memory()
+            instance = self.backend.instantiate(prepared.pre, store)
+            memory = io.memory = instance.memory()
             if prepared.has_initialize:
                 phase = "_initialize"
-                raw.call(ctx, exports.func(b"_initialize"))
+                instance.call(instance.func(b"_initialize"))
             phase = "alloc"
             size = len(payload)
-            ptr = raw.call(ctx, exports.func(b"alloc"), size)[0].i32 & _M32
-            base, mem_size = raw.memory_span(ctx, memory)
+            ptr = instance.call(instance.func(b"alloc"), size)[0].i32 & _M32
+            base, mem_size = instance.memory_span(memory)
             if ptr + size > mem_size:
                 return bad_result(
                     f"alloc returned {ptr}, where a {size}-byte payload does not fit in the"
@@ -204,11 +214,13 @@ class Sandbox:
                 )
             ctypes.memmove(base + ptr, payload, size)
             phase = "execute"
-            packed = raw.call(ctx, exports.func(b"execute"), ptr, size)[0].i64 & _M64
-            return _result(packed, *raw.memory_span(ctx, memory), limits)
+            packed = instance.call(instance.func(b"execute"), ptr, size)[0].i64 & _M64
+            return _result(packed, *instance.memory_span(memory), limits)
         except raw.CallFailed as failure:
             mem = io.memory
-            final_size = None if mem is None else raw.memory_span(ctx, mem)[1]
+            final_size = None
+            if mem is not None and instance is not None:
+                final_size = instance.memory_span(mem)[1]
             return classify(failure, io, phase, final_size, limits)
         finally:
             capture.enter(None)
@@ -229,21 +241,15 @@ def _result(packed: int, base: int, mem_size: int, limits: TaskLimits) -> Outcom
     return Outcome("ok", result=ctypes.string_at(base + ptr, length), phase="execute")
 
 
-def _wasi_config(io: TaskIO, capabilities: Capabilities) -> wasmtime.WasiConfig:
+def _wasi_config(
+    io: TaskIO, capabilities: Capabilities, backend: raw.Backend
+) -> wasmtime.WasiConfig:
     """wasmtime's WASI for a task with capabilities, writing into the same capture."""
     config = wasmtime.WasiConfig()
     config.argv = [io.argv0[:-1].decode()]
     config.env = list(capabilities.env.items())
     for host, guest, readonly in capabilities.dirs:
         config.preopen_dir(host, guest, not readonly)
-
-    def sink(stream: int) -> Callable[[bytes], Any]:
-        def write(data: bytes) -> int:
-            io.write(stream, data)
-            return len(data)
-
-        return write
-
-    config.stdout_custom = sink(STDOUT)
-    config.stderr_custom = sink(STDERR)
+    for stream in (STDOUT, STDERR):
+        backend.set_output(config, stream, functools.partial(io.write_from, stream))
     return config

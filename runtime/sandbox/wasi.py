@@ -14,6 +14,18 @@ finds its task through :func:`runtime.sandbox.capture.current`. What a task sees
 
 Every guest pointer is bounds-checked against the memory size before the host touches
 it; a bad pointer answers ``EFAULT``.
+
+Every call's work is bounded whatever its arguments, and every call checks the task's
+deadline first, so no call into the host outruns the task's limits:
+
+- ``fd_write`` takes at most :data:`MAX_IOVECS` buffers (``EINVAL`` beyond, like
+  ``IOV_MAX``) and copies at most what the log limit still keeps; the rest is counted;
+- ``poll_oneoff`` takes at most :data:`MAX_SUBSCRIPTIONS` subscriptions (``EINVAL``);
+- ``random_get`` fills in :data:`RANDOM_CHUNK` pieces, checking the deadline between
+  them; a sleep never passes the deadline.
+
+:data:`FUNCTIONS` is the one table of preview1 signatures: the linker defines exactly
+these, and registration (:mod:`runtime.module_check`) accepts exactly these imports.
 """
 
 from __future__ import annotations
@@ -52,6 +64,13 @@ _SUB_CLOCK = struct.Struct("<I4xQQH")
 _SUB_SIZE = 48
 _M32 = 0xFFFFFFFF
 
+#: Buffers one fd_write may name (Linux's IOV_MAX).
+MAX_IOVECS = 1024
+#: Subscriptions one poll_oneoff may name (the default RLIMIT_NOFILE of poll(2)).
+MAX_SUBSCRIPTIONS = 1024
+#: random_get fills memory in pieces of this size, checking the deadline between them.
+RANDOM_CHUNK = 1 << 16
+
 _u32 = ctypes.c_uint32.from_address
 _u64 = ctypes.c_uint64.from_address
 _string_at = ctypes.string_at
@@ -63,12 +82,12 @@ class Fault(Exception):
 
 
 def _memory(caller: Any) -> tuple[int, int]:
-    memory = current().memory
-    if memory is None:  # called from a start function, before the host knew the memory
-        memory = raw.caller_memory(caller)
-        if memory is None:
-            raise Fault
-    return raw.memory_span(raw.caller_context(caller), memory)
+    io = current()
+    # Before the host knows the memory (a start function), the caller's export is used.
+    span: tuple[int, int] | None = io.backend.caller_span(caller, io.memory)
+    if span is None:
+        raise Fault
+    return span
 
 
 def _check(size: int, ptr: int, length: int) -> None:
@@ -85,28 +104,31 @@ def fd_write(caller: Any, vals: Any) -> int:
         vals[0].i32 = EBADF
         return 0
     iovs, count, out = vals[1].i32 & _M32, vals[2].i32 & _M32, vals[3].i32 & _M32
+    if count > MAX_IOVECS:
+        vals[0].i32 = EINVAL
+        return 0
     base, size = _memory(caller)
     _check(size, iovs, 8 * count)
     _check(size, out, 4)
     fields = struct.unpack(f"<{2 * count}I", _string_at(base + iovs, 8 * count))
     io = current()
-    if io.room == 0:  # over the log limit: count what is dropped, copy nothing
-        total = 0
-        for i in range(0, 2 * count, 2):
-            _check(size, fields[i], fields[i + 1])
-            total += fields[i + 1]
-        io.dropped += total
-        _u32(base + out).value = total
-        vals[0].i32 = SUCCESS
-        return 0
+    room = io.room
+    total = 0
     parts = []
     for i in range(0, 2 * count, 2):
         ptr, length = fields[i], fields[i + 1]
         _check(size, ptr, length)
-        parts.append(_string_at(base + ptr, length))
-    data = parts[0] if count == 1 else b"".join(parts)
+        total += length
+        if room and length:
+            # Copy only what will be kept: the rest of the budget, never the whole buffer.
+            take = min(length, room)
+            parts.append(_string_at(base + ptr, take))
+            room -= take
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    io.drop(total - len(data))
     io.write(fd, data)
-    _u32(base + out).value = len(data)
+    # Dropped output still counts as written, so the handler does not retry it forever.
+    _u32(base + out).value = total & _M32
     vals[0].i32 = SUCCESS
     return 0
 
@@ -258,7 +280,13 @@ def random_get(caller: Any, vals: Any) -> int:
     base, size = _memory(caller)
     buf, length = vals[0].i32 & _M32, vals[1].i32 & _M32
     _check(size, buf, length)
-    _memmove(base + buf, os.urandom(length), length)
+    io = current()
+    for offset in range(0, length, RANDOM_CHUNK):
+        if offset and io.overdue():
+            trap: int = io.backend.new_trap("deadline passed in random_get")
+            return trap
+        piece = min(RANDOM_CHUNK, length - offset)
+        _memmove(base + buf + offset, os.urandom(piece), piece)
     vals[0].i32 = SUCCESS
     return 0
 
@@ -269,16 +297,21 @@ def sched_yield(_caller: Any, vals: Any) -> int:
 
 
 def proc_exit(_caller: Any, vals: Any) -> int:
-    current().exit_code = vals[0].i32 & _M32
-    return raw.new_trap("proc_exit")
+    io = current()
+    io.exit_code = vals[0].i32 & _M32
+    trap: int = io.backend.new_trap("proc_exit")
+    return trap
 
 
 # -- poll_oneoff: sleeping -----------------------------------------------------------------
 
 
 def poll_oneoff(caller: Any, vals: Any) -> int:
-    base, size = _memory(caller)
     subs, events_out, count, nevents = (vals[i].i32 & _M32 for i in range(4))
+    if count > MAX_SUBSCRIPTIONS:
+        vals[0].i32 = EINVAL
+        return 0
+    base, size = _memory(caller)
     _check(size, subs, _SUB_SIZE * count)
     _check(size, events_out, _EVENT.size * count)
     _check(size, nevents, 4)
@@ -286,6 +319,8 @@ def poll_oneoff(caller: Any, vals: Any) -> int:
         vals[0].i32 = EINVAL
         return 0
     raw_subs = _string_at(base + subs, _SUB_SIZE * count)
+    io = current()
+    files = io.files
     ready: list[tuple[int, int, int]] = []  # (userdata, errno, type)
     clocks: list[tuple[int, int]] = []  # (userdata, ns from now)
     for offset in range(0, _SUB_SIZE * count, _SUB_SIZE):
@@ -298,18 +333,19 @@ def poll_oneoff(caller: Any, vals: Any) -> int:
             clocks.append((userdata, max(timeout, 0)))
         elif tag in (1, 2):
             fd = struct.unpack_from("<I", raw_subs, offset + 16)[0]
-            usable = (tag == 1 and fd == 0) or (tag == 2 and fd in (1, 2))
+            # Files granted by the operator (wasmtime's WASI) are always ready, as in POSIX.
+            usable = (tag == 1 and fd == 0) or (tag == 2 and fd in (1, 2)) or (fd > 2 and files)
             ready.append((userdata, SUCCESS if usable else EBADF, tag))
         else:
             ready.append((userdata, EINVAL, tag))
     if not ready:
         wait = min(ns for _, ns in clocks)
-        io = current()
         left = io.deadline - time.monotonic()
         if wait / 1e9 > left:
             time.sleep(max(left, 0.0))
             io.timed_out = True
-            return raw.new_trap("deadline passed while sleeping")
+            trap: int = io.backend.new_trap("deadline passed while sleeping")
+            return trap
         if wait:
             time.sleep(wait / 1e9)
         ready = [(userdata, SUCCESS, 0) for userdata, ns in clocks if ns <= wait]
@@ -324,7 +360,7 @@ def poll_oneoff(caller: Any, vals: Any) -> int:
 # -- the table -----------------------------------------------------------------------------
 
 #: name -> (parameter letters: i = i32, I = i64; implementation). All return one i32
-#: errno except proc_exit, which returns nothing.
+#: errno except proc_exit, which returns nothing (:func:`signature`).
 FUNCTIONS: dict[str, tuple[str, Callable[[Any, Any], int]]] = {
     "args_get": ("ii", args_get),
     "args_sizes_get": ("ii", args_sizes_get),
@@ -375,23 +411,53 @@ FUNCTIONS: dict[str, tuple[str, Callable[[Any, Any], int]]] = {
 }
 
 
+#: What capability tasks get from this module rather than from wasmtime's WASI: sleeps
+#: and random fills there ignore the deadline.
+SHADOWED = ("poll_oneoff", "random_get")
+
+_TYPES = {"i": "i32", "I": "i64"}
+
+
+def signature(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(params, results) of preview1 function ``name`` as wasm type names."""
+    letters, _ = FUNCTIONS[name]
+    results: tuple[str, ...] = () if name == "proc_exit" else ("i32",)
+    return tuple(_TYPES[c] for c in letters), results
+
+
 def _guarded(name: str, func: Callable[[Any, Any], int]) -> Callable[[Any, Any], int]:
     def host(caller: Any, vals: Any) -> int:
+        io = current()
+        # The deadline holds inside the host too: a loop of host calls gives wasm's own
+        # epoch check little to see, and the ticker may be late.
+        if io.overdue():
+            trap: int = io.backend.new_trap(f"deadline passed before {name}")
+            return trap
         try:
             return func(caller, vals)
         except Fault:
             vals[0].i32 = EFAULT
             return 0
         except Exception as exc:  # a host bug becomes a trap of this task, not a crash
-            current().host_error = f"{name}: {type(exc).__name__}: {exc}"
-            return raw.new_trap(f"host function {name} failed")
+            io.host_error = f"{name}: {type(exc).__name__}: {exc}"
+            failed: int = io.backend.new_trap(f"host function {name} failed")
+            return failed
 
     return host
 
 
-def define(linker: wasmtime.Linker) -> None:
-    """Defines every preview1 function in ``linker``."""
-    types = {"i": wasmtime.ValType.i32(), "I": wasmtime.ValType.i64()}
-    for name, (params, func) in FUNCTIONS.items():
-        results = [] if name == "proc_exit" else [types["i"]]
-        raw.define(linker, MODULE, name, [types[p] for p in params], results, _guarded(name, func))
+def define(linker: wasmtime.Linker, backend: raw.Backend, only: tuple[str, ...] = ()) -> None:
+    """Defines every preview1 function (or those in ``only``) in ``linker``."""
+    types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
+    for name, (_, func) in FUNCTIONS.items():
+        if only and name not in only:
+            continue
+        params, results = signature(name)
+        backend.define(
+            linker,
+            MODULE,
+            name,
+            [types[p] for p in params],
+            [types[r] for r in results],
+            _guarded(name, func),
+        )

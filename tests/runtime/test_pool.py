@@ -100,14 +100,14 @@ class Pools:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
-        log = open(self.cwd / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from runtime.cli import main; main()", "worker", *args],
-            env={**self.env, **extra_env},
-            cwd=self.cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.cwd / f"worker-{len(self.procs)}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from runtime.cli import main; main()", "worker", *args],
+                env={**self.env, **extra_env},
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.procs.append(proc)
         return proc
 

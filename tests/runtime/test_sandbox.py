@@ -9,7 +9,6 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,15 +22,6 @@ from runtime.task import Limits
 
 WAT = Path(__file__).parent / "wat"
 LIMITS = TaskLimits(timeout=10.0, memory=16 << 20, result=1 << 20, logs=1 << 20)
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Settings.load({}, environ={}, env_file=None))
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 _modules: dict[tuple[str, bool], wasmtime.Module] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import compiler
 from runtime.errors import ToolchainMissing
 from runtime.sandbox import Outcome, Sandbox, TaskLimits
 from runtime.sandbox.engine import get_engine
-from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"
@@ -106,15 +104,6 @@ EXPORT("execute") uint64_t execute(uint32_t ptr, uint32_t len) {
     return ((uint64_t)(uintptr_t)out << 32) | (uint32_t)n;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Settings.load({}, environ={}, env_file=None))
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 @pytest.fixture(scope="module")

@@ -126,23 +126,23 @@ def test_follow_sees_a_line_before_the_task_ends(
     # Scheduled a moment ahead, so the follower is already waiting when the task starts.
     task_id = cli("enqueue", "print_spin", "--payload", "spin", "--in", "1s",
                   check=True).stdout.strip()  # fmt: skip
-    follower = subprocess.Popen(
+    with subprocess.Popen(
         [*WASMQ, "logs", task_id, "--follow"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
-    assert follower.stdout is not None
-    first = follower.stdout.readline().decode()
-    first_at = time.monotonic()
-    # The line arrived while the task was still spinning.
-    stage = redis_client.hget(keys.task(task_id), "task_stage")
-    assert first.split(" ", 1)[1] == "stdout | before\n"
-    assert stage == b"in_progress"
-    rest = follower.stdout.read().decode()
-    assert follower.wait(timeout=30) == 0, follower.stderr.read() if follower.stderr else ""
-    ended_at = time.monotonic()
+    ) as follower:
+        assert follower.stdout is not None and follower.stderr is not None
+        first = follower.stdout.readline().decode()
+        first_at = time.monotonic()
+        # The line arrived while the task was still spinning.
+        stage = redis_client.hget(keys.task(task_id), "task_stage")
+        assert first.split(" ", 1)[1] == "stdout | before\n"
+        assert stage == b"in_progress"
+        rest = follower.stdout.read().decode()
+        assert follower.wait(timeout=30) == 0, follower.stderr.read()
+        ended_at = time.monotonic()
     assert ended_at - first_at > 0.7  # the task spins one second after the first line
     assert [line.split(" ", 1)[1] for line in rest.splitlines()] == ["stderr | after"]
     assert redis_client.hget(keys.task(task_id), "task_stage") == b"completed"

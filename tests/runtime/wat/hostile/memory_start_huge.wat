@@ -1,0 +1,5 @@
+;; A memory that starts at 2 GiB.
+(module
+  (memory (export "memory") 32768)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "execute") (param i32 i32) (result i64) (i64.const 0)))

@@ -1,0 +1,10 @@
+;; One poll_oneoff naming a million subscriptions (the array fits in memory).
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1300)
+  (func (export "alloc") (param i32) (result i32) (i32.const 65536))
+  (func (export "execute") (param i32 i32) (result i64)
+    (i32.store (i32.const 0)
+      (call $poll (i32.const 16) (i32.const 16) (i32.const 1000000) (i32.const 8)))
+    (i64.const 4)))

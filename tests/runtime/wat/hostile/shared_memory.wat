@@ -1,0 +1,5 @@
+;; Exports a shared memory.
+(module
+  (memory (export "memory") 1 1 shared)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "execute") (param i32 i32) (result i64) (i64.const 0)))

@@ -111,24 +111,30 @@ def fd_write(caller: Any, vals: Any) -> int:
     _check(size, iovs, 8 * count)
     _check(size, out, 4)
     fields = struct.unpack(f"<{2 * count}I", _string_at(base + iovs, 8 * count))
+    total = 0
+    for i in range(0, 2 * count, 2):
+        _check(size, fields[i], fields[i + 1])
+        total += fields[i + 1]
+    if total > _M32:  # the count written would not fit its u32 (Linux: over SSIZE_MAX)
+        vals[0].i32 = EINVAL
+        return 0
     io = current()
     room = io.room
-    total = 0
     parts = []
     for i in range(0, 2 * count, 2):
         ptr, length = fields[i], fields[i + 1]
-        _check(size, ptr, length)
-        total += length
         if room and length:
             # Copy only what will be kept: the rest of the budget, never the whole buffer.
             take = min(length, room)
             parts.append(_string_at(base + ptr, take))
             room -= take
+        elif not room:
+            break
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     io.drop(total - len(data))
     io.write(fd, data)
     # Dropped output still counts as written, so the handler does not retry it forever.
-    _u32(base + out).value = total & _M32
+    _u32(base + out).value = total
     vals[0].i32 = SUCCESS
     return 0
 

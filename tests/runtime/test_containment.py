@@ -151,7 +151,8 @@ def limits(timeout: float = 2.0, memory: int = 64 * MIB) -> TaskLimits:
 
 
 def test_capped_calls_answer_einval(sandbox: Sandbox) -> None:
-    for name in ("iovecs_million", "poll_million"):
+    # Too many buffers or subscriptions, or more bytes than the written count can say.
+    for name in ("iovecs_million", "poll_million", "iovecs_overflow"):
         outcome = sandbox.run(load(name), name, b"", limits(memory=128 * MIB), task_name=name)
         assert outcome.ok, outcome.message
         assert int.from_bytes(outcome.result, "little") == EINVAL
@@ -304,3 +305,32 @@ def test_capability_tasks_write_granted_files_through_wasmtime(
     assert outcome.result == b"\x00\x00\x00"
     assert (tmp_path / "out.txt").read_bytes() == b"payload\n"
     assert outcome.stdout == b"payload\n"
+
+
+# -- the fast path checks what it relies on ------------------------------------------------------
+
+
+def test_fast_path_names_a_missing_private_symbol(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wasmtime import _ffi
+
+    from runtime.sandbox import raw
+
+    assert raw._fast_problem() == ""
+    monkeypatch.delattr(_ffi, "wasmtime_func_call_unchecked")
+    assert "wasmtime_func_call_unchecked" in raw._fast_problem()
+    monkeypatch.delattr(wasmtime.Store, "_context")
+    assert "Store._context" in raw._fast_problem()
+
+
+def test_fast_path_problem_falls_back_to_the_public_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.sandbox import raw
+
+    monkeypatch.setattr(raw, "FAST_PROBLEM", "wasmtime-py lacks something")
+    monkeypatch.setattr(raw, "_warned", False)
+    box = Sandbox(Settings.load({}, environ={}, env_file=None))
+    try:
+        assert box.backend.name == "public"
+        outcome = box.run(load("echo"), "echo", b"hi", limits(), task_name="echo")
+        assert outcome.ok and outcome.result == b"hi"
+    finally:
+        box.close()

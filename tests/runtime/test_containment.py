@@ -119,9 +119,11 @@ def test_host_copies_only_what_is_kept(probed: dict[str, dict[str, Any]]) -> Non
 
 
 def test_buffer_and_subscription_counts_are_capped(probed: dict[str, dict[str, Any]]) -> None:
-    # A million of either answers EINVAL (as IOV_MAX and RLIMIT_NOFILE do) at once.
+    # A million of either answers EINVAL (as IOV_MAX and RLIMIT_NOFILE do) at once, without
+    # reading the arrays (reading them took 0.4-0.7 s and 100-370 MiB).
     for name in ("iovecs_million", "poll_million"):
-        assert probed[name]["seconds"] < 0.5, probed[name]
+        assert probed[name]["seconds"] < 0.1, probed[name]
+        assert probed[name]["peak"] < 16 * MIB, probed[name]
 
 
 def test_logs_are_bounded_in_entries(probed: dict[str, dict[str, Any]]) -> None:
@@ -165,27 +167,27 @@ def test_table_grow_is_refused_not_allocated(sandbox: Sandbox) -> None:
 
 
 def test_host_call_loop_cannot_delay_another_tasks_deadline(sandbox: Sandbox) -> None:
-    """A task hammering the host holds the GIL most of the time; a pure-wasm task on
-    another thread still stops on time (the epoch ticker needs no GIL)."""
+    """Tasks hammering the host hold the GIL most of the time; a pure-wasm task on another
+    thread still stops on time (the epoch ticker needs no GIL), and so do they. With a
+    Python ticker thread starved of the GIL, these ran 10-25 % over their limits."""
     took: dict[str, tuple[str, float]] = {}
 
-    def run(name: str, timeout: float) -> None:
+    def run(key: str, name: str, timeout: float) -> None:
         t0 = time.monotonic()
         outcome = sandbox.run(load(name), name, b"", limits(timeout), task_name=name)
-        took[name] = (outcome.kind, time.monotonic() - t0)
+        took[key] = (outcome.kind, time.monotonic() - t0)
 
-    threads = [
-        threading.Thread(target=run, args=("clock_loop", 3.0)),
-        threading.Thread(target=run, args=("loop_execute", 1.0)),
-    ]
+    threads = [threading.Thread(target=run, args=(f"hog{i}", "clock_loop", 4.0)) for i in range(3)]
+    threads.append(threading.Thread(target=run, args=("spin", "loop_execute", 2.0)))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert took["loop_execute"][0] == "timeout"
-    assert took["loop_execute"][1] <= bound(1.0), took
-    assert took["clock_loop"][0] == "timeout"
-    assert took["clock_loop"][1] <= bound(3.0), took
+    assert took["spin"][0] == "timeout"
+    assert took["spin"][1] <= bound(2.0), took
+    for i in range(3):
+        assert took[f"hog{i}"][0] == "timeout"
+        assert took[f"hog{i}"][1] <= bound(4.0), took
 
 
 @pytest.mark.parametrize("name", ["sleep", "random_huge", "clock_loop"])

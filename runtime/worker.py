@@ -198,7 +198,6 @@ class Worker:
             with self._lock:
                 if self._queued.pop(task.id, None) is None:
                     continue  # given back by the heartbeat thread behind a slow task
-                self._running = (task.id, clock_ms())
             t0 = time.monotonic()
             reports.append(self.run_task(task))
             took = time.monotonic() - t0

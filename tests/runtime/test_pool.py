@@ -289,13 +289,21 @@ def test_server_restart_loses_no_acknowledged_enqueue(
                 restarted = True
         assert restarted and len(acknowledged) > 100
 
-        def all_done() -> bool:
+        def stages() -> dict[str, bytes | None]:
             pipe = own.pipeline(transaction=False)
             for task_id in acknowledged:
                 pipe.hget(keys.task(task_id), "task_stage")
-            return all(s == b"completed" for s in pipe.execute())
+            return dict(zip(acknowledged, pipe.execute(), strict=True))
 
-        wait_for(all_done, 60, "every acknowledged task to complete", pools.logs)
+        def all_done() -> bool:
+            return all(s == b"completed" for s in stages().values())
+
+        def report() -> str:
+            left = {i: s for i, s in stages().items() if s != b"completed"}
+            # Last: wait_for shows the tail of what this returns.
+            return f"{pools.logs()}\nnot completed (id: stage): {dict(list(left.items())[:20])}"
+
+        wait_for(all_done, 60, "every acknowledged task to complete", report)
         assert own.llen(keys.processing()) == 0
         assert "Redis unavailable, retrying" in pools.logs()
     finally:

@@ -10,12 +10,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from wasmq_side import REFERENCE
+from wasmq_side import REFERENCE, WORKERS
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / ".results"
 CHART = BENCH_DIR / "chart.png"
 DISTRIBUTIONS = {"huey": "huey", "dramatiq": "dramatiq", "celery": "celery", "rq": "rq"}
+#: The issue's targets for the reference entry, in the same run on the same server.
+TARGET_PROCESSING = 2.5  # x the fastest peer's processing rate
+TARGET_ONE_BY_ONE = 1.0  # x Huey's one-by-one enqueue rate
+TARGET_IDLE_P50_MS = 0.5
+TARGET_IDLE_P99_MS = 2.0
+#: The peer every one-by-one enqueue ratio is taken against.
+ONE_BY_ONE_PEER = "huey"
 
 
 def version_of(name: str) -> str:
@@ -52,6 +59,73 @@ def ratios(results: dict[str, Any]) -> None:
         entry["wasmq_ratio"] = round(ref / rate, 2) if ref and rate else None
 
 
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The reference wasmq entry against the peers of the same run: processing over the
+    fastest peer's, one-by-one enqueue over Huey's, idle latency, server CPU per job."""
+    ref = results.get(REFERENCE, {}).get("median", {})
+    peers = {
+        name: entry["median"]
+        for name, entry in results.items()
+        if entry.get("kind") == "peer" and entry.get("median", {}).get("process_rate")
+    }
+    out: dict[str, Any] = {"reference": REFERENCE, "workers": WORKERS}
+    if peers:
+        fastest = max(peers, key=lambda name: peers[name]["process_rate"])
+        out["fastest_peer"] = fastest
+        out["fastest_peer_rate"] = peers[fastest]["process_rate"]
+        if ref.get("process_rate"):
+            out["processing_ratio"] = round(ref["process_rate"] / out["fastest_peer_rate"], 2)
+        if ref.get("server_cpu_per_task_us") and peers[fastest].get("server_cpu_per_task_us"):
+            out["server_cpu_ratio"] = round(
+                ref["server_cpu_per_task_us"] / peers[fastest]["server_cpu_per_task_us"], 2
+            )
+    huey = peers.get(ONE_BY_ONE_PEER, {})
+    if ref.get("enqueue_rate") and huey.get("enqueue_rate"):
+        out["one_by_one_peer"] = ONE_BY_ONE_PEER
+        out["one_by_one_ratio"] = round(ref["enqueue_rate"] / huey["enqueue_rate"], 2)
+    for key in ("latency_p50_ms", "latency_p99_ms"):
+        if ref.get(key) is not None:
+            out[key] = ref[key]
+    return out
+
+
+def headline(s: dict[str, Any], cores: int | None) -> str:
+    """The summary as sentences, each with its target."""
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    where = f"{s['workers']} worker processes per system, one server, {cores} cores"
+    lines = [f"{s['reference']}, {where}:"]
+    if "processing_ratio" in s:
+        r = s["processing_ratio"]
+        lines.append(
+            f"  processing      {r:.2f}x the fastest peer ({s['fastest_peer']}, "
+            f"{s['fastest_peer_rate']:,.0f}/s); target >= {TARGET_PROCESSING}x: "
+            f"{met(r >= TARGET_PROCESSING)}"
+        )
+    else:
+        lines.append("  processing      no ratio (the reference or every peer is missing)")
+    if "one_by_one_ratio" in s:
+        r = s["one_by_one_ratio"]
+        lines.append(
+            f"  1-by-1 enqueue  {r:.2f}x {s['one_by_one_peer']}'s; target >= "
+            f"{TARGET_ONE_BY_ONE}x: {met(r >= TARGET_ONE_BY_ONE)}"
+        )
+    else:
+        lines.append(f"  1-by-1 enqueue  no ratio ({ONE_BY_ONE_PEER} or the reference is missing)")
+    if "latency_p50_ms" in s and "latency_p99_ms" in s:
+        p50, p99 = s["latency_p50_ms"], s["latency_p99_ms"]
+        ok = p50 <= TARGET_IDLE_P50_MS and p99 <= TARGET_IDLE_P99_MS
+        lines.append(
+            f"  idle latency    p50 {p50:.2f} ms, p99 {p99:.2f} ms; target <= "
+            f"{TARGET_IDLE_P50_MS} / {TARGET_IDLE_P99_MS} ms: {met(ok)}"
+        )
+    if "server_cpu_ratio" in s:
+        lines.append(f"  Valkey CPU      {s['server_cpu_ratio']:.2f}x the fastest peer's per job")
+    return "\n".join(lines)
+
+
 def _fmt(value: float | None) -> str:
     return f"{value:,.0f}" if value else "-"
 
@@ -63,7 +137,7 @@ def _latency(median: dict[str, float]) -> str:
 
 def table(results: dict[str, Any], cores: int | None) -> str:
     head = f"{'system':<17} {'process/s':>10} {'bulk enq/s':>11} {'1-by-1 enq/s':>13} "
-    head += f"{'wasmq x':>8} {'p50/p99 ms':>11}  note"
+    head += f"{'wasmq x':>8} {'Valkey us/job':>13} {'p50/p99 ms':>11}  note"
     lines = [f"jobs per second on {cores} cores (median)", head, "-" * len(head)]
     for name, entry in results.items():
         med = entry.get("median", {})
@@ -72,7 +146,8 @@ def table(results: dict[str, Any], cores: int | None) -> str:
         lines.append(
             f"{name:<17} {_fmt(med.get('process_rate')):>10} "
             f"{_fmt(med.get('enqueue_bulk_rate')):>11} {_fmt(med.get('enqueue_rate')):>13} "
-            f"{(f'{ratio:.2f}' if ratio else '-'):>8} {_latency(med):>11}  {note}"
+            f"{(f'{ratio:.2f}' if ratio else '-'):>8} "
+            f"{_fmt(med.get('server_cpu_per_task_us')):>13} {_latency(med):>11}  {note}"
         )
     return "\n".join(lines)
 
@@ -112,17 +187,26 @@ def chart(results: dict[str, Any], path: Path, subtitle: str) -> None:
     plt.close(fig)
 
 
-def write(results: dict[str, Any], *, tasks: int, reps: int) -> Path:
+def write(results: dict[str, Any], *, tasks: int, reps: int, every_system: bool = True) -> Path:
     ratios(results)
     info = machine()
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
-    # Only a run at full size replaces the published chart.
-    full = tasks >= 10_000 and reps >= 3
+    # Only a run at full size of every system replaces the published chart.
+    full = tasks >= 10_000 and reps >= 3 and every_system
     suffix = "" if full else "-quick"
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"{stamp}{suffix}.json"
-    doc = {"date": stamp, "machine": info, "tasks": tasks, "repetitions": reps, "systems": results}
+    headlines = summary(results)
+    doc = {
+        "date": stamp,
+        "machine": info,
+        "tasks": tasks,
+        "repetitions": reps,
+        "summary": headlines,
+        "systems": results,
+    }
     out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(headline(headlines, info["cores"]))
     print(table(results, info["cores"]))
     picture = CHART if full else RESULTS_DIR / f"{stamp}{suffix}.png"
     subtitle = f"{tasks:,} jobs x {reps}, {info['cores']} cores, {stamp[:10]}"

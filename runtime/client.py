@@ -90,8 +90,14 @@ class Client(Queries):
         id: str | None = None,
         memory: int | str | None = None,
         limits: Limits | None = None,
+        keep_result: float | str | None = None,
+        keep_payload: bool = False,
     ) -> Task:
-        """A validated :class:`Task` for an immediate run, not yet sent."""
+        """A validated :class:`Task` for an immediate run, not yet sent.
+
+        ``keep_result`` keeps the result and record that long after the task ends
+        (default: the queue's retention, ``WASMQ_RESULT_TTL``); ``keep_payload`` keeps the
+        payload after success (dropped by default)."""
         check_task_name(name)
         queue_name = queue or self.settings.queue
         try:
@@ -117,6 +123,14 @@ class Client(Queries):
             except ValueError as exc:
                 raise InvalidTask(f"invalid memory limit: {exc}") from None
         task_limits.timeout = seconds
+        keep: float | None = None
+        if keep_result is not None:
+            try:
+                keep = parse_duration(keep_result)
+            except ValueError as exc:
+                raise InvalidTask(f"invalid keep-result duration: {exc}") from None
+            if keep < 0.001:
+                raise InvalidTask("invalid keep-result duration: it must be at least 1ms")
         return Task(
             id=task_id,
             task_name=name,
@@ -125,6 +139,8 @@ class Client(Queries):
             max_retries=retries,
             timeout=seconds,
             limits=task_limits,
+            keep_result=keep,
+            keep_payload=keep_payload,
         )
 
     # -- producing -----------------------------------------------------------------------

@@ -6,6 +6,8 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from runtime import server
 from runtime.errors import ConnectionFailed
@@ -36,6 +38,11 @@ def connect(settings: Settings, *, check: bool = True, **options: Any) -> redis.
     url = resolve_url(settings)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 0)
+    if not settings.redis_url:
+        # Fail at once on a dead embedded server (it refuses instantly): callers retry
+        # with their own backoff and logging while the pool restarts it, so retries
+        # inside redis-py would only hide the outage or delay the reconnect.
+        options.setdefault("retry", Retry(NoBackoff(), 0))
     try:
         client: redis.Redis = redis.Redis.from_url(url, **options)
     except ValueError as exc:

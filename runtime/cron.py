@@ -7,6 +7,7 @@ Times are milliseconds since the epoch; the zone only changes how fields are rea
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +27,25 @@ _SHORTCUTS = {
     "@hourly": "0 * * * *",
     "@minutely": "* * * * *",
 }
+
+
+#: Parsed croniter objects per thread: parsing costs about three times a step, and a
+#: scheduler steps the same few expressions every tick. croniter keeps its position in
+#: the object, so threads must not share one.
+_parsed = threading.local()
+_PARSED_MAX = 1000
+
+
+def _croniter(native: str) -> croniter:
+    cache: dict[str, croniter] | None = getattr(_parsed, "cache", None)
+    if cache is None:
+        cache = _parsed.cache = {}
+    it = cache.get(native)
+    if it is None:
+        if len(cache) >= _PARSED_MAX:
+            cache.clear()
+        it = cache[native] = croniter(native, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    return it
 
 
 def _zone(name: str) -> tzinfo:
@@ -102,8 +122,10 @@ class CronSchedule:
         start = datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(self.zone)
         # croniter works in whole seconds and can repeat a wall time around a DST change:
         # step forward until the answer is strictly later, so the scheduler always advances.
+        it = _croniter(self._croniter_expr)
         for _ in range(4):
-            nxt = croniter(self._croniter_expr, start).get_next(datetime)
+            # Every call passes its start, which resets all of croniter's position state.
+            nxt = it.get_next(datetime, start_time=start)
             out = int(nxt.timestamp() * 1000)
             if out > ms:
                 return out
@@ -112,6 +134,9 @@ class CronSchedule:
 
     def missed_between(self, due_ms: int, now_ms: int, cap: int = 1000) -> int:
         """How many firings fall in ``(due_ms, now_ms]`` (at most ``cap``)."""
+        if self._every_ms:
+            # On a fixed grid the count is arithmetic; stepping would cost ``cap`` steps.
+            return max(0, min(cap, now_ms // self._every_ms - due_ms // self._every_ms))
         count = 0
         ms = due_ms
         while count < cap:

@@ -33,6 +33,9 @@ class WorkerStats:
 
     done: int = 0
     failed: int = 0
+    #: Claim calls made, and how many of them found nothing (the herd shows here).
+    claims: int = 0
+    empty_claims: int = 0
     current_task: str = ""
     current_name: str = ""
 
@@ -121,6 +124,8 @@ class Heartbeat:
             "current_name": s.current_name,
             "done": s.done,
             "failed": s.failed,
+            "claims": s.claims,
+            "empty_claims": s.empty_claims,
             "started_ms": self.started_ms,
             "heartbeat_ms": now,
         }

@@ -13,6 +13,9 @@ DEFAULT_QUEUE = "default"
 
 #: Hash with a task's fields (reference layout plus wasmq's extensions).
 TASK_PREFIX = "task_metadata:"
+#: Payload bytes of a task whose payload is too large to pass through Lua (the record
+#: then has ``payload_ref`` = 1 instead of ``payload``); lives and expires with the record.
+PAYLOAD_PREFIX = "task_payload:"
 #: Raw result bytes of a finished task (expires with the result retention).
 RESULT_PREFIX = "task_result:"
 #: Captured stdout/stderr of a task, one list entry per chunk (expires with the result).
@@ -44,16 +47,32 @@ WORKERS = "wasmq:workers"
 WORKER_PREFIX = "wasmq:worker:"
 #: Set of queue names that have ever received a task.
 QUEUES = "wasmq:queues"
-#: Pub/sub channel announcing new work on a queue (payload: queue name).
-QUEUE_READY_PREFIX = "wasmq:ready:"
-#: Sorted set of completion timestamps per queue, for the per-minute rate in ``stats``.
-COMPLETIONS_PREFIX = "wasmq:completions:"
+#: List of wake tokens per queue: whoever pushes N ids onto a pending list pushes N
+#: tokens here (and trims the list to the pending length), and an idle worker BLPOPs
+#: one token, so each available task wakes exactly one idle worker.
+WAKE_PREFIX = "wasmq:wake:"
+#: Sorted set per queue of its idle workers, score = ms when each started waiting. An
+#: enqueue wakes the one that went idle last (its caches are warm; waking the longest
+#: idle, as a shared list does, costs every task a cold process) through its own
+#: token list; ids that waited longer than a wait can last are skipped as dead.
+IDLE_PREFIX = "wasmq:idle:"
+#: List of wake tokens addressed to one worker (expires; see IDLE_PREFIX).
+WORKER_WAKE_PREFIX = "wasmq:wakeup:"
+#: Hash per queue, Unix second -> tasks completed in that second (``stats`` sums the
+#: last minute and deletes older fields; the key expires when the queue goes quiet).
+THROUGHPUT_PREFIX = "wasmq:throughput:"
+#: Seconds of completion counts kept in a throughput hash.
+THROUGHPUT_WINDOW = 120
 
 STAGES = ("pending", "processing", "finished", "dlq")
 
 
 def task(task_id: str) -> str:
     return TASK_PREFIX + task_id
+
+
+def payload(task_id: str) -> str:
+    return PAYLOAD_PREFIX + task_id
 
 
 def result(task_id: str) -> str:
@@ -97,12 +116,20 @@ def dlq(name: str = DEFAULT_QUEUE) -> str:
     return queue(name, "dlq")
 
 
-def queue_ready(name: str) -> str:
-    return QUEUE_READY_PREFIX + name
+def wake(name: str) -> str:
+    return WAKE_PREFIX + name
 
 
-def completions(name: str) -> str:
-    return COMPLETIONS_PREFIX + name
+def idle(name: str) -> str:
+    return IDLE_PREFIX + name
+
+
+def worker_wake(worker_id: str) -> str:
+    return WORKER_WAKE_PREFIX + worker_id
+
+
+def throughput(name: str) -> str:
+    return THROUGHPUT_PREFIX + name
 
 
 def module(digest: str) -> str:

@@ -1,11 +1,17 @@
 """The worker supervisor: N worker processes plus the scheduler and reaper threads.
 
 Each child is a fresh interpreter (``spawn``) with its own engine and connection. A
-child that dies is replaced (with a growing delay if it keeps dying at start). The
-first SIGTERM or SIGINT stops claiming everywhere: children finish the task they run,
-give back what they had not started and ack the rest, up to ``drain_timeout``, then
-everything exits 0. A second signal kills the children at once; their leases recover
-whatever they held.
+child that dies is replaced (with a growing delay if it keeps dying at start), and what
+it held is recovered at once rather than at lease expiry: the tasks it had claimed but
+not started (its :class:`SharedLedger` lists them) go back uncounted, the one it was
+running counts as a lost attempt.
+
+The first SIGTERM or SIGINT stops claiming everywhere: children give back at once what
+they had not started, finish the task they run and ack it, up to ``drain_timeout``,
+then everything exits 0. A SIGTERM sent to the whole process group (systemd,
+``kill -- -PGID``, supervisord's ``stopasgroup``) drains the same way: a child treats
+any number of SIGTERMs as one. A drain timeout or a second signal to the supervisor
+kills the children and recovers their tasks the same way as a crash.
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
+
+import redis
 
 from runtime import log as logging_setup
 from runtime.broker import Broker
 from runtime.connection import connect
+from runtime.errors import WasmqError
 from runtime.log import get_logger
 from runtime.settings import Settings
 
@@ -31,23 +41,60 @@ log = get_logger("worker")
 
 #: A child that dies sooner than this after starting counts as crash-looping.
 QUICK_DEATH = 2.0
+#: How long killed children get to disappear before their tasks are recovered (s).
+KILL_WAIT = 5.0
 
 
-def child_main(settings: Settings, queues: list[str], burst: bool) -> None:
+class SharedLedger:
+    """Shared memory in which a child notes its worker id and the tasks it claimed but
+    has not started, so the supervisor can give them back uncounted whatever the
+    child died of. Written by the child at each claim and task start; read by the
+    supervisor only once the child is dead, so no lock is needed."""
+
+    def __init__(self, context: Any, claim_batch: int) -> None:
+        # Worker ids and task ids are at most 200 characters (runtime.names).
+        self.size = 256 + 201 * max(claim_batch, 1)
+        self._array: Any = context.RawArray("c", self.size)
+
+    def note(self, worker_id: str, unstarted: Iterable[str]) -> None:
+        data = "\n".join([worker_id, *unstarted]).encode()
+        if len(data) >= self.size:
+            data = data[: data.rfind(b"\n", 0, self.size - 1)]
+        self._array.value = data
+
+    def read(self) -> tuple[str, list[str]]:
+        lines = bytes(self._array.value).decode("utf-8", "replace").split("\n")
+        return lines[0], [line for line in lines[1:] if line]
+
+    def clear(self) -> None:
+        self._array.value = b""
+
+
+def child_main(settings: Settings, queues: list[str], burst: bool, ledger: SharedLedger) -> None:
     """Entry point of one worker process."""
     logging_setup.configure(settings.log_level, settings.log_format)
     stop = threading.Event()
-    abort = threading.Event()
     # The terminal's Ctrl-C reaches every process of the group; the supervisor decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Any number of SIGTERMs (the supervisor's and the process group's) mean one drain.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    from runtime.worker import Worker
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            abort.set()
-            os._exit(1)
-        stop.set()
+    worker = Worker(settings, queues, burst=burst, ledger=ledger)
+    # Python runs signal handlers only between bytecodes, so not while a task runs in
+    # the sandbox; the wakeup fd is written at once, and a thread gives back the tasks
+    # that have not started without waiting for the running one to end.
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
 
-    signal.signal(signal.SIGTERM, on_term)
+    def watch_signals() -> None:
+        while data := os.read(read_fd, 64):
+            if signal.SIGTERM in data:
+                stop.set()
+                worker.give_back_queued()
+
+    threading.Thread(target=watch_signals, name="wasmq-signals", daemon=True).start()
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -58,9 +105,7 @@ def child_main(settings: Settings, queues: list[str], burst: bool) -> None:
                 stop.set()
 
     threading.Thread(target=watch_parent, name="wasmq-parent-watch", daemon=True).start()
-    from runtime.worker import Worker
-
-    Worker(settings, queues, burst=burst).run(stop, abort)
+    worker.run(stop)
 
 
 @dataclass
@@ -71,6 +116,7 @@ class _Slot:
     restart_at: float = 0.0
     done: bool = False
     pids: list[int] = field(default_factory=list)
+    ledger: SharedLedger | None = None
 
 
 class Pool:
@@ -94,6 +140,11 @@ class Pool:
         self.with_reaper = reaper
         self.stop = threading.Event()
         self._signals = 0
+        self._abort = False
+        #: Set once the children are gone: the server watch outlives the drain, whose
+        #: acks need the server.
+        self._exited = threading.Event()
+        self._broker: Broker | None = None
         self._drain_deadline = 0.0
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot() for _ in range(self.concurrency)]
@@ -113,6 +164,7 @@ class Pool:
             return self._supervise()
         finally:
             self.stop.set()
+            self._exited.set()
             for thread in self._threads:
                 thread.join(timeout=5)
             for sig, handler in previous.items():
@@ -122,9 +174,12 @@ class Pool:
         return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
 
     def _spawn(self, slot: _Slot) -> None:
+        if slot.ledger is None:
+            slot.ledger = SharedLedger(self._context, self.settings.claim_batch)
+        slot.ledger.clear()
         process = self._context.Process(
             target=child_main,
-            args=(self.settings, self.queues, self.burst),
+            args=(self.settings, self.queues, self.burst, slot.ledger),
             name="wasmq-worker",
         )
         process.start()
@@ -152,6 +207,8 @@ class Pool:
                 code = process.exitcode
                 process.close()
                 slot.process = None
+                if code != 0:
+                    self._recover(slot, f"worker process died ({_exit_text(code)})")
                 if self.stop.is_set() or (self.burst and code == 0):
                     slot.done = True
                     continue
@@ -167,9 +224,12 @@ class Pool:
             if live == 0:
                 log.info("worker pool stopped")
                 return 0
+            if self._abort:
+                self._kill_and_recover("worker pool stopped by a second signal")
+                return 1
             if self.stop.is_set() and now > self._drain_deadline:
-                log.warning("drain timeout reached; killing workers (leases recover their tasks)")
-                self._kill_all()
+                log.warning("drain timeout reached; killing workers and recovering their tasks")
+                self._kill_and_recover("drain timeout: the worker was stopped during this attempt")
                 return 0
             time.sleep(0.05)
 
@@ -185,17 +245,59 @@ class Pool:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(slot.process.pid, signal.SIGTERM)
         else:
-            log.warning("second signal: exiting now (leases recover running tasks)")
-            self._kill_all()
-            os._exit(1)
+            log.warning("second signal: stopping now (running tasks are requeued)")
+            self._abort = True
 
-    def _kill_all(self) -> None:
-        for slot in self._slots:
+    def _kill_and_recover(self, reason: str) -> None:
+        live = [s for s in self._slots if s.process is not None]
+        for slot in live:
             if slot.process is not None and slot.process.pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.process.pid, signal.SIGKILL)
+        for slot in live:
+            if slot.process is not None:
+                slot.process.join(KILL_WAIT)
+                self._recover(slot, reason)
+
+    def _recover(self, slot: _Slot, reason: str) -> None:
+        """Give back what a dead child held: unstarted tasks uncounted, the running one
+        as a lost attempt. Leases still cover anything this cannot reach."""
+        if slot.ledger is None:
+            return
+        worker_id, unstarted = slot.ledger.read()
+        slot.ledger.clear()
+        if not worker_id:
+            return
+        try:
+            if self._broker is None:
+                self._broker = Broker(connect(self.settings, check=False), self.settings)
+            released, requeued, failed = self._broker.recover_worker(
+                worker_id, self.queues, unstarted, f"{reason} while running this attempt"
+            )
+        except (redis.RedisError, WasmqError) as exc:
+            log.warning(
+                "cannot recover a dead worker's tasks now; their leases will",
+                worker_id=worker_id,
+                error=str(exc),
+            )
+            return
+        if released or requeued or failed:
+            log.info(
+                "recovered a dead worker's tasks",
+                worker_id=worker_id,
+                released=released,
+                requeued=requeued,
+                failed=failed,
+            )
 
     def _start_threads(self) -> None:
+        if not self.settings.redis_url:
+            from runtime import server
+
+            # Workers retry Redis errors forever: without this, a dead embedded server
+            # would stay dead until some other command happened to start it.
+            state_dir = self.settings.state_dir
+            self._thread("wasmq-server-watch", lambda: server.supervise(state_dir, self._exited))
         if self.with_scheduler:
             from runtime.scheduler import Scheduler
 
@@ -212,3 +314,10 @@ class Pool:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"

@@ -293,15 +293,28 @@ class Registry:
     def remove(self, name: str) -> bool:
         """Unregister ``name``; False when it was not registered.
 
-        Modules no other task uses leave Redis too, so queued tasks of ``name`` fail with
-        a clear error instead of running a task that no longer exists."""
-        call_keys = [keys.TASK_REGISTRY, keys.task_versions(name), keys.COMPILE_INDEX]
-        args = [name, keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
-        removed = bool(int(self.scripts.unregister(keys=call_keys, args=args)))
+        Only the name's own record and version history go, so the cost does not grow
+        with the number of registered tasks. Queued tasks and cron runs of ``name`` then
+        fail with a clear error (a worker checks the registry before it runs a task,
+        even with the module cached). Module bytes stay, as other tasks may share them:
+        :meth:`prune` deletes the unused ones."""
+        call_keys = [keys.TASK_REGISTRY, keys.task_versions(name)]
+        removed = bool(int(self.scripts.unregister(keys=call_keys, args=[name])))
         if removed:
             self.cache.task_path(name).unlink(missing_ok=True)
             log.info("task unregistered", task_name=name)
         return removed
+
+    def prune(self) -> tuple[int, int]:
+        """Delete module bytes (and compile-index entries) no registered task uses.
+
+        Reads the whole registry in one atomic step: its cost is every registered task,
+        version and compile. Returns (modules deleted, compile-index entries deleted)."""
+        call_keys = [keys.TASK_REGISTRY, keys.COMPILE_INDEX]
+        args = [keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
+        modules, entries = self.scripts.prune_modules(keys=call_keys, args=args)
+        log.info("modules pruned", modules=int(modules), compile_entries=int(entries))
+        return int(modules), int(entries)
 
     # -- serving modules -----------------------------------------------------------------
 

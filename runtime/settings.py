@@ -79,6 +79,23 @@ def _queue_name(text: str) -> str:
     return check_queue_name(text)
 
 
+def _queue_durations(text: str) -> tuple[tuple[str, float], ...]:
+    from runtime.names import check_queue_name
+
+    out: list[tuple[str, float]] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, duration = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item.strip()!r} is not queue=duration (like reports=7d)")
+        seconds = parse_duration(duration.strip())
+        if seconds <= 0:
+            raise ValueError(f"the retention of queue {name.strip()!r} must be positive")
+        out.append((check_queue_name(name.strip()), seconds))
+    return tuple(out)
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -192,12 +209,30 @@ class Settings:
     )
     result_ttl: float = _setting(
         "WASMQ_RESULT_TTL",
-        7 * 86400.0,
+        86400.0,
         parse_duration,
-        "How long results, logs and task records stay",
+        "How long results, logs and records of ended tasks stay (a task's --keep-result wins)",
+    )
+    queue_result_ttl: tuple[tuple[str, float], ...] = _setting(
+        "WASMQ_QUEUE_RESULT_TTL",
+        (),
+        _queue_durations,
+        "Retention per queue, like reports=7d,thumbs=1h (overrides WASMQ_RESULT_TTL)",
+    )
+    keep_payload: bool = _setting(
+        "WASMQ_KEEP_PAYLOAD",
+        False,
+        parse_bool,
+        "Keep payloads of succeeded tasks (dropped by default; a task's --keep-payload wins)",
     )
     finished_max: int = _setting(
-        "WASMQ_FINISHED_MAX", 10000, _positive_int, "Length cap of each finished list"
+        "WASMQ_FINISHED_MAX", 10000, _positive_int, "Length cap of each finished list (ids)"
+    )
+    completed_max: int = _setting(
+        "WASMQ_COMPLETED_MAX",
+        0,
+        _positive_int,
+        "Most completed task records kept per queue; older ones are deleted (0: no cap)",
     )
     lease_grace: float = _setting(
         "WASMQ_LEASE_GRACE", 10.0, parse_duration, "Added to a task's timeout to form its lease"
@@ -289,13 +324,25 @@ class Settings:
                 )
         if self.task_timeout <= 0:
             raise SettingsError("invalid WASMQ_TASK_TIMEOUT: must be greater than zero")
+        if self.result_ttl <= 0:
+            raise SettingsError("invalid WASMQ_RESULT_TTL: must be greater than zero")
+
+    def retention(self, queue: str, asked: float | None = None) -> float:
+        """Seconds the result and record of a task of ``queue`` stay after it ends: the
+        task's own request, else its queue's, else ``result_ttl``."""
+        if asked is not None:
+            return asked
+        for name, seconds in self.queue_result_ttl:
+            if name == queue:
+                return seconds
+        return self.result_ttl
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
         """``(env name, default, doc)`` for every setting, for docs and ``--help``."""
         rows = []
         for f in dataclasses.fields(cls):
-            default = "" if f.default is None else str(f.default)
+            default = "" if f.default in (None, ()) else str(f.default)
             rows.append((f.metadata["env"], default, f.metadata["doc"]))
         return rows
 

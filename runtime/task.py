@@ -8,6 +8,7 @@ rest are wasmq's own and all optional on read.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Mapping
@@ -62,11 +63,14 @@ def now_ms() -> int:
 
 def format_time(ms: int) -> str:
     """RFC3339 with milliseconds, UTC (what the reference's ``time.Time`` writes, more precise)."""
-    return (
-        datetime.fromtimestamp(ms / 1000, timezone.utc)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    seconds, millis = divmod(int(ms), 1000)
+    return _format_second(seconds) + f".{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _format_second(seconds: int) -> str:
+    # Every enqueue and ack formats "now": the second part is shared by thousands of them.
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()[:19]
 
 
 def parse_time(text: str) -> int:
@@ -157,6 +161,10 @@ class Task:
     worker: str = ""
     started_ms: int | None = None
     finished_ms: int | None = None
+    #: Retention of the result and record after the task ends (s); None: the worker's.
+    keep_result: float | None = None
+    #: Keep the payload after success (it is dropped by default to bound Redis memory).
+    keep_payload: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +179,10 @@ class Task:
 
     def to_hash(self) -> dict[str, str | bytes]:
         """Fields to ``HSET``; reference fields first, in the reference's formats."""
+        created = format_time(self.created_ms)
+        updated = (
+            created if self.updated_ms in (0, self.created_ms) else format_time(self.updated_ms)
+        )
         out: dict[str, str | bytes] = {
             "id": self.id,
             "task_name": self.task_name,
@@ -178,8 +190,8 @@ class Task:
             "task_stage": self.stage,
             "payload": self.payload,
             "task_kind": str(int(self.kind)),
-            "created_at": format_time(self.created_ms),
-            "updated_at": format_time(self.updated_ms or self.created_ms),
+            "created_at": created,
+            "updated_at": updated,
             "attempts": str(self.attempts),
             "max_retries": str(self.max_retries),
             "timeout": format_duration(self.timeout),
@@ -195,6 +207,10 @@ class Task:
             out["cron_tz"] = self.cron_tz
         if self.cron_id:
             out["cron_id"] = self.cron_id
+        if self.keep_result is not None:
+            out["keep_result"] = str(int(self.keep_result * 1000))
+        if self.keep_payload:
+            out["keep_payload"] = "1"
         return out
 
     @classmethod
@@ -237,20 +253,15 @@ class Task:
         if timeout <= 0:
             raise InvalidTask("field timeout is invalid: it must be greater than zero")
         payload = h.get("payload", b"")
-        created = parsed("created_at", parse_time, 0)
+        # enqueued_ms (ours) is exact and cheap; created_at is read for records without it.
+        created = 0 if "enqueued_ms" in h else parsed("created_at", parse_time, 0)
         try:
             limits = Limits.from_json(text("limits") or None, timeout)
         except (ValueError, TypeError) as exc:
             raise InvalidTask(f"field limits is invalid: {exc}") from None
-        known = {
-            "id", "task_name", "task_version", "task_stage", "payload", "task_kind",
-            "created_at", "updated_at", "attempts", "max_retries", "timeout", "scheduled_at",
-            "cron_expr", "next_run_at", "queue", "digest", "limits", "cron_tz", "cron_id",
-            "error", "error_kind", "worker", "started_ms", "finished_ms", "enqueued_ms",
-        }  # fmt: skip
         extra = {}
         for key, value in h.items():
-            if key not in known:
+            if key not in _KNOWN:
                 try:
                     extra[key] = _text(value)
                 except UnicodeDecodeError:
@@ -280,8 +291,29 @@ class Task:
             worker=text("worker"),
             started_ms=parsed("started_ms", int, None),
             finished_ms=parsed("finished_ms", int, None),
+            keep_result=_keep_seconds(parsed("keep_result", int, None)),
+            keep_payload=text("keep_payload") == "1",
             extra=extra,
         )
+
+
+_KNOWN = frozenset(
+    (
+        "id", "task_name", "task_version", "task_stage", "payload", "task_kind",
+        "created_at", "updated_at", "attempts", "max_retries", "timeout", "scheduled_at",
+        "cron_expr", "next_run_at", "queue", "digest", "limits", "cron_tz", "cron_id",
+        "error", "error_kind", "worker", "started_ms", "finished_ms", "enqueued_ms",
+        "keep_result", "keep_payload",
+    )
+)  # fmt: skip
+
+
+def _keep_seconds(ms: int | None) -> float | None:
+    if ms is None:
+        return None
+    if ms <= 0:
+        raise InvalidTask(f"field keep_result={ms} is invalid: it must be a positive ms count")
+    return ms / 1000
 
 
 def _text(value: bytes | str) -> str:

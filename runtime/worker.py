@@ -1,9 +1,16 @@
 """One worker process: claim a batch, run each task in the sandbox, ack the batch.
 
-The loop costs two Redis round trips per batch (claim, then one ack/nack pipeline for
-the whole batch), whatever the batch size. An idle worker sleeps on the pub/sub
-channels ``wasmq:ready:<queue>`` (subscribed before its last empty claim, so no
-wake-up is lost) with a one-second safety timeout: no busy polling.
+The loop costs two Redis round trips per batch (claim, then one ack/nack MULTI for the
+whole batch), whatever the batch size. A claim also says how many tasks are left: while
+some are, the worker claims again; otherwise it sleeps on ``BLPOP`` of its queues'
+wake-token lists (``wasmq:wake:<queue>``, one token pushed per task made available), so
+each new task wakes exactly one idle worker instead of all of them. Tokens are never
+lost to a worker that was busy (they wait in the list); the one-second timeout is only
+a safety net for producers that push ids without tokens.
+
+A process claims one task until it has measured how long its tasks take; then batches
+grow to about :data:`BATCH_WORK` of work (at most ``WASMQ_CLAIM_BATCH``), so a new or
+slow process never hoards tasks that another could run.
 
 Failure handling: a damaged task record is dead-lettered by the broker and only
 logged here; a module that cannot be found fails the task terminally; Redis outages
@@ -13,9 +20,11 @@ finishes the task it is running, gives back the claimed tasks it has not started
 acks the rest.
 
 A slow task never costs the tasks claimed behind it their attempt: once it has run for
-:data:`RELEASE_BEHIND_AFTER`, the heartbeat thread (not the task's thread, which may be
-busy in the sandbox) gives the tasks behind it back to their queue, attempt uncounted,
-so other workers run them.
+:data:`RELEASE_BEHIND_AFTER`, or as soon as the worker is told to stop, another thread
+(not the task's, which may be busy in the sandbox) gives the tasks behind it back to
+their queue, attempt uncounted, so other workers run them. A :class:`Ledger` shared
+with the supervisor always lists the claimed tasks not started yet, so even after a
+SIGKILL they go back uncounted.
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import redis
 
@@ -50,6 +59,12 @@ RECORD_TTL = 2.0
 BATCH_WORK = 0.02
 #: Seconds a task may run before the tasks claimed behind it are given back.
 RELEASE_BEHIND_AFTER = 1.0
+
+
+class Ledger(Protocol):
+    """Where a worker notes its id and the claimed tasks it has not started."""
+
+    def note(self, worker_id: str, unstarted: Iterable[str]) -> None: ...
 
 
 class Outage:
@@ -93,6 +108,7 @@ class Worker:
         client: redis.Redis | None = None,
         registry: Any = None,
         sandbox: Any = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.queues = list(queues) or [settings.queue]
@@ -115,10 +131,15 @@ class Worker:
         #: Claimed and not started, in run order; the heartbeat thread may take them back.
         self._queued: dict[str, Task] = {}
         self._giving_back: list[Task] = []
+        self._give_lock = threading.Lock()
         self._running: tuple[str, int] | None = None
         self._lock = threading.Lock()
         self._records: dict[str, tuple[float, Any]] = {}
-        self._pubsub: redis.client.PubSub | None = None
+        self._ledger = ledger
+        self.stop_event = threading.Event()
+        self.abort = threading.Event()
+        self._wake_keys = [keys.worker_wake(self.worker_id), *(keys.wake(q) for q in self.queues)]
+        self._idle_keys = [keys.idle(q) for q in self.queues]
         self._outage = Outage("worker loop")
         self._live: Any = None
         #: Moving average of the wall time of one task (s), for the claim size.
@@ -141,8 +162,10 @@ class Worker:
 
         ``abort`` gives up at once on what is still held (leases recover it)."""
         self.abort = abort or threading.Event()
+        self.stop_event = stop
         self._start_live_logs()
         self.heartbeat.start()
+        self._note()
         log.info("worker started", worker_id=self.worker_id, queues=self.queues)
         try:
             while not stop.is_set():
@@ -152,22 +175,32 @@ class Worker:
                 except redis.RedisError as exc:
                     self._outage.failed(exc, stop)
                     continue
+                self.stats.claims += 1
+                if not batch:
+                    self.stats.empty_claims += 1
                 tasks = self._keep_runnable(batch)
                 if tasks:
                     self._process(tasks, stop)
-                elif not batch:
-                    if self.burst:
+                if batch.left > 0:
+                    continue
+                if self.burst:
+                    if not batch:
                         break
-                    self._wait_for_work()
+                    continue
+                self._wait_for_work(stop)
         finally:
             self._close()
-        log.info("worker stopped", worker_id=self.worker_id, done=self.stats.done,
-                 failed=self.stats.failed)  # fmt: skip
+        log.info(
+            "worker stopped",
+            worker_id=self.worker_id,
+            done=self.stats.done,
+            failed=self.stats.failed,
+        )
 
     def _batch_size(self) -> int:
-        ceiling = self.settings.claim_batch
         if self._task_seconds <= 0:
-            return ceiling
+            return 1
+        ceiling = self.settings.claim_batch
         return max(1, min(ceiling, int(BATCH_WORK / self._task_seconds)))
 
     def _keep_runnable(self, batch: list[Task | BadTask]) -> list[Task]:
@@ -190,6 +223,7 @@ class Worker:
             for task in tasks:
                 self._held[task.id] = task
                 self._queued[task.id] = task
+        self._note()
         reports: list[Report] = []
         first_done = 0.0
         for task in tasks:
@@ -197,7 +231,8 @@ class Worker:
                 break
             with self._lock:
                 if self._queued.pop(task.id, None) is None:
-                    continue  # given back by the heartbeat thread behind a slow task
+                    continue  # given back by another thread behind a slow task
+            self._note()
             t0 = time.monotonic()
             reports.append(self.run_task(task))
             took = time.monotonic() - t0
@@ -217,30 +252,40 @@ class Worker:
         if unstarted:
             self._release(unstarted)
         self._flush(reports)
-        if self._pubsub is not None:
-            self._drain_wakeups()
 
-    def _release_behind(self) -> None:
-        """Give back the tasks claimed behind a task that runs long (heartbeat thread).
+    def give_back_queued(self) -> None:
+        """Give back the claimed tasks not started yet (safe from any thread).
 
         They leave the run order at once; until Redis takes them back they stay held,
         so their leases are still renewed, and the next heartbeat tries again."""
-        with self._lock:
-            self._giving_back.extend(self._queued.values())
-            self._queued.clear()
-            behind = list(self._giving_back)
-        if not behind:
-            return
+        if not self._give_lock.acquire(blocking=False):
+            return  # another thread is giving them back right now
         try:
-            self.broker.release(behind, self.worker_id)
-        except redis.RedisError as exc:
-            log.warning("cannot give back tasks behind a slow task yet", error=str(exc))
-            return
-        with self._lock:
-            for task in behind:
-                self._held.pop(task.id, None)
-            del self._giving_back[: len(behind)]
-        log.info("gave back tasks claimed behind a slow task", count=len(behind))
+            with self._lock:
+                self._giving_back.extend(self._queued.values())
+                self._queued.clear()
+                behind = list(self._giving_back)
+            if not behind:
+                return
+            self._note()
+            try:
+                self.broker.release(behind, self.worker_id)
+            except redis.RedisError as exc:
+                log.warning("cannot give back claimed tasks yet", error=str(exc))
+                return
+            with self._lock:
+                for task in behind:
+                    self._held.pop(task.id, None)
+                del self._giving_back[: len(behind)]
+            log.info("gave back claimed tasks not started", count=len(behind))
+        finally:
+            self._give_lock.release()
+
+    def _note(self) -> None:
+        if self._ledger is not None:
+            with self._lock:
+                unstarted = [*self._queued, *(t.id for t in self._giving_back)]
+            self._ledger.note(self.worker_id, unstarted)
 
     # -- one task -------------------------------------------------------------------
 
@@ -431,8 +476,8 @@ class Worker:
         now = clock_ms()
         running = self._running
         slow = running is not None and now - running[1] > RELEASE_BEHIND_AFTER * 1e3
-        if self._giving_back or (slow and self._queued):
-            self._release_behind()
+        if self._giving_back or (self._queued and (slow or self.stop_event.is_set())):
+            self.give_back_queued()
         grace = int(self.settings.lease_grace * 1000)
         ceiling = self.settings.max_task_timeout
         with self._lock:
@@ -446,39 +491,30 @@ class Worker:
                 out[task.id] = now + timeout + grace
         return out
 
-    def _wait_for_work(self) -> None:
-        if self._pubsub is None:
-            try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(*(keys.queue_ready(q) for q in self.queues))
-                self._pubsub = pubsub
-            except redis.RedisError as exc:
-                self._outage.failed(exc)
-            # Claim once more before sleeping: a push before the subscription is not lost.
+    def _wait_for_work(self, stop: threading.Event) -> None:
+        """Block until a wake token arrives (or the safety timeout passes)."""
+        idle: Callable[[], None] | None = getattr(self.sandbox, "idle", None)
+        if idle is not None:
+            idle()
+        try:
+            # Registered as idle in the same round trip: an enqueue then wakes this
+            # worker, the one idle for the shortest time, by its own token list.
+            pipe = self.redis.pipeline(transaction=False)
+            for key in self._idle_keys:
+                pipe.zadd(key, {self.worker_id: clock_ms()})
+            pipe.blpop(self._wake_keys, timeout=IDLE_WAIT)
+            token = pipe.execute()[-1]
+        except (redis.RedisError, OSError) as exc:
+            self._outage.failed(exc, stop)
             return
-        try:
-            if self._pubsub.get_message(timeout=IDLE_WAIT) is not None:
-                self._drain_wakeups()
-        except (redis.RedisError, OSError, ValueError) as exc:
-            self._close_pubsub()
-            self._outage.failed(exc)
-
-    def _drain_wakeups(self) -> None:
-        """Read wake-ups that arrived while busy, so they neither pile up in Redis's
-        output buffer nor cause empty claims later."""
-        assert self._pubsub is not None
-        try:
-            for _ in range(10_000):
-                if self._pubsub.get_message(timeout=0) is None:
-                    break
-        except (redis.RedisError, OSError, ValueError):
-            self._close_pubsub()
-
-    def _close_pubsub(self) -> None:
-        if self._pubsub is not None:
-            with contextlib.suppress(redis.RedisError, OSError):
-                self._pubsub.close()
-            self._pubsub = None
+        if token is not None and stop.is_set():
+            # Stopping: the token belongs to a task another worker should now run (if it
+            # cannot go back, the others' one-second safety claim finds the task).
+            key = token[0].decode() if isinstance(token[0], bytes) else token[0]
+            if key == self._wake_keys[0]:
+                key = keys.wake(self.queues[0])  # addressed to this worker: make it anyone's
+            with contextlib.suppress(redis.RedisError):
+                self.redis.lpush(key, token[1])
 
     def _start_live_logs(self) -> None:
         try:
@@ -488,7 +524,12 @@ class Worker:
         self._live = LiveLogPublisher(self.redis)
 
     def _close(self) -> None:
-        self._close_pubsub()
+        with contextlib.suppress(redis.RedisError, OSError):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in self._idle_keys:
+                pipe.zrem(key, self.worker_id)
+            pipe.delete(keys.worker_wake(self.worker_id))
+            pipe.execute()
         held = list(self._held.values())
         if held and not self.abort.is_set():
             self._release(held)

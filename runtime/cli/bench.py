@@ -41,6 +41,104 @@ def _progress() -> Progress:
     return show
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers such as 1,2,4, got {text!r}") from None
+    if any(c < 1 for c in counts):
+        raise typer.BadParameter("worker counts start at 1")
+    return counts
+
+
+def _size(text: str) -> int:
+    from runtime.units import parse_size
+
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if size < 1:
+        raise typer.BadParameter("the payload size must be at least 1 byte")
+    return size
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} µs"
+
+
+def _per_task(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _commands(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  {row['command']:<18} {row['calls_per_task']:>6.2f} calls/task "
+        f"{row['usec_per_call']:>8.1f} µs/call {row['usec_per_task']:>8.1f} µs/task"
+        for row in rows
+    ]
+
+
+def render(result: dict[str, Any]) -> str:
+    """The text report of one ``wasmq bench`` result."""
+    cores = result["cores"] or os.cpu_count()
+    lines = [
+        f"module        {result['module']}  payload {result['payload_size']} B",
+        f"machine       {cores} cores, {result['workers']} worker processes",
+        f"enqueue       {result['enqueue_rate']:,.0f}/s bulk, "
+        f"{result['enqueue_one_rate']:,.0f}/s one by one "
+        f"(Valkey CPU {_us(result['enqueue_server_cpu_per_task_us'])} per task in bulk)",
+        f"processing    {result['process_rate']:,.0f} tasks/s "
+        f"({result['cost_per_task_us']:,.0f} µs of worker wall time per task)",
+        f"drain CPU     Valkey {_us(result['server_cpu_per_task_us'])}, workers "
+        f"{_us(result['workers_cpu_per_task_us'])} per task; "
+        f"{_per_task(result['claims_per_task'])} claims per task",
+    ]
+    if result["server_commands"]:
+        # Commands a script or MULTI/EXEC runs are counted on their own line too.
+        lines.append("Valkey busiest commands over the drain (nested ones counted twice):")
+        lines += _commands(result["server_commands"])
+    for count, p in result["idle_latency"].items():
+        label = f"{count} worker" + ("s" if count != "1" else "")
+        lines.append(
+            f"latency idle  p50 {p['p50']} ms  p90 {p['p90']} ms  p99 {p['p99']} ms  ({label})"
+        )
+    lines.append(
+        f"latency load  p50 {result['load_latency_p50_ms']} ms"
+        f"  p90 {result['load_latency_p90_ms']} ms  p99 {result['load_latency_p99_ms']} ms"
+    )
+    trickle = result.get("trickle")
+    if trickle:
+        lines.append(
+            f"trickle       {trickle['rate']:,.0f} tasks/s x {trickle['tasks']} tasks, "
+            f"{trickle['workers']} workers: {_per_task(trickle['claims_per_task'])} claims "
+            f"per task ({_per_task(trickle['empty_claims_per_task'])} empty)"
+        )
+        lines.append(
+            f"trickle CPU   {_us(trickle['cpu_per_task_us'])} per task (Valkey "
+            f"{_us(trickle['server_cpu_per_task_us'])}, workers "
+            f"{_us(trickle['workers_cpu_per_task_us'])}); latency p50 "
+            f"{trickle['latency_p50_ms']} ms  p99 {trickle['latency_p99_ms']} ms"
+        )
+        if trickle["incomplete"]:
+            lines.append(f"incomplete    {trickle['incomplete']} trickle tasks did not complete")
+    large = result.get("large")
+    if large:
+        lines.append(
+            f"large         {large['payload_size']:,} B payloads: {large['process_rate']:,.0f} "
+            f"tasks/s processing, {large['enqueue_rate']:,.0f}/s bulk enqueue"
+        )
+        lines.append(
+            f"large CPU     Valkey {_us(large['server_cpu_per_task_us'])}, workers "
+            f"{_us(large['workers_cpu_per_task_us'])} per task over the drain"
+        )
+        if large["incomplete"]:
+            lines.append(f"incomplete    {large['incomplete']} large tasks did not complete")
+    if result["incomplete"]:
+        lines.append(f"incomplete    {result['incomplete']} tasks did not complete")
+    return "\n".join(lines)
+
+
 def bench(
     ctx: typer.Context,
     tasks: int = typer.Option(10_000, "--tasks", "-n", min=1, help="Tasks to drain."),
@@ -52,46 +150,56 @@ def bench(
     idle_samples: int = typer.Option(
         200, "--idle-samples", min=1, help="Tasks timed one at a time on an idle pool."
     ),
+    idle_workers: str = typer.Option(
+        "1,2,4",
+        "--idle-workers",
+        help="Pool sizes whose idle latency is also measured (comma-separated; '' for none).",
+    ),
     one_by_one: int = typer.Option(
         1000, "--one-by-one", min=1, help="Tasks enqueued one at a time for that rate."
     ),
+    trickle_seconds: float = typer.Option(
+        3.0, "--trickle-seconds", min=0, help="Length of the trickle phase (0 skips it)."
+    ),
+    trickle_rate: float = typer.Option(
+        100.0, "--trickle-rate", min=1, help="Tasks per second of the trickle phase."
+    ),
+    trickle_workers: int = typer.Option(
+        4, "--trickle-workers", min=1, help="Worker processes of the trickle phase."
+    ),
+    large: bool = typer.Option(
+        False, "--large", help="Also stream large payloads through the pool."
+    ),
+    large_tasks: int = typer.Option(
+        300, "--large-tasks", min=1, help="Tasks of the large-payload phase."
+    ),
+    large_size: str = typer.Option(
+        "1MiB", "--large-size", help="Payload size of the large-payload phase."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Enqueue and drain tasks on a private queue; print rates and latencies."""
+    """Enqueue and drain tasks on a private queue; print rates, latencies and CPU costs."""
     from runtime.bench import BenchOptions, run
 
-    st = state(ctx)
-    settings = st.settings()
-    st.redis()  # fail fast with one line when Redis is unreachable
-    show = _progress()
     options = BenchOptions(
         tasks=tasks,
         workers=workers,
         module=module,
         payload_size=payload_size,
         idle_samples=idle_samples,
+        idle_workers=_counts(idle_workers),
         one_by_one=one_by_one,
+        trickle_seconds=trickle_seconds,
+        trickle_rate=trickle_rate,
+        trickle_workers=trickle_workers,
+        large_tasks=large_tasks if large else 0,
+        large_size=_size(large_size),
     )
-    result = run(settings, options, show)
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    cores = result["cores"] or os.cpu_count()
-    lines = [
-        f"module        {result['module']}  payload {result['payload_size']} B",
-        f"machine       {cores} cores, {result['workers']} worker processes",
-        f"enqueue       {result['enqueue_rate']:,.0f}/s bulk, "
-        f"{result['enqueue_one_rate']:,.0f}/s one by one",
-        f"processing    {result['process_rate']:,.0f} tasks/s "
-        f"({result['cost_per_task_us']:,.0f} µs of worker time per task)",
-        f"latency idle  p50 {result['latency_p50_ms']} ms  p90 {result['latency_p90_ms']} ms"
-        f"  p99 {result['latency_p99_ms']} ms",
-        f"latency load  p50 {result['load_latency_p50_ms']} ms"
-        f"  p90 {result['load_latency_p90_ms']} ms  p99 {result['load_latency_p99_ms']} ms",
-    ]
-    if result["incomplete"]:
-        lines.append(f"incomplete    {result['incomplete']} tasks did not complete")
-    typer.echo("\n".join(lines))
+    st = state(ctx)
+    settings = st.settings()
+    st.redis()  # fail fast with one line when Redis is unreachable
+    result = run(settings, options, _progress())
+    typer.echo(json.dumps(result) if as_json else render(result))
 
 
 def install(app: typer.Typer) -> None:

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from runtime import keys
 from runtime.cli.context import state
 from runtime.errors import TaskNotFound
+from runtime.queries import LIST_SCAN
 from runtime.task import format_time, now_ms
 from runtime.task_logs import chunk_json, format_lines, truncation_marker
 from runtime.units import parse_duration
@@ -154,21 +156,30 @@ def list_cmd(
     stage: str | None = typer.Option(None, "--stage", help="Only this stage (e.g. failed)."),
     task: str | None = typer.Option(None, "--task", help="Only tasks with this name."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="Most tasks shown."),
+    scan: int = typer.Option(
+        LIST_SCAN, "--scan", min=1, help="Most ids read from each list for the filters."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """List tasks, newest first."""
-    rows = _client(ctx).list_tasks(queue=queue, stage=stage, task=task, limit=limit)
+    """List tasks, newest first (scheduled ones: the soonest due)."""
+    page = _client(ctx).list_page(queue=queue, stage=stage, task=task, limit=limit, scan=scan)
+    rows = page.tasks
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in rows]))
-        return
-    if not rows:
+    elif not rows:
         typer.echo("no tasks", err=True)
-        return
-    typer.echo(f"{'ID':<36}  {'TASK':<16} {'QUEUE':<10} {'STAGE':<11} {'TRIES':>5}  ENQUEUED")
-    for r in rows:
+    else:
+        typer.echo(f"{'ID':<36}  {'TASK':<16} {'QUEUE':<10} {'STAGE':<11} {'TRIES':>5}  ENQUEUED")
+        for r in rows:
+            typer.echo(
+                f"{r.id:<36}  {r.task_name:<16} {r.queue:<10} {r.stage:<11} {r.attempts:>5}"
+                f"  {_time(r.enqueued_ms)}"
+            )
+    if not page.complete:
         typer.echo(
-            f"{r.id:<36}  {r.task_name:<16} {r.queue:<10} {r.stage:<11} {r.attempts:>5}"
-            f"  {_time(r.enqueued_ms)}"
+            f"note: read the newest {page.scan} ids of each list (and the {page.scan} soonest"
+            " due scheduled tasks) for the filters; older tasks may match too (--scan N)",
+            err=True,
         )
 
 
@@ -177,26 +188,40 @@ def stats_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Per queue: tasks by stage, completions in the last minute, oldest pending wait."""
-    rows = _client(ctx).stats()
+    report = _client(ctx).stats_report()
     if as_json:
-        typer.echo(json.dumps({"now_ms": now_ms(), "queues": [r.to_json() for r in rows]}))
+        scheduled = {
+            "total": report.scheduled_total,
+            "sampled": report.scheduled_sampled,
+            "estimated": report.scheduled_estimated,
+        }
+        rows = [r.to_json() for r in report.queues]
+        typer.echo(json.dumps({"now_ms": now_ms(), "queues": rows, "scheduled": scheduled}))
         return
     typer.echo(_stats_header())
-    for r in rows:
+    for r in report.queues:
         typer.echo(_stats_row(r))
+    if report.scheduled_estimated:
+        typer.echo(
+            f"~ estimated: split from {report.scheduled_sampled} random entries of the"
+            f" {report.scheduled_total} in {keys.SCHEDULED}",
+            err=True,
+        )
 
 
 def _stats_header() -> str:
     return (
-        f"{'QUEUE':<16} {'PENDING':>8} {'RUNNING':>8} {'SCHED':>6} {'RETRY':>6} {'CRON':>5}"
+        f"{'QUEUE':<16} {'PENDING':>8} {'RUNNING':>8} {'SCHED':>8} {'RETRY':>8} {'CRON':>6}"
         f" {'FINISHED':>9} {'DLQ':>6} {'DONE/MIN':>9}  OLDEST PENDING"
     )
 
 
 def _stats_row(r: QueueStats) -> str:
+    mark = "~" if r.scheduled_estimated else ""
+    sched, retry, cron = (f"{mark}{n}" for n in (r.scheduled, r.retrying, r.cron))
     return (
-        f"{r.queue:<16} {r.pending:>8} {r.in_progress:>8} {r.scheduled:>6} {r.retrying:>6}"
-        f" {r.cron:>5} {r.finished:>9} {r.dlq:>6} {r.completed_last_minute:>9}"
+        f"{r.queue:<16} {r.pending:>8} {r.in_progress:>8} {sched:>8} {retry:>8}"
+        f" {cron:>6} {r.finished:>9} {r.dlq:>6} {r.completed_last_minute:>9}"
         f"  {_age(r.oldest_pending_age_ms)}"
     )
 

@@ -58,6 +58,12 @@ def enqueue(
     cron: str | None = typer.Option(None, "--cron", help="Cron expression of a recurring task."),
     tz: str = typer.Option("UTC", "--tz", help="Time zone of --cron."),
     memory: str | None = typer.Option(None, "--memory", help="Memory limit, e.g. 64MiB."),
+    keep_result: str | None = typer.Option(
+        None, "--keep-result", help="Keep result and record this long, e.g. 7d (WASMQ_RESULT_TTL)."
+    ),
+    keep_payload: bool = typer.Option(
+        False, "--keep-payload", help="Keep the payload after success (dropped by default)."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
     wait_timeout: str | None = typer.Option(None, "--wait-timeout", help="Longest wait."),
     as_json: bool = typer.Option(False, "--json", help="Print the task as JSON."),
@@ -68,8 +74,15 @@ def enqueue(
         raise InvalidTask("give at most one of --at, --in and --cron")
     if wait and cron:
         raise InvalidTask("--wait cannot wait for a cron entry; wait for one of its runs")
-    options: dict[str, Any] = {"queue": queue, "max_retries": max_retries, "timeout": timeout,
-                               "id": task_id, "memory": memory}  # fmt: skip
+    options: dict[str, Any] = {
+        "queue": queue,
+        "max_retries": max_retries,
+        "timeout": timeout,
+        "id": task_id,
+        "memory": memory,
+        "keep_result": keep_result,
+        "keep_payload": keep_payload,
+    }
     body = read_payload(payload)
     if cron is not None:
         task = client.cron(name, cron, body, tz=tz, **options)

@@ -1,4 +1,4 @@
-"""CLI commands: register, tasks, tasks rm."""
+"""CLI commands: register, tasks, tasks rm, tasks prune."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from runtime.errors import RegistryError, WasmqError
 from runtime.task import format_time
 
 tasks_app = typer.Typer(
-    help="Registered tasks: list them, or `tasks rm NAME` to unregister one.",
+    help="Registered tasks: list them, `tasks rm NAME` to unregister one, `tasks prune`"
+    " to delete modules no task uses.",
     invoke_without_command=True,
 )
 
@@ -194,13 +195,31 @@ def tasks(
 
 @tasks_app.command("rm")
 def tasks_rm(ctx: typer.Context, name: str = typer.Argument(..., help="Task name.")) -> None:
-    """Unregister a task; queued tasks of it then fail with a clear error."""
+    """Unregister a task; queued tasks of it then fail with a clear error.
+
+    Its module bytes stay (other tasks may share them): `wasmq tasks prune` deletes them."""
     from runtime.registry import Registry
 
     st = state(ctx)
     if not Registry(st.settings(), st.redis()).remove(name):
         raise RegistryError(f"no task named {name!r} is registered (see wasmq tasks)")
     typer.echo(f"removed {name}")
+
+
+@tasks_app.command("prune")
+def tasks_prune(ctx: typer.Context) -> None:
+    """Delete stored modules no registered task uses (reads the whole registry)."""
+    from runtime.registry import Registry
+
+    st = state(ctx)
+    modules, entries = Registry(st.settings(), st.redis()).prune()
+    typer.echo(f"pruned {_plural(modules, 'module')} ({_plural(entries, 'compile-index entry')})")
+
+
+def _plural(n: int, what: str) -> str:
+    if n == 1:
+        return f"1 {what}"
+    return f"{n} {what[:-1] + 'ies' if what.endswith('y') else what + 's'}"
 
 
 def install(app: typer.Typer) -> None:

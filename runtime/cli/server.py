@@ -28,6 +28,12 @@ def status_cmd(
             f"running  pid {st.pid}  valkey {st.version}  socket {st.socket}\n"
             f"         uptime {st.uptime_seconds}s  memory {st.used_memory_human}  keys {st.keys}"
         )
+    elif st.died:
+        log_file = server.ServerPaths(settings.state_dir).log_file
+        typer.echo(
+            f"not running: it died (its pid file outlived it); see {log_file} for why.\n"
+            "A running worker pool, or the next command that needs it, restarts it."
+        )
     else:
         typer.echo(f"not running  (state dir {settings.state_dir})")
     if settings.redis_url:
@@ -45,7 +51,9 @@ def start_cmd(ctx: typer.Context) -> None:
 
 @server_app.command("stop")
 def stop_cmd(ctx: typer.Context) -> None:
-    """Stop the embedded server; its data (AOF) stays in the state dir."""
+    """Stop the embedded server; its data (AOF) stays in the state dir.
+
+    Running worker pools leave it stopped (they restart it only when it dies)."""
     settings = state(ctx).settings()
     if server.stop(settings.state_dir):
         typer.echo("stopped")

@@ -5,47 +5,59 @@
 -- KEYS[3] finished list      task_queue[:<queue>]:finished
 -- KEYS[4] pending list       task_queue[:<queue>]:pending
 -- KEYS[5] scheduled zset     task_set:scheduled
--- KEYS[6] completions zset   wasmq:completions:<queue>
+-- KEYS[6] throughput hash    wasmq:throughput:<queue>   (Unix second -> completions)
 -- ARGV[1] now ms
 -- ARGV[2] now as RFC3339 (updated_at)
--- ARGV[3] result retention ms
--- ARGV[4] finished list cap
--- ARGV[5] number of tasks, then per task 8 + nchunks values:
---         id, result, duration_ms, log_bytes, log_dropped, log_file, started_ms, nchunks,
---         chunk 1 .. chunk nchunks
+-- ARGV[3] finished list cap (ids kept in the list)
+-- ARGV[4] completed record cap: beyond it the oldest completed records are deleted
+--         (0 = none; they expire with their retention)
+-- ARGV[5] number of tasks, then per task 9 (+1 with flag "r") + nchunks values:
+--         id, retention ms, duration_ms, log_bytes, log_dropped, log_file, started_ms,
+--         flags, nchunks, [result,] chunk 1 .. chunk nchunks
+--         flags: "r" the result follows (a small one), "k" keep the payload, "e" the
+--         record holds an earlier attempt's error, "l" it may hold earlier logs
 -- Per-task keys derived here: task_metadata:<id>, task_result:<id>, task_logs:<id>,
--- channel task_done:<id>.
+-- task_payload:<id>, channel task_done:<id>.
 --
--- Each task leaves processing and the lease set; its result and logs are stored with
--- the retention time, its hash gets the outcome and timings and stage completed and
--- then expires with the result; finished is trimmed to its cap. A task cancelled while
--- it ran keeps stage cancelled and its result is discarded; a task that already ended
--- (a late duplicate) is left alone. A task whose lease had expired and was put back
--- to pending is taken out of pending again: its result is as good as any.
+-- A large result is not an argument: the caller SETs task_result:<id> (with the
+-- retention) in the same MULTI, before this script, so its bytes never pass through
+-- Lua; a result that must not stand (cancelled, missing or failed task) is deleted here.
+-- Each task leaves processing and the lease set; its logs are stored with the
+-- retention, its hash gets the outcome and timings and stage completed, drops its
+-- payload unless asked to keep it, and then expires with the result. A task cancelled
+-- while it ran keeps stage cancelled; a task that already ended (a late duplicate) is
+-- left alone. A task whose lease had expired and was put back to pending is taken out
+-- of pending again: its result is as good as any.
 -- Returns one status per task: completed, cancelled, duplicate or missing.
 
 local now = tonumber(ARGV[1])
-local ttl = ARGV[3]
 local n = tonumber(ARGV[5])
 local out = {}
+local done = {}
+local leased = {}
 local i = 6
-local completed = 0
 for _ = 1, n do
-  local id, result = ARGV[i], ARGV[i + 1]
-  local nchunks = tonumber(ARGV[i + 7])
-  local key = 'task_metadata:' .. id
-  redis.call('LREM', KEYS[2], -1, id)
-  redis.call('ZREM', KEYS[1], id)
-  local stage = false
-  if redis.call('TYPE', key)['ok'] == 'hash' then
-    stage = redis.call('HGET', key, 'task_stage')
+  local id, ttl, flags = ARGV[i], ARGV[i + 1], ARGV[i + 7]
+  local nchunks = tonumber(ARGV[i + 8])
+  local result, chunks = false, i + 9
+  if string.find(flags, 'r', 1, true) then
+    result = ARGV[i + 9]
+    chunks = i + 10
   end
+  local key = 'task_metadata:' .. id
+  leased[#leased + 1] = id
+  redis.call('LREM', KEYS[2], -1, id)
+  local stage = redis.pcall('HGET', key, 'task_stage')
+  if type(stage) == 'table' then stage = false end
   if not stage then
+    redis.call('DEL', 'task_result:' .. id)
     out[#out + 1] = 'missing'
   elseif stage == 'cancelled' then
+    redis.call('DEL', 'task_result:' .. id)
     redis.call('PEXPIRE', key, ttl)
     out[#out + 1] = 'cancelled'
   elseif stage == 'completed' or stage == 'failed' then
+    if stage == 'failed' then redis.call('DEL', 'task_result:' .. id) end
     out[#out + 1] = 'duplicate'
   else
     if stage == 'pending' then
@@ -53,38 +65,72 @@ for _ = 1, n do
     elseif stage ~= 'in_progress' then
       redis.call('ZREM', KEYS[5], id)
     end
-    redis.call('HSET', key, 'task_stage', 'completed', 'updated_at', ARGV[2],
-      'finished_ms', ARGV[1], 'started_ms', ARGV[i + 6], 'duration_ms', ARGV[i + 2],
-      'log_bytes', ARGV[i + 3], 'log_dropped', ARGV[i + 4])
-    if ARGV[i + 5] ~= '' then
-      redis.call('HSET', key, 'log_file', ARGV[i + 5])
+    if ARGV[i + 3] == '0' and ARGV[i + 4] == '0' and ARGV[i + 5] == '' then
+      redis.call('HSET', key, 'task_stage', 'completed', 'updated_at', ARGV[2],
+        'finished_ms', ARGV[1], 'started_ms', ARGV[i + 6], 'duration_ms', ARGV[i + 2])
+    else
+      redis.call('HSET', key, 'task_stage', 'completed', 'updated_at', ARGV[2],
+        'finished_ms', ARGV[1], 'started_ms', ARGV[i + 6], 'duration_ms', ARGV[i + 2],
+        'log_bytes', ARGV[i + 3], 'log_dropped', ARGV[i + 4], 'log_file', ARGV[i + 5])
     end
-    redis.call('HDEL', key, 'error', 'error_kind', 'retryable')
-    redis.call('SET', 'task_result:' .. id, result, 'PX', ttl)
+    if string.find(flags, 'e', 1, true) then
+      redis.call('HDEL', key, 'error', 'error_kind', 'retryable')
+    end
+    if string.find(flags, 'k', 1, true) then
+      redis.call('PEXPIRE', 'task_payload:' .. id, ttl)
+    else
+      redis.call('HDEL', key, 'payload', 'payload_ref')
+      redis.call('DEL', 'task_payload:' .. id)
+    end
     local logs = 'task_logs:' .. id
-    redis.call('DEL', logs)
+    if string.find(flags, 'l', 1, true) then
+      redis.call('DEL', logs)
+    end
     if nchunks > 0 then
-      for c = i + 8, i + 7 + nchunks do
-        redis.call('RPUSH', logs, ARGV[c])
-      end
+      redis.call('RPUSH', logs, unpack(ARGV, chunks, chunks + nchunks - 1))
       redis.call('PEXPIRE', logs, ttl)
     end
     redis.call('PEXPIRE', key, ttl)
-    redis.call('LPUSH', KEYS[3], id)
-    redis.call('ZADD', KEYS[6], now, id)
+    if result then redis.call('SET', 'task_result:' .. id, result, 'PX', ttl) end
     redis.call('PUBLISH', 'task_done:' .. id, 'completed')
-    completed = completed + 1
+    done[#done + 1] = id
     out[#out + 1] = 'completed'
   end
-  i = i + 8 + nchunks
+  i = chunks + nchunks
 end
-if completed > 0 then
-  local cap = tonumber(ARGV[4])
-  if cap > 0 then
-    redis.call('LTRIM', KEYS[3], 0, cap - 1)
+redis.call('ZREM', KEYS[1], unpack(leased))
+if #done > 0 then
+  redis.call('LPUSH', KEYS[3], unpack(done))
+  local keep = tonumber(ARGV[3])
+  local records = tonumber(ARGV[4])
+  if records > 0 then
+    local over = redis.call('LLEN', KEYS[3]) - records
+    if over > 0 then
+      for _, old in ipairs(redis.call('RPOP', KEYS[3], over)) do
+        local okey = 'task_metadata:' .. old
+        if redis.pcall('HGET', okey, 'task_stage') == 'completed' then
+          redis.call('DEL', okey, 'task_result:' .. old, 'task_logs:' .. old,
+            'task_payload:' .. old)
+        end
+      end
+    end
+    keep = records
+  end
+  if keep > 0 then
+    redis.call('LTRIM', KEYS[3], 0, keep - 1)
   else
     redis.call('DEL', KEYS[3])
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 120000)
+  local second = math.floor(now / 1000)
+  redis.call('HINCRBY', KEYS[6], second, #done)
+  -- keys.THROUGHPUT_WINDOW (120 s): a quiet queue's counts disappear on their own, and
+  -- a busy one's are pruned here every minute or so, whether or not `stats` reads them.
+  redis.call('EXPIRE', KEYS[6], 120)
+  if redis.call('HLEN', KEYS[6]) > 180 then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[6])) do
+      local t = tonumber(field)
+      if not t or t < second - 120 then redis.call('HDEL', KEYS[6], field) end
+    end
+  end
 end
 return out

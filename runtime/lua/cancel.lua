@@ -6,8 +6,8 @@
 -- ARGV[2] now ms
 -- ARGV[3] now as RFC3339 (updated_at)
 -- ARGV[4] result retention ms
--- Per-task keys derived here: the pending list of the task's queue (field `queue`);
--- channel task_done:<id>.
+-- Per-task keys derived here: the pending list of the task's queue (field `queue`),
+-- task_payload:<id> (expires with the record); channel task_done:<id>.
 --
 -- A pending, scheduled, retrying or paused task (a cron entry included) leaves its
 -- list or set and becomes cancelled. A running task is only marked: its worker
@@ -36,5 +36,6 @@ end
 redis.call('HSET', KEYS[1], 'task_stage', 'cancelled', 'updated_at', ARGV[3],
   'finished_ms', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', 'task_payload:' .. ARGV[1], ARGV[4])
 redis.call('PUBLISH', 'task_done:' .. ARGV[1], 'cancelled')
 return {status, stage}

@@ -2,7 +2,8 @@
 --
 -- KEYS[1] dead-letter list   task_queue[:<queue>]:dlq
 -- ARGV[1] cutoff ms: delete tasks that failed before it; 0 deletes all
--- Per-task keys derived here: task_metadata:<id>, task_result:<id>, task_logs:<id>.
+-- Per-task keys derived here: task_metadata:<id>, task_result:<id>, task_logs:<id>,
+-- task_payload:<id>.
 --
 -- Returns the number of ids removed from the list.
 
@@ -17,7 +18,7 @@ for _, id in ipairs(ids) do
   end
   if cutoff == 0 or not when or when < cutoff then
     removed = removed + redis.call('LREM', KEYS[1], 0, id)
-    redis.call('DEL', key, 'task_result:' .. id, 'task_logs:' .. id)
+    redis.call('DEL', key, 'task_result:' .. id, 'task_logs:' .. id, 'task_payload:' .. id)
   end
 end
 return removed

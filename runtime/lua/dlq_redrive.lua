@@ -2,19 +2,19 @@
 --
 -- KEYS[1] dead-letter list   task_queue[:<queue>]:dlq
 -- KEYS[2] pending list       task_queue[:<queue>]:pending
+-- KEYS[3] wake-token list    wasmq:wake:<queue>
 -- ARGV[1] now as RFC3339 (updated_at)
--- ARGV[2] ready channel      wasmq:ready:<queue>
--- ARGV[3] queue name
--- ARGV[4..] ids to redrive; none means every id in the list
+-- ARGV[2..] ids to redrive; none means every id in the list
 -- Per-task keys derived here: task_metadata:<id>.
 --
--- The last error stays on the task until it runs again. Returns the ids redriven.
+-- The last error stays on the task until it runs again; one wake token per task
+-- redriven. Returns the ids redriven.
 
 local ids = {}
-if #ARGV < 4 then
+if #ARGV < 2 then
   ids = redis.call('LRANGE', KEYS[1], 0, -1)
 else
-  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
 local out = {}
 for i = #ids, 1, -1 do
@@ -25,12 +25,13 @@ for i = #ids, 1, -1 do
       redis.call('HSET', key, 'task_stage', 'pending', 'attempts', '0', 'updated_at', ARGV[1])
       redis.call('HDEL', key, 'finished_ms', 'worker')
       redis.call('PERSIST', key)
+      redis.call('PERSIST', 'task_payload:' .. id)
       redis.call('LPUSH', KEYS[2], id)
       out[#out + 1] = id
     end
   end
 end
-if #out > 0 then
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+for _ = 1, #out do
+  redis.call('RPUSH', KEYS[3], '1')
 end
 return out

@@ -6,24 +6,35 @@
 -- KEYS[4] registry hash        wasmq:registry
 -- KEYS[5] queue names set      wasmq:queues
 -- KEYS[6] scheduler wake list  wasmq:scheduler:wake
+-- KEYS[7] wake-token list      wasmq:wake:<queue>
+-- KEYS[8] payload apart        task_payload:<id>
+-- KEYS[9] idle workers zset    wasmq:idle:<queue>
 -- ARGV[1] task id
 -- ARGV[2] task name (looked up in the registry: its current digest and version are recorded)
 -- ARGV[3] queue name
 -- ARGV[4] due ms, or "" to push to pending now
--- ARGV[5] ready channel        wasmq:ready:<queue>
--- ARGV[6] payload (bytes)
+-- ARGV[5] "1" when the payload is in KEYS[8]: the caller SET it there (NX, with a short
+--         expiry) in the same MULTI, so large payloads never pass through Lua
+-- ARGV[6] payload (bytes), when not apart
 -- ARGV[7] the other fields of the new hash, as a JSON object of strings (one argument
 --         instead of forty keeps producers fast)
+-- ARGV[8] now ms (idle workers that started waiting before now - ARGV[9] are dead)
+-- ARGV[9] longest wait of a live idle worker, ms
+-- Per-worker key derived here: wasmq:wakeup:<worker id> (a token for the woken worker).
 --
 -- Returns {0, <flat hash>} when the id exists (nothing is changed), {-1} when the task
 -- name is not registered, {1, digest, version} when the task was created.
 
+-- An existing id keeps its payload: the caller's SET NX left an existing payload key
+-- alone, and a key it did create expires on its own.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HGETALL', KEYS[1])}
 end
 
+local apart = ARGV[5] == '1'
 local record = redis.call('HGET', KEYS[4], ARGV[2])
 if not record then
+  if apart then redis.call('DEL', KEYS[8]) end
   return {-1}
 end
 local digest, version = '', ''
@@ -36,6 +47,10 @@ if ok and type(decoded) == 'table' then
 end
 
 local fields = {'payload', ARGV[6]}
+if apart then
+  fields = {'payload_ref', '1'}
+  redis.call('PERSIST', KEYS[8])
+end
 for name, value in pairs(cjson.decode(ARGV[7])) do
   fields[#fields + 1] = name
   fields[#fields + 1] = value
@@ -48,10 +63,23 @@ redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('SADD', KEYS[5], ARGV[3])
 
 if ARGV[4] == '' then
-  -- Workers only sleep after finding the list empty, so only a push onto an empty list
-  -- needs to wake them; publishing on every push would flood busy subscribers.
-  if redis.call('LPUSH', KEYS[2], ARGV[1]) == 1 then
-    redis.call('PUBLISH', ARGV[5], ARGV[3])
+  -- One token per task wakes one idle worker, the one idle for the shortest time;
+  -- with none idle, the token waits in the queue's list (claims trim it to what is left).
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  local oldest = tonumber(ARGV[8]) - tonumber(ARGV[9])
+  local woken = false
+  while not woken do
+    local last = redis.call('ZPOPMAX', KEYS[9])
+    if #last == 0 then break end
+    if tonumber(last[2]) >= oldest then
+      local inbox = 'wasmq:wakeup:' .. last[1]
+      redis.call('RPUSH', inbox, '1')
+      redis.call('PEXPIRE', inbox, 60000)
+      woken = true
+    end
+  end
+  if not woken then
+    redis.call('RPUSH', KEYS[7], '1')
   end
 else
   local due = tonumber(ARGV[4])

@@ -1,75 +1,145 @@
--- Promote every due one-off scheduled or retrying task to its queue's pending list.
+-- Promote due one-off scheduled and retrying tasks to their queues' pending lists.
 --
 -- KEYS[1]  task_set:scheduled
 -- ARGV[1]  now (ms): ids with a score <= now are due
 -- ARGV[2]  most ids to look at in this call
 -- ARGV[3]  now as an RFC3339 time (written to updated_at)
+-- ARGV[4]  how many due ids to pass over first, latest first: the cron entries the
+--          caller got from earlier calls of the same pass and has not fired yet (they
+--          stay in the set until fired, everything else due leaves it)
 --
--- Also touches, per due id: task_metadata:<id> (hash), the pending list of the task's
--- queue (task_queue:pending for "default", task_queue:<q>:pending otherwise), and
--- PUBLISHes the queue name on wasmq:ready:<queue>.
+-- Also touches, per due id: task_metadata:<id> (hash); per queue that gets tasks: its
+-- pending list (task_queue:pending for "default", task_queue:<q>:pending otherwise) and
+-- its wake-token list wasmq:wake:<queue>.
+--
+-- Due ids are taken latest first and each queue's ids are RPUSHed in that order, so the
+-- earliest due ends up where workers pop first: promoted tasks run ahead of the backlog,
+-- earliest first, also when a large backlog takes many calls (a later call pushes
+-- earlier tasks, which then sit nearer the head).
 --
 -- Cron entries (task_kind 2) are not promoted here: their next time needs the cron
 -- parser, so they are returned for the caller to fire with cron_fire.lua.
--- Returns {promoted ids, dropped ids, {cron id, score, cron_expr, cron_tz, ...}, seen}.
+-- Returns {promoted count, dropped ids, {cron id, score, cron_expr, cron_tz, ...}, seen}.
 --
 -- The reference's Go producer scores entries in Unix seconds (NextRunAt.Unix()); a score
 -- below 1e11 (year 1973 in ms, year 5138 in s) is read as seconds and rescored in ms, so
 -- such an entry is neither promoted early nor lost.
+--
+-- Everything is read and checked before the first write: a script stopped by an error
+-- keeps the writes it made, and with a whole batch in one call that would strand tasks.
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
-local promoted, dropped, crons = {}, {}, {}
+-- Most arguments per command: unpack has to fit them on Lua's C stack.
+local CHUNK = 1000
+
+local function each_chunk(list, step, fn)
+  for first = 1, #list, step do
+    fn(unpack(list, first, math.min(first + step - 1, #list)))
+  end
+end
+
+local now = tonumber(ARGV[1])
+local due = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
+  'LIMIT', ARGV[4], ARGV[2])
+local dropped, crons, leaving, rescored = {}, {}, {}, {}
+local queues, ids_of = {}, {}
+local promoted = 0
 -- Terminal or running tasks left in the set by an interrupted producer must not run again.
 local stale = {completed = true, failed = true, cancelled = true, in_progress = true}
+local checked = {}
 
--- Walk backwards: RPUSH puts the last pushed id where workers pop first, so the
--- earliest due task is claimed first.
-local now = tonumber(ARGV[1])
-for i = #due - 1, 1, -2 do
+-- A damaged queue name goes to the default queue, where the worker fails the task with a
+-- clear error instead of it waiting forever under a key no worker reads.
+local function clean(queue)
+  local name = checked[queue]
+  if name == nil then
+    name = queue
+    if #queue == 0 or #queue > 128 or not string.match(queue, '^[%w_%.%-]+$')
+      or queue == 'pending' or queue == 'processing' or queue == 'finished' or queue == 'dlq' then
+      name = 'default'
+    end
+    checked[queue] = name
+  end
+  return name
+end
+
+for i = 1, #due - 1, 2 do
   local id = due[i]
-  local key = 'task_metadata:' .. id
-  local kind_of_key = redis.call('TYPE', key).ok
   local score = tonumber(due[i + 1])
   if score > 0 and score < 1e11 then
     score = score * 1000
     due[i + 1] = string.format('%d', score)
-    redis.call('ZADD', KEYS[1], 'XX', due[i + 1], id)
+    rescored[#rescored + 1] = due[i + 1]
+    rescored[#rescored + 1] = id
   end
-  if score > now then
-    -- A seconds score not yet due: it stays, now in ms, for a later pass.
-  elseif kind_of_key ~= 'hash' then
-    -- A missing (or non-hash) record cannot run: forget the id.
-    redis.call('ZREM', KEYS[1], id)
-    dropped[#dropped + 1] = id
-  else
-    local f = redis.call('HMGET', key, 'task_kind', 'queue', 'task_stage', 'cron_expr', 'cron_tz')
-    if f[1] == '2' then
+  -- A seconds score not yet due stays, now in ms, for a later pass.
+  if score <= now then
+    local key = 'task_metadata:' .. id
+    -- One call reads the fields and tells a missing or non-hash record apart, which
+    -- cannot run: the id is forgotten.
+    local f = redis.pcall('HMGET', key, 'task_kind', 'queue', 'task_stage', 'cron_expr', 'cron_tz')
+    if f.err or (not f[1] and not f[2] and not f[3] and redis.call('EXISTS', key) == 0) then
+      leaving[#leaving + 1] = id
+      dropped[#dropped + 1] = id
+    elseif f[1] == '2' then
       crons[#crons + 1] = id
       crons[#crons + 1] = due[i + 1]
       crons[#crons + 1] = f[4] or ''
       crons[#crons + 1] = f[5] or ''
     elseif stale[f[3] or ''] then
-      redis.call('ZREM', KEYS[1], id)
+      leaving[#leaving + 1] = id
       dropped[#dropped + 1] = id
     else
-      local queue = f[2]
-      -- A damaged queue name goes to the default queue, where the worker fails the task
-      -- with a clear error instead of it waiting forever under a key no worker reads.
-      if not queue or queue == '' or #queue > 128 or not string.match(queue, '^[%w_%.%-]+$')
-        or queue == 'pending' or queue == 'processing' or queue == 'finished' or queue == 'dlq' then
-        queue = 'default'
+      local queue = clean(f[2] or '')
+      local ids = ids_of[queue]
+      if not ids then
+        ids = {}
+        ids_of[queue] = ids
+        queues[#queues + 1] = queue
       end
-      local pending = 'task_queue:pending'
-      if queue ~= 'default' then
-        pending = 'task_queue:' .. queue .. ':pending'
-      end
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[3],
-        'promoted_ms', ARGV[1])
-      redis.call('RPUSH', pending, id)
-      redis.call('PUBLISH', 'wasmq:ready:' .. queue, queue)
-      promoted[#promoted + 1] = id
+      ids[#ids + 1] = id
+      leaving[#leaving + 1] = id
+      promoted = promoted + 1
     end
   end
+end
+
+local lists = {}
+for _, queue in ipairs(queues) do
+  local pending = 'task_queue:pending'
+  if queue ~= 'default' then
+    pending = 'task_queue:' .. queue .. ':pending'
+  end
+  local wake = 'wasmq:wake:' .. queue
+  for _, list in ipairs({pending, wake}) do
+    local kind = redis.call('TYPE', list).ok
+    if kind ~= 'list' and kind ~= 'none' then
+      return redis.error_reply('ERR ' .. list .. ' is a ' .. kind .. ', not a list: nothing promoted')
+    end
+  end
+  lists[queue] = {pending, wake}
+end
+
+each_chunk(rescored, CHUNK, function(...) redis.call('ZADD', KEYS[1], 'XX', ...) end)
+each_chunk(leaving, CHUNK, function(...) redis.call('ZREM', KEYS[1], ...) end)
+
+local ones = {}
+for _, queue in ipairs(queues) do
+  local ids = ids_of[queue]
+  local pending, wake = lists[queue][1], lists[queue][2]
+  for _, id in ipairs(ids) do
+    redis.call('HSET', 'task_metadata:' .. id, 'task_stage', 'pending', 'updated_at', ARGV[3],
+      'promoted_ms', ARGV[1])
+  end
+  local length = 0
+  each_chunk(ids, CHUNK, function(...) length = redis.call('RPUSH', pending, ...) end)
+  -- One token per pushed id wakes one idle worker each; the trim keeps tokens from
+  -- outnumbering the tasks there are (length >= #ids > 0, so 0..length-1 never means "all").
+  for j = #ones + 1, math.min(#ids, CHUNK) do
+    ones[j] = '1'
+  end
+  for first = 1, #ids, CHUNK do
+    redis.call('RPUSH', wake, unpack(ones, 1, math.min(CHUNK, #ids - first + 1)))
+  end
+  redis.call('LTRIM', wake, 0, length - 1)
 end
 return {promoted, dropped, crons, #due / 2}

@@ -5,8 +5,8 @@
 -- ARGV[2] now as RFC3339 (updated_at)
 -- ARGV[3] most ids to recover in this call
 -- Per-task keys derived here: task_metadata:<id>, and the pending, processing and dlq
--- lists of the task's queue (field `queue`, default queue when absent); channels
--- wasmq:ready:<queue> and task_done:<id>.
+-- lists of the task's queue (field `queue`, default queue when absent), its wake-token
+-- list wasmq:wake:<queue>; channel task_done:<id>.
 --
 -- Each expired id leaves the lease set and processing in this one step, so many
 -- reapers never recover one task twice. Its attempt was counted at claim: with
@@ -45,7 +45,7 @@ for _, id in ipairs(ids) do
       if attempts <= max_retries then
         redis.call('HSET', key, 'task_stage', 'pending')
         redis.call('RPUSH', qkey(queue, 'pending'), id)
-        redis.call('PUBLISH', 'wasmq:ready:' .. (queue or 'default'), queue or 'default')
+        redis.call('RPUSH', 'wasmq:wake:' .. (queue or 'default'), '1')
         action = 'requeued'
       else
         redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])

@@ -3,18 +3,18 @@
 -- KEYS[1] lease zset        task_set:timeout
 -- KEYS[2] processing list   task_queue[:<queue>]:processing
 -- KEYS[3] pending list      task_queue[:<queue>]:pending
+-- KEYS[4] wake-token list   wasmq:wake:<queue>
 -- ARGV[1] now as RFC3339 (updated_at)
 -- ARGV[2] worker id (only tasks this worker still holds are released)
--- ARGV[3] ready channel     wasmq:ready:<queue>
--- ARGV[4] queue name
--- ARGV[5..] ids, in the order they were claimed
+-- ARGV[3..] ids, in the order they were claimed
 -- Per-task keys derived here: task_metadata:<id>.
 --
 -- Each id goes back to the side of pending that is claimed first, in its original
--- order, with its attempt uncounted. Returns the number released.
+-- order, with its attempt uncounted, and one wake token each. Returns the number
+-- released.
 
 local released = 0
-for i = #ARGV, 5, -1 do
+for i = #ARGV, 3, -1 do
   local id = ARGV[i]
   local key = 'task_metadata:' .. id
   if redis.call('TYPE', key)['ok'] == 'hash'
@@ -30,7 +30,7 @@ for i = #ARGV, 5, -1 do
     released = released + 1
   end
 end
-if released > 0 then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+for _ = 1, released do
+  redis.call('RPUSH', KEYS[4], '1')
 end
 return released

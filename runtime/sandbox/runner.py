@@ -89,6 +89,10 @@ class Sandbox:
         self._closed = False
         ticker.acquire()
 
+    def idle(self) -> None:
+        """The caller expects no task for a while: stop the epoch ticker's wake-ups."""
+        ticker.pause()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -196,6 +200,7 @@ class Sandbox:
         phase = "instantiate"
         instance: raw.Instance | None = None
         capture.enter(io)
+        ticker.begin()
         try:
             instance = self.backend.instantiate(prepared.pre, store)
             memory = io.memory = instance.memory()
@@ -223,6 +228,7 @@ class Sandbox:
                 final_size = instance.memory_span(mem)[1]
             return classify(failure, io, phase, final_size, limits)
         finally:
+            ticker.end()
             capture.enter(None)
 
 

@@ -38,6 +38,9 @@ TICK = 0.01
 
 _lock = threading.Lock()
 _users = 0
+#: Tasks running now, and whether the native timers are disarmed (see :func:`pause`).
+_running = 0
+_paused = False
 _stop: threading.Event | None = None
 _timers: dict[bool, tuple[Any, Any]] = {}
 #: "native" (POSIX timers on libc threads) or "thread" (a Python thread); for tests/logs.
@@ -124,6 +127,40 @@ def _start_native(fuel: bool) -> bool:
     return True
 
 
+def _arm(on: bool) -> None:
+    nsec = int(TICK * 1e9) if on else 0
+    spec = _Itimerspec(_Timespec(0, nsec), _Timespec(0, nsec))
+    for libc, timer in _timers.values():
+        libc.timer_settime(timer, 0, ctypes.byref(spec), None)
+
+
+def begin() -> None:
+    """A task starts: the ticker must tick (it is re-armed if an idle worker paused it)."""
+    global _running, _paused
+    with _lock:
+        _running += 1
+        if _paused:
+            _arm(True)
+            _paused = False
+
+
+def end() -> None:
+    global _running
+    with _lock:
+        _running = max(_running - 1, 0)
+
+
+def pause() -> None:
+    """Disarms the native timers while no task runs: an idle worker then wakes no thread
+    a hundred times a second. Deadlines are set from the epoch a task starts at, so the
+    ticks missed while paused change none of them."""
+    global _paused
+    with _lock:
+        if mode == "native" and _running == 0 and not _paused and _timers:
+            _arm(False)
+            _paused = True
+
+
 def _stop_native() -> None:
     while _timers:
         _, (libc, timer) = _timers.popitem()
@@ -200,8 +237,10 @@ def release() -> None:
 
 def _after_fork() -> None:
     # Neither the thread nor POSIX timers survive a fork; their users did.
-    global _lock, _stop
+    global _lock, _stop, _running, _paused
     _lock = threading.Lock()
+    _running = 0
+    _paused = False
     had = _stop is not None or bool(_timers)
     _timers.clear()
     _stop = None

@@ -1,5 +1,6 @@
-"""``wasmq bench`` end to end on the private server: a small run, every number present,
-the bench queue's keys gone afterwards."""
+"""``wasmq bench`` end to end on the private server: a small run, every number present
+and sane (no timing targets: those belong to the benchmarks), the bench queue's keys
+gone afterwards."""
 
 from __future__ import annotations
 
@@ -11,22 +12,73 @@ import redis
 from runtime import keys
 
 
-def test_bench_json_reports_rates_and_cleans_up(cli: Any, redis_client: redis.Redis) -> None:
-    proc = cli("bench", "--json", "--tasks", "60", "--workers", "1", "--idle-samples", "5",
-               "--one-by-one", "10", timeout=180)  # fmt: skip
+def test_bench_json_reports_rates_costs_and_cleans_up(cli: Any, redis_client: redis.Redis) -> None:
+    # One drain worker, two trickle workers (idle latency with 1 and 2), a few 1 MiB tasks.
+    args = ["bench", "--json", "--tasks", "60", "--workers", "1", "--idle-samples", "5"]
+    args += ["--one-by-one", "10", "--idle-workers", "1", "--trickle-workers", "2"]
+    args += ["--trickle-seconds", "0.5", "--large", "--large-tasks", "6"]
+    proc = cli(*args, timeout=240)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("enqueue_rate", "enqueue_one_rate", "process_rate", "latency_p50_ms",
-                "latency_p90_ms", "latency_p99_ms", "load_latency_p99_ms"):  # fmt: skip
+    rates = ("enqueue_rate", "enqueue_one_rate", "process_rate")
+    latencies = ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "load_latency_p99_ms")
+    for key in (*rates, *latencies):
         assert data[key] > 0, key
     assert data["cores"] >= 1 and data["incomplete"] == 0
     assert "process" in proc.stderr  # the progress display
+
+    # Server CPU over the drain, and where it went.
+    assert data["server_cpu_per_task_us"] > 0
+    assert data["enqueue_server_cpu_per_task_us"] > 0
+    commands = data["server_commands"]
+    assert commands and all(c["calls_per_task"] > 0 for c in commands)
+    per_task = [c["usec_per_task"] for c in commands]
+    assert per_task == sorted(per_task, reverse=True)
+    assert data["claims_per_task"] > 0
+
+    assert set(data["idle_latency"]) == {"1", "2"}
+    for p in data["idle_latency"].values():
+        assert 0 < p["p50"] <= p["p99"]
+
+    trickle = data["trickle"]
+    assert trickle["workers"] == 2 and trickle["tasks"] == 50 and trickle["incomplete"] == 0
+    assert trickle["claims_per_task"] >= 1  # every task needs a claim
+    assert 0 <= trickle["empty_claims_per_task"] < trickle["claims_per_task"]
+    assert trickle["server_cpu_per_task_us"] > 0 and trickle["workers_cpu_per_task_us"] > 0
+    assert trickle["cpu_per_task_us"] > trickle["server_cpu_per_task_us"]
+
+    large = data["large"]
+    assert large["payload_size"] == 1024**2 and large["tasks"] == 6
+    assert large["process_rate"] > 0 and large["enqueue_rate"] > 0
+    assert large["incomplete"] == 0 and large["server_cpu_per_task_us"] > 0
+
     assert not redis_client.keys("task_metadata:*")
+    assert not redis_client.keys("task_payload:*")
+    assert not redis_client.keys("task_result:*")
     assert not redis_client.keys("task_queue:bench:*")
+    assert not redis_client.exists(keys.wake("bench"), keys.throughput("bench"))
     assert redis_client.zcard(keys.TIMEOUT) == 0
+    assert not redis_client.keys(keys.WORKER_PREFIX + "*")
+
+
+def test_bench_text_report_names_the_costs(cli: Any) -> None:
+    args = ["bench", "--tasks", "20", "--workers", "1", "--idle-samples", "3"]
+    args += ["--one-by-one", "5", "--idle-workers", "", "--trickle-seconds", "0"]
+    proc = cli(*args, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for label in ("processing", "drain CPU", "Valkey busiest commands", "latency idle"):
+        assert label in out, label
+    assert "trickle" not in out and "large" not in out
 
 
 def test_bench_refuses_a_missing_module(cli: Any) -> None:
     proc = cli("bench", "--module", "nope.wat", "--tasks", "1")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --module nope.wat")
+
+
+def test_bench_refuses_bad_worker_counts(cli: Any) -> None:
+    proc = cli("bench", "--idle-workers", "1,x", "--tasks", "1")
+    assert proc.returncode == 2
+    assert "1,2,4" in proc.stderr

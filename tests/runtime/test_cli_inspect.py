@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 import redis
 
+from runtime import keys
 from runtime.broker import Broker
+from runtime.queries import STATS_SCHEDULED_SAMPLE
 from runtime.settings import Settings
 from runtime.task import Kind, now_ms
 from runtime.task_logs import LogChunk
-from tests.runtime.test_queries import enqueue, register, run
+from tests.runtime.test_queries import enqueue, register, run, seed_pending, seed_scheduled
 
 STATUS_KEYS = {
     "id", "task_name", "stage", "queue", "kind", "attempts", "max_retries", "outcome",
@@ -26,7 +28,7 @@ STATUS_KEYS = {
 }  # fmt: skip
 STATS_KEYS = {
     "queue", "pending", "in_progress", "scheduled", "retrying", "cron", "finished", "dlq",
-    "completed_last_minute", "oldest_pending_age_ms",
+    "completed_last_minute", "oldest_pending_age_ms", "scheduled_estimated",
 }  # fmt: skip
 
 
@@ -140,9 +142,13 @@ def test_list_readable_and_json(cli: Any, broker: Broker) -> None:
     assert proc.returncode == 0 and proc.stdout == "" and "no tasks" in proc.stderr
 
 
-def test_stats_readable_and_json(cli: Any, broker: Broker) -> None:
+def test_stats_readable_and_json(cli: Any, broker: Broker, redis_client: redis.Redis) -> None:
+    # The completion of ok-1 as the ack script counts it (written here: known exactly).
+    redis_client.delete(keys.throughput("default"))
+    redis_client.hset(keys.throughput("default"), str(now_ms() // 1000), 1)
     data = json.loads(cli("stats", "--json", check=True).stdout)
-    assert set(data) == {"now_ms", "queues"}
+    assert set(data) == {"now_ms", "queues", "scheduled"}
+    assert data["scheduled"] == {"total": 0, "sampled": 0, "estimated": False}
     (default,) = data["queues"]
     assert set(default) == STATS_KEYS
     assert default["queue"] == "default"
@@ -150,6 +156,49 @@ def test_stats_readable_and_json(cli: Any, broker: Broker) -> None:
     assert default["completed_last_minute"] == 1
     assert isinstance(default["oldest_pending_age_ms"], int)
 
-    lines = cli("stats", check=True).stdout.splitlines()
+    proc = cli("stats", check=True)
+    lines = proc.stdout.splitlines()
     assert lines[0].split()[:3] == ["QUEUE", "PENDING", "RUNNING"]
     assert lines[1].split()[:2] == ["default", "1"]
+    assert proc.stderr == ""
+
+
+def test_stats_marks_estimates_of_a_large_scheduled_set(
+    cli: Any, redis_client: redis.Redis
+) -> None:
+    total = STATS_SCHEDULED_SAMPLE + 500
+    seed_scheduled(redis_client, total)
+    data = json.loads(cli("stats", "--json", check=True).stdout)
+    assert data["scheduled"] == {
+        "total": total,
+        "sampled": STATS_SCHEDULED_SAMPLE,
+        "estimated": True,
+    }
+    assert all(q["scheduled_estimated"] for q in data["queues"])
+    by_queue = {q["queue"]: q for q in data["queues"]}
+    default, emails = by_queue["default"], by_queue["emails"]
+    split = default["scheduled"] + default["retrying"] + emails["cron"]
+    assert abs(split - total) <= 3  # each figure is rounded
+
+    proc = cli("stats", check=True)
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:]}
+    assert rows["emails"][5].startswith("~") and rows["default"][3].startswith("~")
+    assert proc.stderr.strip() == (
+        f"~ estimated: split from {STATS_SCHEDULED_SAMPLE} random entries"
+        f" of the {total} in task_set:scheduled"
+    )
+
+
+def test_list_says_when_its_scan_stopped_short(cli: Any, redis_client: redis.Redis) -> None:
+    register(redis_client, "job")
+    seed_pending(redis_client, 300)
+    redis_client.hset(keys.task("p-0000010"), "task_name", "rare")
+    proc = cli("list", "--task", "rare", "--scan", "100", "--json", check=True)
+    assert json.loads(proc.stdout) == []
+    assert proc.stderr.strip() == (
+        "note: read the newest 100 ids of each list (and the 100 soonest due scheduled"
+        " tasks) for the filters; older tasks may match too (--scan N)"
+    )
+    proc = cli("list", "--task", "rare", check=True)
+    assert [line.split()[0] for line in proc.stdout.splitlines()[1:]] == ["p-0000010"]
+    assert proc.stderr == ""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
+import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from croniter import croniter
 
 from runtime.cron import CronSchedule
 from runtime.cron_admin import next_run
@@ -97,3 +101,70 @@ def test_unknown_zone_is_refused() -> None:
 
 def test_next_run_helper() -> None:
     assert next_run("*/10 * * * * *", "UTC", T) == parse_time("2025-06-01T12:00:10Z")
+
+
+def test_reused_parser_matches_a_fresh_one() -> None:
+    def fresh(schedule: CronSchedule, ms: int) -> int:
+        start = datetime.fromtimestamp(ms / 1000, timezone.utc).astimezone(schedule.zone)
+        for _ in range(4):
+            out = int(
+                croniter(schedule._croniter_expr, start).get_next(datetime).timestamp() * 1000
+            )
+            if out > ms:
+                return out
+            start += timedelta(seconds=1)
+        raise AssertionError("no advance")
+
+    rng = random.Random(3)
+    exprs = ["* * * * * *", "*/7 * * * * *", "0 9 * * *", "30 2 * * *", "15 30 1 * * 1-5"]
+    zones = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]
+    # Around the 2025 DST changes of those zones, and anywhere.
+    changes = [
+        parse_time(t)
+        for t in (
+            "2025-03-30T01:00Z",
+            "2025-10-26T01:00Z",
+            "2025-03-09T07:00Z",
+            "2025-04-05T15:00Z",
+        )
+    ]
+    for _ in range(1500):
+        schedule = CronSchedule.parse(rng.choice(exprs), rng.choice(zones))
+        ms = rng.choice(changes) + rng.randint(-7_200_000, 7_200_000)
+        if rng.random() < 0.3:
+            ms = rng.randint(T, T + 400 * 86_400_000)
+        assert schedule.next_after(ms) == fresh(schedule, ms), (schedule, ms)
+
+
+def test_parsers_are_not_shared_between_threads() -> None:
+    schedule = CronSchedule.parse("*/3 * * * * *")
+    start = parse_time("2025-06-01T12:00:00Z")
+    expected = [start + 3000 * (i + 1) for i in range(2000)]
+    wrong: list[int] = []
+
+    def walk() -> None:
+        ms = start
+        for want in expected:
+            ms = schedule.next_after(ms)
+            if ms != want:
+                wrong.append(ms)
+
+    threads = [threading.Thread(target=walk) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+
+
+def test_missed_between_every_is_arithmetic() -> None:
+    schedule = CronSchedule.parse("@every 7s")
+    for due, now in [(T, T), (T, T + 6_999), (T, T + 7_000), (T, T + 70_001), (T + 5, T + 3)]:
+        stepped, ms = 0, due
+        while stepped < 1000:
+            ms = schedule.next_after(ms)
+            if ms > now:
+                break
+            stepped += 1
+        assert schedule.missed_between(due, now) == stepped
+    assert schedule.missed_between(T, T + 10**9, cap=50) == 50

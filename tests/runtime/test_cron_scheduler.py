@@ -18,18 +18,17 @@ import redis
 
 from runtime import cron_admin, keys
 from runtime.errors import InvalidTask, TaskNotFound
-from runtime.scheduler import Scheduler
+from runtime.scheduler import Scheduler, Tick
+from runtime.scripts import Scripts
 from runtime.settings import Settings
 from runtime.task import Kind, Stage, Task, format_time, now_ms
 
 T = 1_800_000_000_000  # a whole second
 
 
-def add_cron(
-    client: redis.Redis, entry: str, expr: str, due: int, *, tz: str = "UTC", queue: str = "default"
-) -> None:
-    """Write a cron entry the way enqueue (and the reference producer) does."""
-    task = Task(
+def cron_task(entry: str, expr: str, due: int, *, tz: str = "UTC", queue: str = "default") -> Task:
+    """A cron entry as enqueue (and the reference producer) writes it."""
+    return Task(
         id=entry,
         task_name="echo",
         payload=b"tick",
@@ -44,6 +43,12 @@ def add_cron(
         created_ms=due - 60_000,
         digest="ab" * 32,
     )
+
+
+def add_cron(
+    client: redis.Redis, entry: str, expr: str, due: int, *, tz: str = "UTC", queue: str = "default"
+) -> None:
+    task = cron_task(entry, expr, due, tz=tz, queue=queue)
     client.hset(keys.task(entry), mapping=task.to_hash())  # type: ignore[arg-type]
     client.zadd(keys.SCHEDULED, {entry: due})
 
@@ -79,6 +84,21 @@ def test_firing_creates_a_linked_run(redis_client: redis.Redis, settings: Settin
     assert redis_client.hget(keys.CRON_LAST_RUN, "nightly") == run_key.encode()
     # The same tick never fires twice, even with a stale clock.
     assert scheduler.run_once(T + 3) == 0
+
+
+def test_run_keeps_the_entry_retention(redis_client: redis.Redis, settings: Settings) -> None:
+    add_cron(redis_client, "kept", "* * * * * *", T)
+    add_cron(redis_client, "plain", "* * * * * *", T)
+    redis_client.hset(keys.task("kept"), mapping={"keep_result": "7200000", "keep_payload": "1"})
+    assert Scheduler(redis_client, settings).run_once(T) == 2
+    assert redis_client.hmget(keys.task(f"kept:{T}"), ["keep_result", "keep_payload"]) == [
+        b"7200000",
+        b"1",
+    ]
+    assert redis_client.hmget(keys.task(f"plain:{T}"), ["keep_result", "keep_payload"]) == [
+        None,
+        None,
+    ]
 
 
 def test_run_uses_current_registration(redis_client: redis.Redis, settings: Settings) -> None:
@@ -344,3 +364,185 @@ def test_cancelled_entry_left_in_set_never_fires(
     assert redis_client.zscore(keys.SCHEDULED, "gone") is None
     assert redis_client.llen(keys.pending()) == 0
     assert cron_admin.list_entries(redis_client, now=T) == []
+
+
+def add_many(
+    client: redis.Redis, entries: dict[str, str], due: int, queue: str = "default"
+) -> None:
+    """Cron entries written in bulk, every one due at ``due``."""
+    pipe = client.pipeline(transaction=False)
+    for entry, expr in entries.items():
+        task = cron_task(entry, expr, due, queue=queue)
+        pipe.hset(keys.task(entry), mapping=task.to_hash())  # type: ignore[arg-type]
+        pipe.zadd(keys.SCHEDULED, {entry: due})
+    pipe.execute()
+
+
+def complete_all(client: redis.Redis, queue: str = "default") -> list[str]:
+    runs = [raw.decode() for raw in client.lrange(keys.pending(queue), 0, -1)]
+    client.delete(keys.pending(queue), keys.wake(queue))
+    pipe = client.pipeline(transaction=False)
+    for run in runs:
+        complete(pipe, run)  # type: ignore[arg-type]
+    pipe.execute()
+    return runs
+
+
+def test_many_due_entries_fire_in_one_call(redis_client: redis.Redis, settings: Settings) -> None:
+    every = {f"m{i}": "* * * * * *" for i in range(1200)}
+    add_many(redis_client, every, T)
+    add_many(redis_client, {f"q{i}": "*/10 * * * * *" for i in range(300)}, T, queue="jobs")
+    # Tokens left over (their tasks were taken meanwhile) are trimmed to the pending length.
+    redis_client.rpush(keys.wake("jobs"), *["1"] * 500)
+    scheduler = Scheduler(redis_client, settings, cron_batch=2000)
+    assert scheduler.run_once(T) == 1500
+    assert (scheduler.last.cron_runs, scheduler.last.fire_calls) == (1500, 1)
+    # One wake token per run, per queue.
+    assert redis_client.llen(keys.pending()) == redis_client.llen(keys.wake("default")) == 1200
+    assert redis_client.llen(keys.pending("jobs")) == redis_client.llen(keys.wake("jobs")) == 300
+    assert redis_client.zscore(keys.SCHEDULED, "m7") == T + 1000
+    assert redis_client.zscore(keys.SCHEDULED, "q7") == T + 10_000
+    h = entry_hash(redis_client, "m1199")
+    assert (h["run_count"], h["last_run_id"], h["next_run_at"]) == (
+        "1",
+        f"m1199:{T}",
+        format_time(T + 1000),
+    )
+    assert redis_client.hget(keys.CRON_LAST_RUN, "q0") == f"q0:{T}".encode()
+    # The default batch fires a thousand per call.
+    complete_all(redis_client)
+    default = Scheduler(redis_client, settings)
+    assert default.run_once(T + 1000) == 1200
+    assert (default.last.cron_runs, default.last.fire_calls) == (1200, 2)
+
+
+def test_policies_hold_per_entry_in_one_batch(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_many(redis_client, {"fresh": "* * * * * *", "busy": "* * * * * *"}, T)
+    add_many(redis_client, {"late": "* * * * * *"}, T - 10_000)
+    add_many(redis_client, {"dead": "* * * * * *"}, T)
+    redis_client.hset(keys.task("dead"), "task_stage", Stage.CANCELLED)
+    redis_client.hset(keys.CRON_LAST_RUN, "busy", "busy:earlier")
+    redis_client.hset(keys.task("busy:earlier"), "task_stage", Stage.IN_PROGRESS)
+    # A damaged counter restarts instead of failing the whole batch.
+    redis_client.hset(keys.task("fresh"), "run_count", "many")
+    scheduler = Scheduler(redis_client, settings)
+    assert scheduler.run_once(T + 500) == 2
+    tick = scheduler.last
+    assert (tick.cron_runs, tick.skipped, tick.fire_calls) == (2, 1, 1)
+    assert redis_client.llen(keys.wake("default")) == 2
+    # The earliest due run (the catch-up) is claimed first.
+    assert redis_client.rpop(keys.pending()) == f"late:{T - 10_000}".encode()
+    assert redis_client.rpop(keys.pending()) == f"fresh:{T}".encode()
+    assert entry_hash(redis_client, "fresh")["run_count"] == "1"
+    busy = entry_hash(redis_client, "busy")
+    assert (busy["skipped_runs"], busy.get("run_count")) == ("1", None)
+    late = entry_hash(redis_client, "late")
+    assert (late["missed_runs"], late["run_count"]) == ("10", "1")
+    assert redis_client.zscore(keys.SCHEDULED, "late") == T + 1000
+    assert redis_client.zscore(keys.SCHEDULED, "dead") is None
+
+
+def test_entry_given_twice_in_one_call_fires_once(redis_client: redis.Redis) -> None:
+    add_cron(redis_client, "twice", "* * * * * *", T)
+    group = [T, T + 1000, format_time(T), format_time(T + 1000), 0, "* * * * * *", "UTC"]
+    one = ["twice", 1, f"twice:{T}"]
+    outcomes = Scripts(redis_client).cron_fire(
+        keys=[keys.SCHEDULED, keys.CRON_LAST_RUN, keys.TASK_REGISTRY],
+        args=[T, format_time(T), 1, *group, *one, *one],
+    )
+    assert outcomes == [1, 0]
+    assert redis_client.lrange(keys.pending(), 0, -1) == [f"twice:{T}".encode()]
+    assert redis_client.llen(keys.wake("default")) == 1
+
+
+def test_two_schedulers_racing_over_many_entries_fire_each_tick_once(
+    redis_client: redis.Redis, settings: Settings, redis_url: str
+) -> None:
+    entries = {f"r{i}": "* * * * * *" for i in range(800)}
+    add_many(redis_client, entries, T)
+    racing, ticks = 4, 6
+    barrier = threading.Barrier(2)
+    fired: list[int] = []
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    # The second one's clock is 300 ms ahead.
+    schedulers = [Scheduler(c, settings, batch=300, cron_batch=250) for c in clients]
+
+    def one(scheduler: Scheduler, skew: int) -> None:
+        for k in range(racing):
+            barrier.wait()
+            fired.append(scheduler.run_once(T + 1000 * k + skew))
+            barrier.wait()
+            if skew == 0:
+                complete_all(scheduler.client)
+            barrier.wait()
+
+    threads = [
+        threading.Thread(target=one, args=(scheduler, skew))
+        for scheduler, skew in zip(schedulers, (0, 300), strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(fired) == 800 * racing
+    # Whatever each one remembers, one left alone fires every entry: first B, then A.
+    for k, scheduler in ((racing, schedulers[1]), (racing + 1, schedulers[0])):
+        assert scheduler.run_once(T + 1000 * k + 10) == 800
+        complete_all(redis_client)
+    for c in clients:
+        c.close()
+    pipe = redis_client.pipeline(transaction=False)
+    for entry in entries:
+        pipe.hmget(keys.task(entry), ["run_count", "skipped_runs"])
+        for k in range(ticks):
+            pipe.exists(keys.task(f"{entry}:{T + 1000 * k}"))
+    replies = pipe.execute()
+    for i in range(0, len(replies), ticks + 1):
+        assert replies[i] == [str(ticks).encode(), None]
+        assert replies[i + 1 : i + 1 + ticks] == [1] * ticks
+
+
+def test_a_scheduler_that_lost_the_race_holds_back_then_takes_over(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_many(redis_client, {f"h{i}": "* * * * * *" for i in range(20)}, T)
+    leader, follower = Scheduler(redis_client, settings), Scheduler(redis_client, settings)
+    due = [(f"h{i}".encode(), T, b"* * * * * *", b"UTC") for i in range(20)]
+    assert leader.run_once(T) == 20
+    # The follower read the same due entries before the leader fired them: it loses.
+    tick = Tick()
+    follower._fire(due, T, format_time(T), tick)
+    assert (tick.cron_runs, tick.lost) == (0, 20)
+    assert follower._follows(T + 1000) and not leader._follows(T + 1000)
+    complete_all(redis_client)
+    assert leader.run_once(T + 1000) == 20
+    assert follower.run_once(T + 1000) == 0
+    # It looked up where they went, and expects them there again.
+    assert follower._follows(T + 2000)
+    complete_all(redis_client)
+    # The leader is gone: the follower's pass fires them, and it leads from then on.
+    assert follower.run_once(T + 2000) == 20
+    assert not follower._follows(T + 3000)
+
+
+def test_remembered_entry_that_changed_is_read_again(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    add_cron(redis_client, "chg", "* * * * * *", T)
+    add_cron(redis_client, "held", "* * * * * *", T)
+    scheduler = Scheduler(redis_client, settings)
+    assert scheduler.run_once(T) == 2
+    complete_all(redis_client)
+    # The scheduler remembers both at T + 1000; meanwhile one changes, one is paused.
+    redis_client.hset(keys.task("chg"), "cron_expr", "*/10 * * * * *")
+    cron_admin.pause(redis_client, "held", now=T + 500)
+    assert scheduler.run_once(T + 1000) == 1
+    # The remembered firing was refused; the one read from the set used the new expression.
+    assert scheduler.last.fire_calls == 2
+    assert redis_client.exists(keys.task(f"chg:{T + 1000}"))
+    assert redis_client.zscore(keys.SCHEDULED, "chg") == T + 10_000
+    assert entry_hash(redis_client, "chg")["run_count"] == "2"
+    assert not redis_client.exists(keys.task(f"held:{T + 1000}"))
+    assert scheduler.run_once(T + 2000) == 0

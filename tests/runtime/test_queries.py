@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 import redis
@@ -23,6 +24,7 @@ from runtime.task import Kind, Stage, Task, now_ms
 from runtime.task_logs import LogChunk, encode_chunk
 
 DIGEST = "ab" * 32
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -192,17 +194,194 @@ def test_stats_per_queue(broker: Broker, client: Client, redis_client: redis.Red
     run(broker, queue="emails", ok=False, error="bad", error_kind="exit")  # to the DLQ
     enqueue(broker, "s1", kind=Kind.SCHEDULED, scheduled_ms=now_ms() + 60_000)
     (claimed,) = broker.claim(["default"], "w-test", 1)  # a2 in progress
-    # A completion from long ago does not count (and is trimmed).
-    redis_client.zadd(keys.completions("default"), {"ancient": now_ms() - 3_600_000})
+    # What the ack script counts for a1, written here so the count is known exactly.
+    redis_client.delete(keys.throughput("default"))
+    redis_client.hset(keys.throughput("default"), str(now_ms() // 1000), 1)
     by_queue = {s.queue: s for s in client.stats()}
     default = by_queue["default"]
     assert (default.pending, default.in_progress, default.finished, default.dlq) == (1, 1, 1, 0)
     assert (default.scheduled, default.retrying, default.cron) == (1, 0, 0)
     assert default.completed_last_minute == 1
     assert default.oldest_pending_age_ms is not None and default.oldest_pending_age_ms < 5000
-    assert redis_client.zscore(keys.completions("default"), "ancient") is None
+    assert not default.scheduled_estimated
     emails = by_queue["emails"]
     assert (emails.pending, emails.dlq, emails.completed_last_minute) == (0, 1, 0)
     assert emails.oldest_pending_age_ms is None
     assert json.loads(json.dumps(default.to_json())) == default.to_json()
     assert isinstance(claimed, Task)
+
+
+def test_stats_sums_the_last_minute_of_the_throughput_hash(
+    client: Client, redis_client: redis.Redis
+) -> None:
+    now_s = now_ms() // 1000
+    key = keys.throughput("default")
+    counts = {
+        now_s + 2: 1,  # a worker whose clock runs ahead
+        now_s: 4,
+        now_s - 59: 2,
+        now_s - 60: 8,  # outside the minute, inside the kept window
+        now_s - keys.THROUGHPUT_WINDOW + 1: 16,
+        now_s - keys.THROUGHPUT_WINDOW: 32,  # past the window: deleted on read
+        now_s - 3600: 64,
+    }
+    redis_client.hset(key, mapping={str(k): v for k, v in counts.items()})
+    redis_client.hset(key, "not-a-second", 128)
+    (default,) = client.stats()
+    assert default.completed_last_minute == 1 + 4 + 2
+    kept = [now_s + 2, now_s, now_s - 59, now_s - 60, now_s - keys.THROUGHPUT_WINDOW + 1]
+    assert {int(f) for f in redis_client.hkeys(key)} == set(kept)
+    # A queue that went quiet long ago: its hash is emptied, and reads as zero.
+    redis_client.delete(key)
+    redis_client.hset(key, str(now_s - 7200), 5)
+    assert client.stats()[0].completed_last_minute == 0
+    assert not redis_client.exists(key)
+
+
+# -- cost: what the server does for one read, whatever the size of the data ---------------
+
+
+def server_work(client: redis.Redis, action: Callable[[], T]) -> tuple[T, dict[str, int], int]:
+    """What ``action`` returned, the commands the server ran meanwhile (name -> calls;
+    commands run by scripts included) and the bytes it sent, from INFO deltas (the INFO
+    calls themselves are left out of the calls; a few KB of their replies are in the bytes)."""
+
+    def snapshot() -> tuple[dict[str, int], int]:
+        stats = client.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        return calls, int(client.info("stats")["total_net_output_bytes"])
+
+    calls_before, sent_before = snapshot()
+    value = action()
+    calls_after, sent_after = snapshot()
+    calls = {
+        name: n - calls_before.get(name, 0)
+        for name, n in calls_after.items()
+        if n != calls_before.get(name, 0) and name != "info"
+    }
+    return value, calls, sent_after - sent_before
+
+
+def seed_scheduled(client: redis.Redis, count: int, start: int = 0) -> None:
+    """``count`` scheduled entries, as enqueue writes them: 1/2 one-off tasks of queue
+    ``default``, 1/4 retries of ``default``, 1/4 cron entries of ``emails``."""
+    pipe = client.pipeline(transaction=False)
+    due = now_ms() + 3_600_000
+    for i in range(start, start + count):
+        task_id = f"sched-{i:07d}"
+        if i % 4 < 2:
+            fields = {"queue": "default", "task_stage": Stage.SCHEDULED, "task_kind": "1"}
+        elif i % 4 == 2:
+            fields = {"queue": "default", "task_stage": Stage.RETRYING, "task_kind": "0"}
+        else:
+            fields = {"queue": "emails", "task_stage": Stage.SCHEDULED, "task_kind": "2"}
+        fields.update(id=task_id, task_name="job", enqueued_ms=str(i))
+        pipe.hset(keys.task(task_id), mapping=fields)
+        pipe.zadd(keys.SCHEDULED, {task_id: due + i})
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.sadd(keys.QUEUES, "default", "emails")
+    pipe.execute()
+
+
+def test_stats_of_a_small_scheduled_set_is_exact(client: Client, redis_client: redis.Redis) -> None:
+    seed_scheduled(redis_client, 40)
+    report = client.stats_report(sample=40)
+    assert (report.scheduled_total, report.scheduled_sampled) == (40, 40)
+    assert not report.scheduled_estimated
+    by_queue = {s.queue: s for s in report.queues}
+    assert (by_queue["default"].scheduled, by_queue["default"].retrying) == (20, 10)
+    assert (by_queue["emails"].cron, by_queue["emails"].scheduled) == (10, 0)
+    assert not any(s.scheduled_estimated for s in report.queues)
+
+
+def test_stats_cost_does_not_grow_with_the_scheduled_set(
+    client: Client, redis_client: redis.Redis
+) -> None:
+    sample = 200
+    costs = []
+    for size in (2_000, 20_000):
+        have = redis_client.zcard(keys.SCHEDULED)
+        seed_scheduled(redis_client, size - have, start=have)
+        report, calls, sent = server_work(redis_client, lambda: client.stats_report(sample))
+        assert (report.scheduled_total, report.scheduled_sampled) == (size, sample)
+        by_queue = {s.queue: s for s in report.queues}
+        assert all(s.scheduled_estimated for s in report.queues)
+        # Scaled from a uniform sample of 200: within 5 standard deviations of the truth.
+        for value, share in [
+            (by_queue["default"].scheduled, 1 / 2),
+            (by_queue["default"].retrying, 1 / 4),
+            (by_queue["emails"].cron, 1 / 4),
+        ]:
+            spread = 5 * size * (share * (1 - share) / sample) ** 0.5
+            assert abs(value - size * share) <= spread, (value, size, share)
+        # One record read per sampled entry, never a range of the set.
+        assert calls["hmget"] <= sample + len(by_queue)
+        assert calls["zrandmember"] == 1 and calls["zcard"] == 1
+        assert not {"zrange", "zrangebyscore", "zscan", "keys", "scan"} & set(calls)
+        costs.append((sorted(calls.items()), sent))
+    (calls_small, sent_small), (calls_large, sent_large) = costs
+    assert calls_small == calls_large
+    # Reading the 20,000 ids alone would send over 300 KB.
+    assert sent_large < 100_000 and sent_large < 2 * sent_small + 20_000
+
+
+def seed_pending(client: redis.Redis, count: int, name: str = "job", prefix: str = "p") -> None:
+    """``count`` pending tasks of ``default``, the last one the newest (pushed last)."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        task_id = f"{prefix}-{i:07d}"
+        fields = {"id": task_id, "task_name": name, "enqueued_ms": str(10_000_000 + i)}
+        pipe.hset(keys.task(task_id), mapping=fields)
+        pipe.lpush(keys.pending(), task_id)
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+
+
+def test_list_cost_is_bounded_by_the_page_and_the_scan(
+    client: Client, redis_client: redis.Redis
+) -> None:
+    seed_scheduled(redis_client, 20_000)
+    seed_pending(redis_client, 5_000)
+
+    # No filter: the first `limit` ids of each place, read whole; nothing else.
+    page, calls, _ = server_work(redis_client, lambda: client.list_page(limit=10))
+    assert [s.id for s in page.tasks][:3] == ["p-0004999", "p-0004998", "p-0004997"]
+    assert len(page.tasks) == 10 and page.complete
+    places = 2 * 4 + 1  # the lists of default and emails, and the scheduled set
+    assert calls["hgetall"] <= 10 * places and "hmget" not in calls
+
+    # A filter nothing matches: at most `scan` ids of each place, three fields of each.
+    page, calls, sent = server_work(
+        redis_client, lambda: client.list_page(task="nothing", limit=10, scan=300)
+    )
+    assert page.tasks == [] and not page.complete and page.scan == 300
+    assert calls["hmget"] <= 2 * 300 and "hgetall" not in calls
+    assert sent < 100_000
+
+    # A stage filter reads only where that stage waits: the dead-letter lists are empty.
+    page, calls, _ = server_work(redis_client, lambda: client.list_page(stage=Stage.FAILED))
+    assert page.tasks == [] and page.complete
+    assert "zrange" not in calls and "hmget" not in calls and "hgetall" not in calls
+
+    # A rare match: found within the scan, newest first, and only then complete.
+    redis_client.hset(keys.task("p-0004000"), "task_name", "rare")
+    redis_client.hset(keys.task("p-0000100"), "task_name", "rare")
+    page = client.list_page(task="rare", scan=2_000)
+    assert [s.id for s in page.tasks] == ["p-0004000"] and not page.complete
+    page = client.list_page(task="rare", scan=30_000)
+    assert [s.id for s in page.tasks] == ["p-0004000", "p-0000100"] and page.complete
+    assert client.list_tasks(task="rare", limit=1) == page.tasks[:1]
+
+
+def test_list_scheduled_set_from_its_soonest_due_end(
+    client: Client, redis_client: redis.Redis
+) -> None:
+    seed_scheduled(redis_client, 1_000)
+    page = client.list_page(stage=Stage.RETRYING, limit=3, scan=100)
+    # Retries are every fourth entry by due time; newest enqueued first among those read.
+    assert [s.id for s in page.tasks] == ["sched-0000010", "sched-0000006", "sched-0000002"]
+    page = client.list_page(queue="emails", limit=50, scan=100)
+    assert len(page.tasks) == 25 and not page.complete
+    assert all(s.queue == "emails" and s.kind == "cron" for s in page.tasks)

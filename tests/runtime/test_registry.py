@@ -131,27 +131,89 @@ def test_capabilities_are_stored(registry: Registry, tmp_path: Path) -> None:
     assert registry.get("echo").version == 1  # type: ignore[union-attr]
 
 
-def test_remove(registry: Registry, redis_client: redis.Redis, settings: Settings,
-                tmp_path: Path) -> None:  # fmt: skip
+def test_remove_drops_the_name_and_keeps_modules_for_prune(
+    registry: Registry, redis_client: redis.Redis, settings: Settings, tmp_path: Path
+) -> None:
     echo = registry.register(copy_task("echo.wat", tmp_path)).record
     registry.register(copy_task("echo.wat", tmp_path), name="echo2")  # shares the module
     greet = registry.register(copy_task("task_1_wat.wat", tmp_path)).record
     assert registry.remove("task_1_wat") is True
     assert registry.get("task_1_wat") is None
-    assert redis_client.get(keys.module(greet.digest)) is None
     assert not redis_client.exists(keys.task_versions("task_1_wat"))
     assert not (settings.module_dir / "task_1_wat.wasm").exists()
+    # The bytes stay until a prune: another task could share them.
+    assert redis_client.get(keys.module(greet.digest)) is not None
     assert registry.remove("echo") is True
-    assert redis_client.get(keys.module(echo.digest)) is not None  # echo2 still uses it
     assert registry.remove("echo") is False
     assert [r.name for r in registry.list()] == ["echo2"]
+
+    assert registry.prune() == (1, 1)  # task_1_wat's module and its compile entry
+    assert redis_client.get(keys.module(greet.digest)) is None
+    assert redis_client.get(keys.module(echo.digest)) is not None  # echo2 still uses it
+    assert set(redis_client.hvals(keys.COMPILE_INDEX)) == {echo.digest.encode()}
+    assert registry.prune() == (0, 0)
+    # Registering the pruned source again compiles and stores it again.
+    again = registry.register(copy_task("task_1_wat.wat", tmp_path)).record
+    assert (again.digest, again.version) == (greet.digest, 1)
+    assert redis_client.get(keys.module(greet.digest)) is not None
+
     # Once gone everywhere, the module cannot be served from Redis.
     registry.remove("echo2")
+    assert registry.prune() == (1, 1)
     forget_memory()
-    other = Registry(dataclasses.replace(settings, module_dir=tmp_path / "elsewhere"),
-                     redis_client)  # fmt: skip
+    elsewhere = dataclasses.replace(settings, module_dir=tmp_path / "elsewhere")
     with pytest.raises(RegistryError, match="register the task again"):
-        other.load_module(echo.digest)
+        Registry(elsewhere, redis_client).load_module(echo.digest)
+
+
+def test_prune_keeps_every_version_a_registered_task_has_had(
+    registry: Registry, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    source = copy_task("echo.wat", tmp_path, "job.wat")
+    v1 = registry.register(source).record
+    bigger = source.read_text().replace('(export "memory") 1)', '(export "memory") 2)')
+    source.write_text(bigger)
+    v2 = registry.register(source).record
+    assert v1.digest != v2.digest
+    # Tasks enqueued against v1 may still be queued: its module is in use.
+    assert registry.prune() == (0, 0)
+    assert redis_client.get(keys.module(v1.digest)) is not None
+
+
+def test_remove_costs_the_task_own_records_only(
+    registry: Registry, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    from tests.runtime.test_queries import server_work
+
+    registry.register(copy_task("echo.wat", tmp_path))
+    # Many other tasks, one module each, and queued work of the task being removed.
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(2_000):
+        digest = f"{i:064x}"
+        record = json.dumps({"digest": digest, "version": 1})
+        pipe.hset(keys.TASK_REGISTRY, f"other{i}", record)
+        pipe.hset(keys.task_versions(f"other{i}"), "1", digest)
+        pipe.hset(keys.COMPILE_INDEX, f"compile{i}", digest)
+        pipe.set(keys.module(digest), b"\0asm")
+    pipe.hset(keys.task("queued"), mapping={"id": "queued", "task_name": "echo"})
+    pipe.lpush(keys.pending(), "queued")
+    pipe.execute()
+    before = {k: redis_client.dump(k) for k in redis_client.scan_iter(count=1000)}
+
+    removed, calls, _ = server_work(redis_client, lambda: registry.remove("echo"))
+    assert removed is True
+    # One script: one HDEL and one DEL, whatever else is registered.
+    assert calls.pop("hdel") == 1 and calls.pop("del") == 1
+    assert set(calls) <= {"evalsha", "eval", "script|load"}, calls
+
+    after = {k: redis_client.dump(k) for k in redis_client.scan_iter(count=1000)}
+    assert set(before) - set(after) == {keys.task_versions("echo").encode()}
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {keys.TASK_REGISTRY.encode()}
+    assert redis_client.hlen(keys.TASK_REGISTRY) == 2_000
+    assert not redis_client.hexists(keys.TASK_REGISTRY, "echo")
+    # Queued work stays queued: a worker fails it as no longer registered.
+    assert redis_client.lrange(keys.pending(), 0, -1) == [b"queued"]
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,11 @@ def test_tasks_lists_and_rm_removes(cli: Any, tmp_path: Path) -> None:
         "error: no task named 'echo' is registered (see wasmq tasks)"
     )
     assert [r["name"] for r in json.loads(cli("tasks", "--json").stdout)] == ["task_1_wat"]
+    pruned = cli("tasks", "prune", check=True)
+    assert pruned.stdout.strip() == "pruned 1 module (1 compile-index entry)"
+    assert cli("tasks", "prune", check=True).stdout.strip() == (
+        "pruned 0 modules (0 compile-index entries)"
+    )
 
 
 def error_line(proc: Any) -> str:

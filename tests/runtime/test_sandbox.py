@@ -119,6 +119,32 @@ def test_endless_loop_stops_near_the_deadline(sandbox: Sandbox, name: str) -> No
     assert_healthy(sandbox)
 
 
+def test_an_idle_pause_never_stops_a_deadline(sandbox: Sandbox) -> None:
+    from runtime.sandbox import ticker
+
+    # An idle worker disarms the ticker; the next task must re-arm it before it runs.
+    sandbox.idle()
+    if ticker.mode == "native":
+        assert ticker._paused
+    outcome = run(sandbox, "loop_execute", limits=replace(LIMITS, timeout=0.3))
+    assert outcome.kind == "timeout", outcome.message
+    assert 290 <= outcome.duration_ms < 1500, outcome.duration_ms
+    assert not ticker._paused
+    # A pause while a task runs (another thread's worker going idle) changes nothing.
+    done: list[Outcome] = []
+    thread = threading.Thread(
+        target=lambda: done.append(
+            run(sandbox, "loop_execute", limits=replace(LIMITS, timeout=0.5))
+        )
+    )
+    thread.start()
+    time.sleep(0.1)
+    sandbox.idle()
+    thread.join(5)
+    assert done and done[0].kind == "timeout" and done[0].duration_ms < 1500
+    assert_healthy(sandbox)
+
+
 def test_fuel_limit_stops_a_loop_and_is_not_retried(sandbox: Sandbox) -> None:
     limits = replace(LIMITS, fuel=1_000_000)
     outcome = run(sandbox, "loop_execute", limits=limits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -70,17 +71,18 @@ def test_promoted_tasks_run_ahead_of_backlog_earliest_first(
     assert redis_client.rpop(keys.pending()) == b"old1"
 
 
+def tokens(client: redis.Redis, queue: str = "default") -> int:
+    return int(client.llen(keys.wake(queue)))
+
+
 def test_retrying_task_and_named_queue(redis_client: redis.Redis, settings: Settings) -> None:
     schedule(redis_client, "r1", T, queue="emails", stage=Stage.RETRYING)
-    pubsub = redis_client.pubsub()
-    pubsub.subscribe(keys.queue_ready("emails"))
-    assert pubsub.get_message(timeout=1.0) is not None  # subscribe confirmation
     assert Scheduler(redis_client, settings).run_once(T) == 1
     assert pending(redis_client, "emails") == ["r1"]
     assert pending(redis_client) == []
-    message = pubsub.get_message(timeout=1.0)
-    assert message is not None and message["data"] == b"emails"
-    pubsub.close()
+    # One wake token per promoted task, on the queue it went to.
+    assert redis_client.lrange(keys.wake("emails"), 0, -1) == [b"1"]
+    assert tokens(redis_client) == 0
 
 
 def test_reference_producer_stage_pending_is_promoted(
@@ -213,3 +215,79 @@ def test_idle_loop_does_not_poll_fast(redis_client: redis.Redis, loop: Scheduler
     calls = sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_blpop", "cmdstat_evalsha"))
     # Capped at one second per sleep: a handful of round trips in two seconds.
     assert calls <= 8, stats
+
+
+def write_many(
+    client: redis.Redis, ids_and_due: list[tuple[str, int]], *, queue: str = "default"
+) -> None:
+    """Scheduled tasks written in bulk (one pipeline per thousand)."""
+    for start in range(0, len(ids_and_due), 1000):
+        pipe = client.pipeline(transaction=False)
+        for task_id, due in ids_and_due[start : start + 1000]:
+            task = Task(
+                id=task_id,
+                task_name="echo",
+                queue=queue,
+                kind=Kind.SCHEDULED,
+                stage=Stage.SCHEDULED,
+                scheduled_ms=due,
+                created_ms=due - 60_000,
+            )
+            pipe.hset(keys.task(task_id), mapping=task.to_hash())  # type: ignore[arg-type]
+            pipe.zadd(keys.SCHEDULED, {task_id: due})
+        pipe.execute()
+
+
+def test_one_wake_token_per_promoted_task_trimmed_to_pending(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    # Tokens left from before (their tasks were claimed meanwhile) must not pile up.
+    redis_client.rpush(keys.wake("jobs"), *["1"] * 10)
+    redis_client.lpush(keys.pending(), "old1", "old2")
+    write_many(redis_client, [(f"d{i}", T - i) for i in range(3)])
+    write_many(redis_client, [(f"j{i}", T - i) for i in range(4)], queue="jobs")
+    schedule(redis_client, "later", T + 1)
+    assert Scheduler(redis_client, settings).run_once(T) == 7
+    assert tokens(redis_client) == 3  # backlog tasks had none; promotion adds one each
+    assert tokens(redis_client, "jobs") == 4 == redis_client.llen(keys.pending("jobs"))
+    assert set(redis_client.lrange(keys.wake("jobs"), 0, -1)) == {b"1"}
+    assert Scheduler(redis_client, settings).run_once(T) == 0
+    assert tokens(redis_client) == 3 and tokens(redis_client, "jobs") == 4
+
+
+def test_large_due_backlog_is_promoted_completely_and_in_order(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    due = [(f"big{i}", T - 10_000 + i) for i in range(5000)]
+    random.Random(7).shuffle(due)
+    write_many(redis_client, due)
+    redis_client.lpush(keys.pending(), "backlog")
+    redis_client.config_resetstat()
+    scheduler = Scheduler(redis_client, settings, batch=700)
+    assert scheduler.run_once(T) == 5000
+    # Per batch, not per task: eight promotion calls for 5,000 tasks (the last one short).
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 8
+    assert redis_client.zcard(keys.SCHEDULED) == 0
+    # Workers pop from the right: earliest due first across all batches, then the backlog.
+    popped = [raw.decode() for raw in reversed(redis_client.lrange(keys.pending(), 0, -1))]
+    assert popped == [f"big{i}" for i in range(5000)] + ["backlog"]
+    assert tokens(redis_client) == 5000
+    stages = {redis_client.hget(keys.task(f"big{i}"), "task_stage") for i in range(0, 5000, 97)}
+    assert stages == {b"pending"}
+
+
+def test_damaged_pending_list_fails_the_batch_before_any_change(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    write_many(redis_client, [(f"ok{i}", T - i) for i in range(5)])
+    write_many(redis_client, [("stuck", T)], queue="broken")
+    redis_client.set(keys.pending("broken"), "not a list")
+    with pytest.raises(redis.ResponseError, match="not a list"):
+        Scheduler(redis_client, settings).run_once(T)
+    # Nothing half done: every task is still scheduled, none pending, no token.
+    assert redis_client.zcard(keys.SCHEDULED) == 6
+    assert redis_client.hget(keys.task("ok0"), "task_stage") == Stage.SCHEDULED.encode()
+    assert pending(redis_client) == [] and tokens(redis_client) == 0
+    redis_client.delete(keys.pending("broken"))
+    assert Scheduler(redis_client, settings).run_once(T) == 6
+    assert tokens(redis_client) == 5 and tokens(redis_client, "broken") == 1

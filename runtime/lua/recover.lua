@@ -1,0 +1,59 @@
+-- Recover every task a dead worker process held, at once instead of at lease expiry.
+--
+-- KEYS[1]        lease zset        task_set:timeout
+-- KEYS[4q-2]     processing list of queue q (q = 1..n)
+-- KEYS[4q-1]     pending list of queue q
+-- KEYS[4q]       dead-letter list of queue q
+-- KEYS[4q+1]     wake-token list of queue q
+-- ARGV[1] now ms
+-- ARGV[2] now as RFC3339 (updated_at)
+-- ARGV[3] worker id
+-- ARGV[4] error message for the attempts it was running
+-- ARGV[5..] ids it had claimed but never started
+-- Per-task keys derived here: task_metadata:<id>; channel task_done:<id>.
+--
+-- Only tasks still in_progress under this worker are touched (the worker id is unique
+-- per process). Never-started ones go back to pending with the attempt uncounted; the
+-- others are treated as a lease expiry: back to pending while attempts <= max_retries,
+-- else dead-lettered. Each task back in pending gets a wake token.
+-- Returns {released, requeued, failed}.
+
+local unstarted = {}
+for i = 5, #ARGV do unstarted[ARGV[i]] = true end
+local released, requeued, failed = 0, 0, 0
+local nqueues = (#KEYS - 1) / 4
+for q = 1, nqueues do
+  local processing, pending, dlq, wake = KEYS[4 * q - 2], KEYS[4 * q - 1], KEYS[4 * q], KEYS[4 * q + 1]
+  for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
+    local key = 'task_metadata:' .. id
+    local f = redis.pcall('HMGET', key, 'worker', 'task_stage', 'attempts', 'max_retries')
+    if type(f) == 'table' and not f.err and f[1] == ARGV[3] and f[2] == 'in_progress' then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('LREM', processing, -1, id)
+      local attempts = tonumber(f[3] or '0') or 0
+      if unstarted[id] then
+        redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[2],
+          'attempts', tostring(math.max(attempts - 1, 0)))
+        redis.call('HDEL', key, 'worker', 'started_ms')
+        redis.call('RPUSH', pending, id)
+        redis.call('RPUSH', wake, '1')
+        released = released + 1
+      else
+        redis.call('HSET', key, 'updated_at', ARGV[2], 'error', ARGV[4], 'error_kind', 'lost',
+          'retryable', '1')
+        if attempts <= (tonumber(f[4] or '3') or 0) then
+          redis.call('HSET', key, 'task_stage', 'pending')
+          redis.call('RPUSH', pending, id)
+          redis.call('RPUSH', wake, '1')
+          requeued = requeued + 1
+        else
+          redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])
+          redis.call('LPUSH', dlq, id)
+          redis.call('PUBLISH', 'task_done:' .. id, 'failed')
+          failed = failed + 1
+        end
+      end
+    end
+  end
+end
+return {released, requeued, failed}

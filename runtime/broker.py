@@ -39,6 +39,9 @@ PAYLOAD_APART = 16 * 1024
 #: An idle worker re-registers at least this often (its wait times out after a second
 #: and it claims again); one registered earlier is taken for dead and never woken.
 IDLE_LIVE_MS = 3000
+#: Per-queue keys of claim.lua and recover.lua, in their scripts' order.
+_CLAIM_PARTS = (keys.pending, keys.processing, keys.wake, keys.idle)
+_RECOVER_PARTS = (keys.processing, keys.pending, keys.dlq, keys.wake)
 #: Most tasks one claim takes (Lua's unpack of the lease and processing pushes).
 CLAIM_MAX = 1000
 #: The fields a claim returns, in this order (claim.lua reads the first five).
@@ -230,8 +233,7 @@ class Broker:
         now = clock_ms()
         call_keys: list[Any] = [keys.TIMEOUT]
         for queue in queues:
-            parts = (keys.pending, keys.processing, keys.wake, keys.idle)
-            call_keys += [part(queue) for part in parts]
+            call_keys += [part(queue) for part in _CLAIM_PARTS]
         call_keys.append(keys.worker_wake(worker_id))
         s = self.settings
         args = [
@@ -270,6 +272,7 @@ class Broker:
             task.worker = worker_id
             task.started_ms = now
             if task.extra.pop("payload_ref", None) is not None:
+                task.payload_apart = True
                 if payload is None:
                     apart.append(task)
                 else:
@@ -324,6 +327,8 @@ class Broker:
             flags = "k" if task.keep_payload or s.keep_payload else ""
             if task.error or task.attempts > 1:
                 flags += "el"
+            if task.payload_apart:
+                flags += "p"
             inline = len(report.result) <= PAYLOAD_APART
             if inline:
                 flags += "r"
@@ -438,8 +443,7 @@ class Broker:
         now = clock_ms()
         call_keys: list[Any] = [keys.TIMEOUT]
         for queue in queues:
-            parts = (keys.processing, keys.pending, keys.dlq, keys.wake)
-            call_keys += [part(queue) for part in parts]
+            call_keys += [part(queue) for part in _RECOVER_PARTS]
         args = [now, format_time(now), worker_id, reason, *unstarted]
         released, requeued, failed = self._run([("recover", call_keys, args)])[0]
         return int(released), int(requeued), int(failed)

@@ -165,6 +165,8 @@ class Task:
     keep_result: float | None = None
     #: Keep the payload after success (it is dropped by default to bound Redis memory).
     keep_payload: bool = False
+    #: The payload is stored apart (``task_payload:<id>``); set by a claim.
+    payload_apart: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -14,8 +14,9 @@
 -- ARGV[5] number of tasks, then per task 9 (+1 with flag "r") + nchunks values:
 --         id, retention ms, duration_ms, log_bytes, log_dropped, log_file, started_ms,
 --         flags, nchunks, [result,] chunk 1 .. chunk nchunks
---         flags: "r" the result follows (a small one), "k" keep the payload, "e" the
---         record holds an earlier attempt's error, "l" it may hold earlier logs
+--         flags: "r" the result follows (a small one), "k" keep the payload, "p" the
+--         payload is stored apart, "e" the record holds an earlier attempt's error,
+--         "l" it may hold earlier logs
 -- Per-task keys derived here: task_metadata:<id>, task_result:<id>, task_logs:<id>,
 -- task_payload:<id>, channel task_done:<id>.
 --
@@ -76,11 +77,12 @@ for _ = 1, n do
     if string.find(flags, 'e', 1, true) then
       redis.call('HDEL', key, 'error', 'error_kind', 'retryable')
     end
+    local apart = string.find(flags, 'p', 1, true)
     if string.find(flags, 'k', 1, true) then
-      redis.call('PEXPIRE', 'task_payload:' .. id, ttl)
+      if apart then redis.call('PEXPIRE', 'task_payload:' .. id, ttl) end
     else
       redis.call('HDEL', key, 'payload', 'payload_ref')
-      redis.call('DEL', 'task_payload:' .. id)
+      if apart then redis.call('DEL', 'task_payload:' .. id) end
     end
     local logs = 'task_logs:' .. id
     if string.find(flags, 'l', 1, true) then

@@ -11,6 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY runtime ./runtime
 COPY compiler ./compiler
+COPY wasmq ./wasmq
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- the Go toolchain (also what TinyGo builds against) -------------------------------

@@ -30,8 +30,8 @@ system-deps:
 	}
 
 lint: $(STAMP)
-	$(BIN)/ruff check runtime compiler tests benchmarks
-	$(BIN)/ruff format --check runtime compiler tests benchmarks
+	$(BIN)/ruff check wasmq runtime compiler tests benchmarks
+	$(BIN)/ruff format --check wasmq runtime compiler tests benchmarks
 	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
 
 typecheck: $(STAMP)

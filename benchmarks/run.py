@@ -40,7 +40,7 @@ import redis
 import report
 import wasmq_side
 
-from runtime import server
+from runtime.server import embedded
 
 BENCH_DIR = Path(__file__).resolve().parent
 PEERS = ("huey", "dramatiq", "celery", "rq", "arq", "saq")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     state = Path(tempfile.mkdtemp(prefix="wasmq-peers-"))
     results: dict[str, Any] = {}
     try:
-        url = server.ensure_running(state / "server")
+        url = embedded.ensure_running(state / "server")
         os.environ["BENCH_REDIS_URL"] = url
         client = redis.Redis.from_url(url)
         logs = state / "logs"
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
         with contextlib.suppress(Exception):
-            server.stop(state / "server")
+            embedded.stop(state / "server")
         shutil.rmtree(state, ignore_errors=True)
     every_system = not args.only and not args.no_wasmq
     report.write(results, tasks=args.tasks, reps=args.reps, every_system=every_system)

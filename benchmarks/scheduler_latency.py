@@ -39,10 +39,11 @@ from typing import Any
 
 import redis
 
-from runtime import keys, server
-from runtime.scheduler import Scheduler, wake
+from runtime.queue import keys
+from runtime.queue.task import Kind, Stage, Task
+from runtime.scheduling.scheduler import Scheduler, wake
+from runtime.server import embedded
 from runtime.settings import Settings
-from runtime.task import Kind, Stage, Task
 
 CASES = ("wake", "backlog", "cron", "cron-many", "bulk")
 BULK_QUEUE = "bench-bulk"
@@ -291,7 +292,7 @@ def main() -> None:
         parser.error(f"unknown cases {sorted(unknown)}: use {', '.join(CASES)}")
 
     state = Path(tempfile.mkdtemp(prefix="wasmq-bench-"))
-    url = args.redis_url or server.ensure_running(state)
+    url = args.redis_url or embedded.ensure_running(state)
     client = redis.Redis.from_url(url)
     client.flushall()
     stop: Any
@@ -330,7 +331,7 @@ def main() -> None:
         consumer.stop.set()
         consumer.join(timeout=5)
         if not args.redis_url:
-            server.stop(state)
+            embedded.stop(state)
         shutil.rmtree(state, ignore_errors=True)
 
 

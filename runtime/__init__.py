@@ -1,3 +1,4 @@
-"""wasmq: a Redis-fed task queue whose workers run untrusted handlers as WebAssembly."""
+"""wasmq's implementation: queue, scheduling, workers, sandbox, modules, output, server, CLI.
 
-__version__ = "0.1.0"
+Users import the public API from :mod:`wasmq`; the version is ``wasmq.__version__``.
+"""

@@ -43,11 +43,11 @@ from typing import Any
 
 import redis
 
-from runtime import keys
 from runtime.client import Client
 from runtime.errors import WasmqError
+from runtime.queue import keys
+from runtime.queue.task import TERMINAL_STAGES
 from runtime.settings import Settings
-from runtime.task import TERMINAL_STAGES
 
 QUEUE = "bench"
 #: Written to a temporary file when the repository's tasks/echo.wat is not around
@@ -276,7 +276,7 @@ class Bench:
     # -- set-up and tear-down ------------------------------------------------------------
 
     def register(self) -> str:
-        from runtime.registry import Registry
+        from runtime.modules.registry import Registry
 
         module = self.options.module or default_module()
         if not module.is_file():

@@ -1,9 +1,9 @@
 """The Python client: produce tasks, manage dead letters, see workers, read results.
 
 ``Client(url)`` is what the CLI uses; everything it does goes through
-:class:`runtime.broker.Broker` (writes) or :class:`runtime.queries.Queries` (reads)::
+:class:`runtime.queue.broker.Broker` (writes) or :class:`runtime.queue.queries.Queries` (reads)::
 
-    from runtime.client import Client
+    from wasmq import Client
 
     client = Client("redis://localhost:6379")
     task = client.enqueue("task_1", {"name": "world"})
@@ -21,16 +21,16 @@ from typing import Any
 
 import redis
 
-from runtime import keys
-from runtime.broker import BadTask, Broker
-from runtime.connection import connect
 from runtime.errors import InvalidTask
-from runtime.heartbeat import WorkerInfo, list_workers
-from runtime.names import check_queue_name, check_task_id, check_task_name
-from runtime.queries import Queries
+from runtime.queue import keys
+from runtime.queue.broker import BadTask, Broker
+from runtime.queue.names import check_queue_name, check_task_id, check_task_name
+from runtime.queue.queries import Queries
+from runtime.queue.task import Kind, Limits, Task, parse_time
+from runtime.server.connection import connect
 from runtime.settings import Settings
-from runtime.task import Kind, Limits, Task, parse_time
 from runtime.units import parse_duration, parse_size
+from runtime.worker.heartbeats import WorkerInfo, list_workers
 
 #: A payload: raw bytes, text (sent as UTF-8) or anything JSON can encode.
 Payload = bytes | str | dict[str, Any] | list[Any] | int | float | bool | None
@@ -176,7 +176,7 @@ class Client(Queries):
     ) -> Task:
         """Enqueue a one-off task due ``at`` (datetime, ms since the epoch or RFC3339) or
         after ``delay`` (seconds or ``"30s"``). A time in the past is refused."""
-        from runtime.scheduler import check_future
+        from runtime.scheduling.scheduler import check_future
 
         task = self.task(name, payload, **options)
         task.kind = Kind.SCHEDULED
@@ -188,7 +188,7 @@ class Client(Queries):
     ) -> Task:
         """Create a cron entry: each firing of ``expr`` (six fields with seconds, five
         fields, ``@hourly``..., ``@every 30s``) in time zone ``tz`` runs ``name``."""
-        from runtime.cron_admin import next_run
+        from runtime.scheduling.cron_entries import next_run
 
         task = self.task(name, payload, **options)
         task.kind = Kind.CRON
@@ -199,7 +199,7 @@ class Client(Queries):
 
     @staticmethod
     def _due(at: datetime | int | str | None, delay: float | str | None) -> int:
-        from runtime.broker import clock_ms
+        from runtime.queue.broker import clock_ms
 
         if (at is None) == (delay is None):
             raise InvalidTask("give exactly one of a time (--at) and a delay (--in)")
@@ -266,7 +266,7 @@ class Client(Queries):
         return list_workers(self.redis, self.settings.heartbeat_interval)
 
     def register(self, path: Any, name: str | None = None) -> Any:
-        """Register a task source or module file (see :class:`runtime.registry.Registry`)."""
-        from runtime.registry import Registry
+        """Register a task source or module file (see :class:`runtime.modules.registry.Registry`)."""
+        from runtime.modules.registry import Registry
 
         return Registry(self.settings, self.redis).register(path, name)

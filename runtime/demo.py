@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime import log
+from runtime import logging_config
 
 # The components bind their loggers when imported, so they are imported in the functions:
 # main() quiets logging first, and the demo prints only what a user would look at.
@@ -98,7 +98,7 @@ def wait_ready(client: Client, worker: subprocess.Popen[bytes], log_path: Path) 
 def show(client: Client, label: str, task_id: str, out: Callable[[str], None]) -> Shown:
     """Wait for the task, print its result and logs; failures are printed, not raised."""
     from runtime.errors import WasmqError
-    from runtime.task_logs import format_lines
+    from runtime.output.files import format_lines
 
     status = client.status(task_id)
     try:
@@ -117,7 +117,7 @@ def show(client: Client, label: str, task_id: str, out: Callable[[str], None]) -
 
 def cron_runs(client: Client, entry_id: str, since_ms: int) -> list[str]:
     """Ids of the entry's finished runs, oldest first."""
-    from runtime.task import TERMINAL_STAGES
+    from runtime.queue.task import TERMINAL_STAGES
 
     runs = [
         s
@@ -135,10 +135,10 @@ def run_demo(
     toolchain_cache: Path | None = None,
 ) -> list[Shown]:
     """Register, start a worker, enqueue now / later / every 2 s, print, stop the worker."""
-    from runtime import cron_admin
     from runtime.client import Client
     from runtime.errors import TaskNotFound
-    from runtime.registry import Registry
+    from runtime.modules.registry import Registry
+    from runtime.scheduling import cron_entries
 
     shown: list[Shown] = []
     with Client(settings=settings) as client:
@@ -150,7 +150,7 @@ def run_demo(
                 how = "cached" if reg.cache_hit else f"compiled with {reg.record.toolchain}"
                 out(f"  {reg.record.name} v{reg.record.version} ({how})")
         with contextlib.suppress(TaskNotFound):
-            cron_admin.remove(client.redis, CRON_ID)
+            cron_entries.remove(client.redis, CRON_ID)
 
         worker_log = settings.state_dir / "demo-worker.log"
         worker = start_worker(settings, worker_log)
@@ -170,7 +170,7 @@ def run_demo(
             while len(runs) < CRON_RUNS and time.monotonic() < deadline:
                 time.sleep(0.2)
                 runs = cron_runs(client, entry.id, started)
-            cron_admin.remove(client.redis, entry.id)
+            cron_entries.remove(client.redis, entry.id)
             out(f"cron entry {entry.id} removed after {len(runs)} runs")
             for number, run_id in enumerate(runs[:CRON_RUNS], 1):
                 shown.append(show(client, f"cron run {number}", run_id, out))
@@ -182,9 +182,9 @@ def run_demo(
 
 def main() -> None:
     # The demo prints what a user would look at; the components' own logs only on trouble.
-    log.configure("warning")
-    from runtime import server
+    logging_config.configure("warning")
     from runtime.errors import WasmqError
+    from runtime.server import embedded
     from runtime.settings import Settings
 
     loaded = Settings.load()
@@ -195,9 +195,9 @@ def main() -> None:
         "wasm_log_dir": loaded.wasm_log_dir.resolve(),
     }
     settings = Settings.load({"redis_url": loaded.redis_url, **paths})
-    embedded = not settings.redis_url
-    if embedded:
-        url = server.ensure_running(settings.state_dir)
+    own_server = not settings.redis_url
+    if own_server:
+        url = embedded.ensure_running(settings.state_dir)
         settings = Settings.load({"redis_url": url, **paths})
         print(f"embedded server running in {loaded.state_dir}/")
     try:
@@ -208,8 +208,8 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     finally:
-        if embedded:
-            server.stop(settings.state_dir)
+        if own_server:
+            embedded.stop(settings.state_dir)
             print("embedded server stopped")
 
 

@@ -74,13 +74,13 @@ def _path(text: str) -> Path:
 
 
 def _queue_name(text: str) -> str:
-    from runtime.names import check_queue_name
+    from runtime.queue.names import check_queue_name
 
     return check_queue_name(text)
 
 
 def _queue_durations(text: str) -> tuple[tuple[str, float], ...]:
-    from runtime.names import check_queue_name
+    from runtime.queue.names import check_queue_name
 
     out: list[tuple[str, float]] = []
     for item in text.split(","):

@@ -14,8 +14,8 @@ import pytest
 import typer
 
 from runtime.cli import app
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 COMPOSE = (ROOT / "compose.yaml").read_text()
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import typer
 
-from runtime import keys
 from runtime.cli import app
+from runtime.queue import keys
 from runtime.settings import Settings
-from tests.conftest import cli_env, run_cli
+from tests.support.cli import cli_env, run_cli
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"(?:<!-- ([^>]*?) -->\n)?```(\w*)\n(.*?)```", re.S)
 

@@ -31,9 +31,20 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from wasmq import __version__
+
+        typer.echo(f"wasmq {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _common(
     ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version."
+    ),
     redis_url: str | None = typer.Option(
         None, "--redis-url", help="Redis URL (REDIS_URL); unset uses the embedded server."
     ),

@@ -7,8 +7,8 @@ from typing import Any
 import redis
 import typer
 
-from runtime import log
-from runtime.connection import connect
+from runtime import logging_config
+from runtime.server.connection import connect
 from runtime.settings import Settings
 
 
@@ -24,7 +24,7 @@ class AppState:
         if self._settings is None or more:
             merged = {**self.overrides, **{k: v for k, v in more.items() if v is not None}}
             self._settings = Settings.load(merged)
-            log.configure(self._settings.log_level, self._settings.log_format)
+            logging_config.configure(self._settings.log_level, self._settings.log_format)
         return self._settings
 
     def redis(self) -> redis.Redis:

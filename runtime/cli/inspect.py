@@ -9,17 +9,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from runtime import keys
 from runtime.cli.context import state
 from runtime.errors import TaskNotFound
-from runtime.queries import LIST_SCAN
-from runtime.task import format_time, now_ms
-from runtime.task_logs import chunk_json, format_lines, truncation_marker
+from runtime.output.chunks import chunk_json
+from runtime.output.files import format_lines, truncation_marker
+from runtime.queue import keys
+from runtime.queue.queries import LIST_SCAN
+from runtime.queue.task import format_time, now_ms
 from runtime.units import parse_duration
 
 if TYPE_CHECKING:
     from runtime.client import Client
-    from runtime.queries import QueueStats, TaskStatus
+    from runtime.queue.queries import QueueStats, TaskStatus
 
 JSON_HELP = "Machine-readable output."
 

@@ -15,7 +15,7 @@ import typer
 
 from runtime.cli.context import state
 from runtime.errors import InvalidTask, WasmqError
-from runtime.task import Task, format_time
+from runtime.queue.task import Task, format_time
 
 if TYPE_CHECKING:
     from runtime.client import Client
@@ -149,14 +149,14 @@ def worker(
     no_reaper: bool = typer.Option(False, "--no-reaper", help="Do not run the reaper loop."),
 ) -> None:
     """Run a pool of worker processes (plus the scheduler and reaper loops)."""
-    from runtime.pool import Pool
+    from runtime.worker.pool import Pool
 
     st = state(ctx)
     settings = st.settings()
     if registry is not None:
         _register_dir(ctx, registry)
     queues = list(queue or [settings.queue])
-    from runtime.names import check_queue_name
+    from runtime.queue.names import check_queue_name
 
     for name in queues:
         try:
@@ -177,7 +177,7 @@ def worker(
 
 def _register_dir(ctx: typer.Context, directory: Path) -> None:
     from compiler import SUPPORTED_EXTENSIONS
-    from runtime.registry import Registry
+    from runtime.modules.registry import Registry
 
     if not directory.is_dir():
         raise InvalidTask(f"--registry {directory} is not a directory")
@@ -246,20 +246,35 @@ def dlq_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List dead-lettered tasks, newest first, with their last error."""
-    from runtime.broker import BadTask
+    from runtime.queue.broker import BadTask
 
     client = _client(ctx)
     items = client.dlq_list(queue, limit)
     rows: list[dict[str, object]] = []
     for item in items:
         if isinstance(item, BadTask):
-            rows.append({"id": item.id, "task_name": "", "queue": item.queue, "attempts": None,
-                         "error": item.error, "failed_at": None})  # fmt: skip
+            rows.append(
+                {
+                    "id": item.id,
+                    "task_name": "",
+                    "queue": item.queue,
+                    "attempts": None,
+                    "error": item.error,
+                    "failed_at": None,
+                }
+            )
         else:
             failed = item.finished_ms
-            rows.append({"id": item.id, "task_name": item.task_name, "queue": item.queue,
-                         "attempts": item.attempts, "error": item.error,
-                         "failed_at": format_time(failed) if failed else None})  # fmt: skip
+            rows.append(
+                {
+                    "id": item.id,
+                    "task_name": item.task_name,
+                    "queue": item.queue,
+                    "attempts": item.attempts,
+                    "error": item.error,
+                    "failed_at": format_time(failed) if failed else None,
+                }
+            )
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -268,8 +283,16 @@ def dlq_list(
         return
     table = [("ID", "TASK", "QUEUE", "ATTEMPTS", "FAILED", "ERROR")]
     for r in rows:
-        table.append((str(r["id"]), str(r["task_name"]), str(r["queue"]), str(r["attempts"] or "-"),
-                      str(r["failed_at"] or "-"), str(r["error"] or "")[:100]))  # fmt: skip
+        table.append(
+            (
+                str(r["id"]),
+                str(r["task_name"]),
+                str(r["queue"]),
+                str(r["attempts"] or "-"),
+                str(r["failed_at"] or "-"),
+                str(r["error"] or "")[:100],
+            )
+        )
     _print_table(table)
 
 
@@ -315,8 +338,8 @@ def reaper(
     once: bool = typer.Option(False, "--once", help="Recover once and exit."),
 ) -> None:
     """Run the reaper alone: recover tasks whose worker died (expired leases)."""
-    from runtime.broker import Broker
-    from runtime.reaper import Reaper
+    from runtime.queue.broker import Broker
+    from runtime.queue.reaper import Reaper
 
     st = state(ctx)
     reap = Reaper(Broker(st.redis(), st.settings()), st.settings())

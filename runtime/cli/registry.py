@@ -12,7 +12,7 @@ import typer
 
 from runtime.cli.context import state
 from runtime.errors import RegistryError, WasmqError
-from runtime.task import format_time
+from runtime.queue.task import format_time
 
 tasks_app = typer.Typer(
     help="Registered tasks: list them, `tasks rm NAME` to unregister one, `tasks prune`"
@@ -109,7 +109,7 @@ def register(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Compile, check and register task sources (a directory registers every file in it)."""
-    from runtime.registry import Registry
+    from runtime.modules.registry import Registry
 
     capabilities = {
         "dirs": [parse_allow_dir(d) for d in allow_dir],
@@ -165,7 +165,7 @@ def tasks(
     """List registered tasks: name, version, language, toolchain, digest, size, registered."""
     if ctx.invoked_subcommand is not None:
         return
-    from runtime.registry import Registry
+    from runtime.modules.registry import Registry
 
     st = state(ctx)
     records = Registry(st.settings(), st.redis()).list()
@@ -198,7 +198,7 @@ def tasks_rm(ctx: typer.Context, name: str = typer.Argument(..., help="Task name
     """Unregister a task; queued tasks of it then fail with a clear error.
 
     Its module bytes stay (other tasks may share them): `wasmq tasks prune` deletes them."""
-    from runtime.registry import Registry
+    from runtime.modules.registry import Registry
 
     st = state(ctx)
     if not Registry(st.settings(), st.redis()).remove(name):
@@ -209,7 +209,7 @@ def tasks_rm(ctx: typer.Context, name: str = typer.Argument(..., help="Task name
 @tasks_app.command("prune")
 def tasks_prune(ctx: typer.Context) -> None:
     """Delete stored modules no registered task uses (reads the whole registry)."""
-    from runtime.registry import Registry
+    from runtime.modules.registry import Registry
 
     st = state(ctx)
     modules, entries = Registry(st.settings(), st.redis()).prune()

@@ -9,10 +9,10 @@ from types import FrameType
 
 import typer
 
-from runtime import cron_admin
 from runtime.cli.context import state
-from runtime.scheduler import Scheduler
-from runtime.task import format_time
+from runtime.queue.task import format_time
+from runtime.scheduling import cron_entries
+from runtime.scheduling.scheduler import Scheduler
 
 cron_app = typer.Typer(
     help="Recurring tasks: list, remove, pause and resume cron entries.",
@@ -27,7 +27,7 @@ def list_cmd(
     runs: int = typer.Option(3, "--runs", min=0, max=100, help="How many next runs to show."),
 ) -> None:
     """Show each cron entry with its next runs and its last run."""
-    entries = cron_admin.list_entries(state(ctx).redis(), runs=runs)
+    entries = cron_entries.list_entries(state(ctx).redis(), runs=runs)
     if as_json:
         typer.echo(json.dumps([e.to_json() for e in entries], indent=2))
         return
@@ -50,21 +50,21 @@ def list_cmd(
 @cron_app.command("rm")
 def rm_cmd(ctx: typer.Context, entry: str = typer.Argument(..., help="Cron entry id.")) -> None:
     """Remove a cron entry; the runs it already made keep their results and logs."""
-    cron_admin.remove(state(ctx).redis(), entry)
+    cron_entries.remove(state(ctx).redis(), entry)
     typer.echo(f"removed {entry}")
 
 
 @cron_app.command("pause")
 def pause_cmd(ctx: typer.Context, entry: str = typer.Argument(..., help="Cron entry id.")) -> None:
     """Stop an entry from firing until it is resumed."""
-    changed = cron_admin.pause(state(ctx).redis(), entry)
+    changed = cron_entries.pause(state(ctx).redis(), entry)
     typer.echo(f"paused {entry}" if changed else f"{entry} was already paused")
 
 
 @cron_app.command("resume")
 def resume_cmd(ctx: typer.Context, entry: str = typer.Argument(..., help="Cron entry id.")) -> None:
     """Resume a paused entry at its next tick (missed ticks are not run)."""
-    nxt = cron_admin.resume(state(ctx).redis(), entry)
+    nxt = cron_entries.resume(state(ctx).redis(), entry)
     if nxt is None:
         typer.echo(f"{entry} was not paused")
     else:

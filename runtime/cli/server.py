@@ -6,8 +6,8 @@ import json
 
 import typer
 
-from runtime import server
 from runtime.cli.context import state
+from runtime.server import embedded
 
 server_app = typer.Typer(help="Manage the embedded Valkey server (used when REDIS_URL is unset).")
 
@@ -19,7 +19,7 @@ def status_cmd(
 ) -> None:
     """Say whether the embedded server runs, where, and how big its data is."""
     settings = state(ctx).settings()
-    st = server.status(settings.state_dir)
+    st = embedded.status(settings.state_dir)
     if as_json:
         data = {k: (str(v) if k in ("socket", "data_dir") else v) for k, v in st.__dict__.items()}
         typer.echo(json.dumps(data))
@@ -29,7 +29,7 @@ def status_cmd(
             f"         uptime {st.uptime_seconds}s  memory {st.used_memory_human}  keys {st.keys}"
         )
     elif st.died:
-        log_file = server.ServerPaths(settings.state_dir).log_file
+        log_file = embedded.ServerPaths(settings.state_dir).log_file
         typer.echo(
             f"not running: it died (its pid file outlived it); see {log_file} for why.\n"
             "A running worker pool, or the next command that needs it, restarts it."
@@ -45,7 +45,7 @@ def status_cmd(
 def start_cmd(ctx: typer.Context) -> None:
     """Start the embedded server now (commands also start it on demand)."""
     settings = state(ctx).settings()
-    url = server.ensure_running(settings.state_dir)
+    url = embedded.ensure_running(settings.state_dir)
     typer.echo(url)
 
 
@@ -55,7 +55,7 @@ def stop_cmd(ctx: typer.Context) -> None:
 
     Running worker pools leave it stopped (they restart it only when it dies)."""
     settings = state(ctx).settings()
-    if server.stop(settings.state_dir):
+    if embedded.stop(settings.state_dir):
         typer.echo("stopped")
     else:
         typer.echo("not running")

@@ -1,6 +1,6 @@
 """What one task may use: resource limits (per task, clamped) and capabilities (per module).
 
-Limits come from the producer (``runtime.task.Limits``, each ``None`` meaning the
+Limits come from the producer (``runtime.queue.task.Limits``, each ``None`` meaning the
 worker's default) and are clamped to the ceilings the operator set on the worker, so a
 producer can ask for less but never for more. Capabilities (host directories, environment
 variables) are granted by the operator at registration and never by a producer.
@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.queue.task import Limits
 from runtime.settings import Settings
-from runtime.task import Limits
 
 #: Tables one task may create, and elements each may hold. Toolchains emit one table
 #: sized by the module's function count (a few thousand for Go); the bound keeps tables

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import wasmtime
 
-from runtime.log import get_logger
+from runtime.logging_config import get_logger
 
 log = get_logger("sandbox")
 

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import wasmtime
 
-from runtime import module_check
 from runtime.errors import RegistryError
-from runtime.log import get_logger
+from runtime.logging_config import get_logger
+from runtime.modules import contract
 from runtime.sandbox import capture, raw, ticker, wasi
 from runtime.sandbox.capture import TaskIO
 from runtime.sandbox.engine import get_engine
@@ -69,7 +69,7 @@ def _check(module: wasmtime.Module) -> tuple[str, bool]:
     against the same contract registration checks (a module cached before a rule was
     added is refused here too)."""
     try:
-        module_check.check_module(module)
+        contract.check_module(module)
     except RegistryError as exc:
         return str(exc), False
     return "", any(e.name == "_initialize" for e in module.exports)

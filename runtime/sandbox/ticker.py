@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from runtime.log import get_logger
+from runtime.logging_config import get_logger
 from runtime.sandbox import raw
 from runtime.sandbox.engine import get_engine
 

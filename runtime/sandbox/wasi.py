@@ -25,7 +25,7 @@ deadline first, so no call into the host outruns the task's limits:
   them; a sleep never passes the deadline.
 
 :data:`FUNCTIONS` is the one table of preview1 signatures: the linker defines exactly
-these, and registration (:mod:`runtime.module_check`) accepts exactly these imports.
+these, and registration (:mod:`runtime.modules.contract`) accepts exactly these imports.
 """
 
 from __future__ import annotations

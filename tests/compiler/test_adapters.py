@@ -14,11 +14,11 @@ from compiler.base import base_env
 from compiler.go import GoAdapter
 from compiler.tinygo import TinyGoAdapter
 from runtime.errors import CompileError, ToolchainMissing
-from runtime.module_check import compile_checked
+from runtime.modules.contract import compile_checked
 from runtime.sandbox.engine import get_engine
-from tests.compiler.wasi_run import run_module
+from tests.support.paths import TASKS
+from tests.support.wasi_run import run_module
 
-TASKS = Path(__file__).resolve().parents[2] / "tasks"
 LIMIT = 64 * 1024**2
 
 GREETERS = ["task_1.go", "task_1_c.c", "task_1_zig.zig", "task_1_wat.wat"]
@@ -66,8 +66,15 @@ def test_extension_table() -> None:
         ext: compiler.adapter_for(Path("x" + ext), "go").language
         for ext in compiler.SUPPORTED_EXTENSIONS
     }
-    assert languages == {".go": "go", ".c": "c", ".cc": "cpp", ".cpp": "cpp", ".zig": "zig",
-                         ".wat": "wat", ".wasm": "wasm"}  # fmt: skip
+    assert languages == {
+        ".go": "go",
+        ".c": "c",
+        ".cc": "cpp",
+        ".cpp": "cpp",
+        ".zig": "zig",
+        ".wat": "wat",
+        ".wasm": "wasm",
+    }
     with pytest.raises(CompileError, match=r"task\.rs: unsupported file type \(use one of"):
         compiler.adapter_for(Path("task.rs"))
 

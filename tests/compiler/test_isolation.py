@@ -21,11 +21,11 @@ import wasmtime
 import compiler
 from compiler.isolation import MODES
 from runtime.errors import CompileError, ToolchainMissing
-from runtime.module_cache import forget_memory
-from runtime.registry import Registry
+from runtime.modules.cache import forget_memory
+from runtime.modules.registry import Registry
 from runtime.settings import COMPILE_ISOLATIONS, Settings
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"
 LIMIT = 64 * 1024**2
 PASSWD_LINES = [line for line in Path("/etc/passwd").read_text().splitlines() if line.strip()]
@@ -163,8 +163,13 @@ def test_project_tree_home_and_tmp_are_not_there(
 
 def found_bit(test: str, bit: int) -> list[str]:
     """Preprocessor lines defining ``FOUND_<bit>`` as ``1 << bit`` when ``test`` holds."""
-    return [f"#if {test}", f"#define FOUND_{bit} {1 << bit}", "#else", f"#define FOUND_{bit} 0",
-            "#endif"]  # fmt: skip
+    return [
+        f"#if {test}",
+        f"#define FOUND_{bit} {1 << bit}",
+        "#else",
+        f"#define FOUND_{bit} 0",
+        "#endif",
+    ]
 
 
 def test_has_include_and_has_embed_see_no_host_file(tmp_path: Path, toolchain_cache: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from runtime import keys
+from runtime.queue import keys
 
 
 def test_bench_json_reports_rates_costs_and_cleans_up(cli: Any, redis_client: redis.Redis) -> None:

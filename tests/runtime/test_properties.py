@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runtime.cron import CronSchedule
 from runtime.errors import InvalidTask, SettingsError
-from runtime.names import check_task_name
+from runtime.queue.names import check_task_name
+from runtime.queue.task import Task
 from runtime.sandbox.limits import TaskLimits
 from runtime.sandbox.runner import _result
+from runtime.scheduling.cron_expr import CronSchedule
 from runtime.settings import Settings
-from runtime.task import Task
 from runtime.units import format_duration, parse_duration, parse_size
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,9 +27,12 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 durations = st.one_of(
     st.floats(min_value=0, max_value=10 * 365 * 86400, allow_nan=False),
     # Whole units plus a sliver: "1m1e-07s" was once written, which nothing parses.
-    st.builds(lambda whole, sliver: whole + sliver, st.integers(0, 10**6),
-              st.floats(min_value=0, max_value=1e-5)),
-)  # fmt: skip
+    st.builds(
+        lambda whole, sliver: whole + sliver,
+        st.integers(0, 10**6),
+        st.floats(min_value=0, max_value=1e-5),
+    ),
+)
 junk = st.one_of(st.text(max_size=30), st.text(alphabet="0123456789.smhdnuµw -+e", max_size=12))
 
 
@@ -79,8 +82,13 @@ cron_field = st.one_of(
 
 
 @FAST
-@given(st.one_of(st.lists(cron_field, min_size=4, max_size=7).map(" ".join), junk,
-                 st.text(alphabet="@everyhourlydaily 0123456789smh", max_size=16)))  # fmt: skip
+@given(
+    st.one_of(
+        st.lists(cron_field, min_size=4, max_size=7).map(" ".join),
+        junk,
+        st.text(alphabet="@everyhourlydaily 0123456789smh", max_size=16),
+    )
+)
 def test_cron_parse_only_invalid_task_and_advances(expr: str) -> None:
     try:
         schedule = CronSchedule.parse(expr)
@@ -95,8 +103,10 @@ def test_cron_parse_only_invalid_task_and_advances(expr: str) -> None:
 
 
 @FAST
-@given(st.sampled_from(["UTC", "Asia/Kolkata", "America/New_York", "Europe/London"]),
-       st.integers(min_value=0, max_value=4_000_000_000_000))  # fmt: skip
+@given(
+    st.sampled_from(["UTC", "Asia/Kolkata", "America/New_York", "Europe/London"]),
+    st.integers(min_value=0, max_value=4_000_000_000_000),
+)
 def test_cron_next_after_strictly_increases_across_zones(tz: str, ms: int) -> None:
     schedule = CronSchedule.parse("*/7 30 1-3 * * *", tz)
     nxt = schedule.next_after(ms)
@@ -115,12 +125,25 @@ def test_check_task_name_only_invalid_task(name: str) -> None:
 
 
 SETTING_ENVS = [
-    "WASMQ_TASK_TIMEOUT", "WASMQ_MAX_TASK_TIMEOUT", "WASMQ_MEMORY_LIMIT",
-    "WASMQ_MAX_MEMORY_LIMIT", "WASMQ_RESULT_LIMIT", "WASMQ_FUEL", "WASMQ_CONCURRENCY",
-    "WASMQ_CLAIM_BATCH", "WASMQ_LEASE_GRACE", "WASMQ_QUEUE", "WASMQ_MAX_RETRIES",
-    "WASMQ_GO_TOOLCHAIN", "TASK_QUEUE_LOG_LEVEL", "TASK_QUEUE_LOG_FORMAT",
-    "TASK_QUEUE_SAVE_WASM_LOGS", "REDIS_URL", "WASMQ_RETRY_BACKOFF", "WASMQ_RESULT_TTL",
-]  # fmt: skip
+    "WASMQ_TASK_TIMEOUT",
+    "WASMQ_MAX_TASK_TIMEOUT",
+    "WASMQ_MEMORY_LIMIT",
+    "WASMQ_MAX_MEMORY_LIMIT",
+    "WASMQ_RESULT_LIMIT",
+    "WASMQ_FUEL",
+    "WASMQ_CONCURRENCY",
+    "WASMQ_CLAIM_BATCH",
+    "WASMQ_LEASE_GRACE",
+    "WASMQ_QUEUE",
+    "WASMQ_MAX_RETRIES",
+    "WASMQ_GO_TOOLCHAIN",
+    "TASK_QUEUE_LOG_LEVEL",
+    "TASK_QUEUE_LOG_FORMAT",
+    "TASK_QUEUE_SAVE_WASM_LOGS",
+    "REDIS_URL",
+    "WASMQ_RETRY_BACKOFF",
+    "WASMQ_RESULT_TTL",
+]
 
 
 @FAST
@@ -133,18 +156,54 @@ def test_settings_load_only_settings_error(environ: dict[str, str]) -> None:
     assert loaded.task_timeout > 0 and loaded.claim_batch >= 1
 
 
-FIELDS = ["id", "task_name", "task_version", "task_stage", "payload", "task_kind",
-          "created_at", "updated_at", "attempts", "max_retries", "timeout", "scheduled_at",
-          "cron_expr", "next_run_at", "queue", "digest", "limits", "enqueued_ms",
-          "started_ms", "finished_ms", "cron_tz"]  # fmt: skip
+FIELDS = [
+    "id",
+    "task_name",
+    "task_version",
+    "task_stage",
+    "payload",
+    "task_kind",
+    "created_at",
+    "updated_at",
+    "attempts",
+    "max_retries",
+    "timeout",
+    "scheduled_at",
+    "cron_expr",
+    "next_run_at",
+    "queue",
+    "digest",
+    "limits",
+    "enqueued_ms",
+    "started_ms",
+    "finished_ms",
+    "cron_tz",
+]
 field_value = st.one_of(
     junk,
     st.binary(max_size=12),
-    st.sampled_from(["0", "1", "2", "-1", "1e400", "nan", "inf", "30s", "1m30s",
-                     "0001-01-01T00:00:00Z", "2026-03-29T12:00:00.123456789+05:30",
-                     "0001-01-01T00:00:00+05:30", "9999-12-31T23:59:59-05:00",
-                     '{"memory": 1}', '{"fuel": true}', "[]", "9" * 30]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "2",
+            "-1",
+            "1e400",
+            "nan",
+            "inf",
+            "30s",
+            "1m30s",
+            "0001-01-01T00:00:00Z",
+            "2026-03-29T12:00:00.123456789+05:30",
+            "0001-01-01T00:00:00+05:30",
+            "9999-12-31T23:59:59-05:00",
+            '{"memory": 1}',
+            '{"fuel": true}',
+            "[]",
+            "9" * 30,
+        ]
+    ),
+)
 
 
 @FAST
@@ -160,7 +219,10 @@ def test_task_from_hash_only_invalid_task(raw: dict[str | bytes, str | bytes]) -
     stored: dict[str | bytes, str | bytes] = {k: v for k, v in task.to_hash().items()}
     again = Task.from_hash(stored)
     assert (again.task_name, again.kind, again.max_retries) == (
-        task.task_name, task.kind, task.max_retries)  # fmt: skip
+        task.task_name,
+        task.kind,
+        task.max_retries,
+    )
 
 
 MEM = 4096
@@ -210,11 +272,13 @@ SETTING_FIELDS = [f.name for f in dataclasses.fields(Settings)]
 
 
 @FAST
-@given(st.dictionaries(
-    st.sampled_from(SETTING_FIELDS),
-    st.one_of(junk, st.integers(-5, 10**12), st.floats(allow_nan=True), st.booleans()),
-    max_size=3,
-))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(SETTING_FIELDS),
+        st.one_of(junk, st.integers(-5, 10**12), st.floats(allow_nan=True), st.booleans()),
+        max_size=3,
+    )
+)
 def test_settings_overrides_only_settings_error(overrides: dict[str, object]) -> None:
     try:
         Settings.load(overrides, environ={}, env_file=None)

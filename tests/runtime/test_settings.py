@@ -87,7 +87,7 @@ def test_malformed_dotenv_line_is_reported_with_its_line(tmp_path: Path) -> None
 
 def test_cli_stops_with_one_line_naming_the_setting(cli) -> None:  # type: ignore[no-untyped-def]
     env = dict(cli.env, TASK_QUEUE_LOG_FORMAT="xml")
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     proc = run_cli("server", "status", env=env)
     assert proc.returncode == 1

@@ -1,0 +1,1 @@
+"""Task modules: the registry, its caches, and the contract a module must meet."""

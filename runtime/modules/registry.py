@@ -1,0 +1,354 @@
+"""The task registry: source file -> checked module -> versioned task record.
+
+A module is identified by the SHA-256 of its bytes (its *digest*); a compile by the
+SHA-256 of source bytes + language + toolchain version + flags (its *compile key*).
+Redis holds the truth shared by every machine: the task table (``wasmq:registry``,
+name -> JSON record), each task's version history, module bytes by digest, and the
+compile index (compile key -> digest) that makes registering an unchanged source a
+cache hit without touching the toolchain. :mod:`runtime.modules.cache` keeps the local
+layers (memory, files, native code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import wasmtime
+
+import compiler
+from runtime.errors import RegistryError, WasmqError
+from runtime.logging_config import get_logger
+from runtime.modules.cache import ModuleCache, check_digest, remember, sha256
+from runtime.modules.contract import compile_checked
+from runtime.queue import keys
+from runtime.queue.names import check_task_name
+from runtime.queue.scripts import Scripts
+from runtime.queue.task import now_ms
+from runtime.sandbox.engine import get_engine
+from runtime.sandbox.limits import Capabilities
+from runtime.settings import Settings
+
+log = get_logger("registry")
+
+
+def capabilities_json(value: Capabilities | dict[str, Any] | None) -> dict[str, Any] | None:
+    """Capabilities (the sandbox dataclass or its JSON dict) as stored; None for none."""
+    caps = value if isinstance(value, Capabilities) else Capabilities.from_json(value)
+    return caps.to_json() if caps else None
+
+
+def _capabilities(value: Any) -> Capabilities | None:
+    caps = value if isinstance(value, Capabilities) else Capabilities.from_json(value)
+    return caps if caps else None
+
+
+@dataclass
+class TaskRecord:
+    """A registered task: the current module of ``name`` and where it came from."""
+
+    name: str
+    digest: str
+    version: int
+    language: str
+    toolchain: str
+    toolchain_version: str = ""
+    source_hash: str = ""  # the compile key
+    registered_at: int = 0  # ms
+    size: int = 0
+    source: str = ""  # file name the module was built from
+    #: Host resources granted at registration (--allow-dir, --env); None for none.
+    capabilities: Capabilities | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "version": self.version,
+            "language": self.language,
+            "toolchain": self.toolchain,
+            "toolchain_version": self.toolchain_version,
+            "source_hash": self.source_hash,
+            "registered_at": self.registered_at,
+            "size": self.size,
+            "source": self.source,
+            "capabilities": capabilities_json(self.capabilities),
+        }
+
+    @classmethod
+    def from_json(cls, name: str, raw: bytes | str) -> TaskRecord:
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return cls(
+                name=name,
+                digest=str(data["digest"]),
+                version=int(data.get("version") or 0),
+                language=str(data.get("language") or ""),
+                toolchain=str(data.get("toolchain") or ""),
+                toolchain_version=str(data.get("toolchain_version") or ""),
+                source_hash=str(data.get("source_hash") or ""),
+                registered_at=int(data.get("registered_at") or 0),
+                size=int(data.get("size") or 0),
+                source=str(data.get("source") or ""),
+                capabilities=_capabilities(data.get("capabilities")),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(
+                f"the registry record of task {name!r} is damaged ({exc}); register it again"
+            ) from None
+
+
+@dataclass
+class Registration:
+    """What one ``register`` did."""
+
+    record: TaskRecord
+    #: The module came from the compile index: the toolchain did not run.
+    cache_hit: bool
+    #: The digest changed, so the version was bumped.
+    changed: bool
+    path: Path = field(default_factory=Path)
+
+
+#: Called after each file of a batch: (done, total, path, registration or error).
+Progress = Callable[[int, int, Path, "Registration | WasmqError"], None]
+
+
+class Registry:
+    """Registers task sources and serves their modules to workers."""
+
+    def __init__(
+        self, settings: Settings, client: redis.Redis, *, toolchain_cache: Path | None = None
+    ) -> None:
+        """``toolchain_cache`` holds the toolchains' own build caches (Go's GOCACHE, Zig's
+        prebuilt libc); default ``settings.toolchain_cache``. Those caches are keyed by
+        content, so module dirs share them: a new module dir does not rebuild Go's std."""
+        self.settings = settings
+        # Toolchains resolve cache paths from their own working dir: keep them absolute.
+        self.toolchain_cache = (toolchain_cache or settings.toolchain_cache).expanduser().absolute()
+        self.client = client
+        self.cache = ModuleCache(settings.module_dir, client)
+        self.scripts = Scripts(client)
+
+    # -- registering ---------------------------------------------------------------------
+
+    def register(
+        self,
+        path: Path,
+        name: str | None = None,
+        capabilities: Capabilities | dict[str, Any] | None = None,
+    ) -> Registration:
+        """Compile (unless cached), check and record ``path`` as task ``name``.
+
+        The name defaults to the file stem. A failed compile or check raises a
+        :class:`WasmqError` and leaves any earlier version of the task in place."""
+        path = Path(path)
+        task_name = check_task_name(name if name is not None else path.stem)
+        if not path.is_file():
+            raise RegistryError(f"{path} is not a file; pass a task source or .wasm file")
+        adapter = compiler.adapter_for(
+            path, self.settings.go_toolchain, self.toolchain_cache, self.settings.compile_isolation
+        )
+        toolchain_version = adapter.version()
+        try:
+            source = path.read_bytes()
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
+        compile_key = _compile_key(
+            source, adapter.language, adapter.name, toolchain_version, adapter.flags()
+        )
+        indexed = self._indexed(compile_key)
+        data = self._cached_bytes(indexed) if indexed is not None else None
+        cache_hit = indexed is not None and data is not None
+        if indexed is not None and data is not None:
+            digest = indexed
+        else:
+            data = adapter.compile(
+                path,
+                timeout=self.settings.compile_timeout,
+                output_limit=self.settings.compile_output_limit,
+            )
+            digest = sha256(data)
+            module = compile_checked(get_engine(False), data, self.settings.max_memory_limit)
+            # The check compiled it; keep that work for workers on this machine.
+            self.cache.save_native(digest, module)
+            remember(digest, False, module)
+        record = TaskRecord(
+            name=task_name,
+            digest=digest,
+            version=0,
+            language=adapter.language,
+            toolchain=adapter.name,
+            toolchain_version=toolchain_version,
+            source_hash=compile_key,
+            size=len(data),
+            source=path.name,
+            capabilities=_capabilities(capabilities),
+        )
+        self.cache.store_local(digest, data, task_name)
+        changed, version, registered_at = self._record(record, compile_key, data, cache_hit)
+        record.version, record.registered_at = version, registered_at
+        log.info(
+            "task registered",
+            task_name=task_name,
+            version=version,
+            digest=digest[:12],
+            cache_hit=cache_hit,
+            changed=changed,
+        )
+        return Registration(record, cache_hit=cache_hit, changed=changed, path=path)
+
+    def register_many(
+        self,
+        paths: Iterable[Path],
+        capabilities: Capabilities | dict[str, Any] | None = None,
+        *,
+        progress: Progress | None = None,
+        workers: int | None = None,
+    ) -> list[Registration | WasmqError]:
+        """Register files in parallel (compiles are subprocesses); one result per path.
+
+        Errors are returned in place, so one bad file does not stop the others."""
+        todo = list(paths)
+        results: list[Registration | WasmqError] = [RegistryError("not run")] * len(todo)
+        done = 0
+
+        def one(index: int) -> tuple[int, Registration | WasmqError]:
+            try:
+                return index, self.register(todo[index], capabilities=capabilities)
+            except WasmqError as exc:
+                return index, exc
+
+        with ThreadPoolExecutor(max_workers=workers or min(8, max(1, len(todo)))) as pool:
+            futures = [pool.submit(one, index) for index in range(len(todo))]
+            for future in as_completed(futures):
+                index, outcome = future.result()
+                results[index] = outcome
+                done += 1
+                if progress is not None:
+                    progress(done, len(todo), todo[index], outcome)
+        return results
+
+    def _cached_bytes(self, digest: str) -> bytes | None:
+        try:
+            return self.cache.wasm_bytes(digest)
+        except RegistryError:
+            return None  # indexed, but the module is gone everywhere: compile again
+
+    def _indexed(self, compile_key: str) -> str | None:
+        raw = self.client.hget(keys.COMPILE_INDEX, compile_key)
+        if raw is None:
+            return None
+        digest = raw.decode() if isinstance(raw, bytes) else str(raw)
+        try:
+            check_digest(digest)
+        except RegistryError:
+            return None
+        return digest
+
+    def _record(
+        self, record: TaskRecord, compile_key: str, data: bytes, known: bool
+    ) -> tuple[bool, int, int]:
+        body = record.to_json()
+        del body["version"], body["registered_at"]
+        call_keys = [
+            keys.TASK_REGISTRY,
+            keys.task_versions(record.name),
+            keys.module(record.digest),
+            keys.COMPILE_INDEX,
+        ]
+        text = json.dumps(body, separators=(",", ":"))
+        args: list[Any] = [
+            record.name,
+            record.digest,
+            b"" if known else data,
+            compile_key,
+            text,
+            now_ms(),
+        ]
+        reply = self.scripts.register(keys=call_keys, args=args)
+        if int(reply[0]) == -1:
+            args[2] = data
+            reply = self.scripts.register(keys=call_keys, args=args)
+        return bool(int(reply[0])), int(reply[1]), int(reply[2])
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, name: str) -> TaskRecord | None:
+        """The current record of ``name`` (from Redis), or None when not registered."""
+        raw = self.client.hget(keys.TASK_REGISTRY, name)
+        return None if raw is None else TaskRecord.from_json(name, raw)
+
+    def list(self) -> list[TaskRecord]:
+        """Every registered task, by name (damaged records are skipped with a warning)."""
+        records = []
+        for raw_name, raw in sorted(self.client.hgetall(keys.TASK_REGISTRY).items()):
+            name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+            try:
+                records.append(TaskRecord.from_json(name, raw))
+            except RegistryError as exc:
+                log.warning("damaged registry record", task_name=name, error=str(exc))
+        return records
+
+    def versions(self, name: str) -> dict[int, str]:
+        """Version -> digest history of ``name``."""
+        raw = self.client.hgetall(keys.task_versions(name))
+        return {int(v): (d.decode() if isinstance(d, bytes) else str(d)) for v, d in raw.items()}
+
+    def remove(self, name: str) -> bool:
+        """Unregister ``name``; False when it was not registered.
+
+        Only the name's own record and version history go, so the cost does not grow
+        with the number of registered tasks. Queued tasks and cron runs of ``name`` then
+        fail with a clear error (a worker checks the registry before it runs a task,
+        even with the module cached). Module bytes stay, as other tasks may share them:
+        :meth:`prune` deletes the unused ones."""
+        call_keys = [keys.TASK_REGISTRY, keys.task_versions(name)]
+        removed = bool(int(self.scripts.unregister(keys=call_keys, args=[name])))
+        if removed:
+            self.cache.task_path(name).unlink(missing_ok=True)
+            log.info("task unregistered", task_name=name)
+        return removed
+
+    def prune(self) -> tuple[int, int]:
+        """Delete module bytes (and compile-index entries) no registered task uses.
+
+        Reads the whole registry in one atomic step: its cost is every registered task,
+        version and compile. Returns (modules deleted, compile-index entries deleted)."""
+        call_keys = [keys.TASK_REGISTRY, keys.COMPILE_INDEX]
+        args = [keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
+        modules, entries = self.scripts.prune_modules(keys=call_keys, args=args)
+        log.info("modules pruned", modules=int(modules), compile_entries=int(entries))
+        return int(modules), int(entries)
+
+    # -- serving modules -----------------------------------------------------------------
+
+    def module_bytes(self, digest: str) -> bytes:
+        """The module with ``digest``: disk cache, else Redis; always verified."""
+        return self.cache.wasm_bytes(check_digest(digest))
+
+    def load_module(self, digest: str, fuel: bool = False) -> wasmtime.Module:
+        """Compiled module: memory, else native artifact on disk, else compile (and save)."""
+        return self.cache.load(digest, fuel)
+
+
+def _compile_key(
+    source: bytes, language: str, toolchain: str, version: str, flags: tuple[str, ...]
+) -> str:
+    h = hashlib.sha256()
+    for part in (language, toolchain, version, "\0".join(flags)):
+        h.update(part.encode())
+        h.update(b"\n")
+    h.update(source)
+    return h.hexdigest()
+
+
+__all__ = ["Registration", "Registry", "TaskRecord", "capabilities_json"]

@@ -1,0 +1,84 @@
+"""A task's captured stdout and stderr as stored chunks.
+
+Each chunk of output is stored in the list ``task_logs:<id>`` as
+``b"<stream> <ts_ms> " + data`` (stream 1 is stdout, 2 is stderr), oldest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from runtime.queue import keys
+from runtime.queue.task import format_time
+
+STDOUT = 1
+STDERR = 2
+STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+
+
+@dataclass
+class LogChunk:
+    """One write of a task to stdout (1) or stderr (2), with its time in ms.
+
+    Same fields as the sandbox's chunk; every function here takes either.
+    """
+
+    stream: int
+    ts_ms: int
+    data: bytes
+
+
+class Chunk(Protocol):
+    """Anything with a chunk's fields (this module's or the sandbox's ``LogChunk``)."""
+
+    stream: int
+    ts_ms: int
+    data: bytes
+
+
+def stream_name(stream: int) -> str:
+    return STREAM_NAMES.get(stream, str(stream))
+
+
+def chunk_json(chunk: Chunk) -> dict[str, object]:
+    """``{"stream": "stdout", "ts_ms": ..., "time": RFC3339, "data": text}``."""
+    return {
+        "stream": stream_name(chunk.stream),
+        "ts_ms": chunk.ts_ms,
+        "time": format_time(chunk.ts_ms),
+        "data": chunk.data.decode("utf-8", errors="replace"),
+    }
+
+
+def encode_chunk(chunk: Chunk) -> bytes:
+    """The stored form of a chunk: ``b"<stream> <ts_ms> " + data``."""
+    return b"%d %d " % (chunk.stream, chunk.ts_ms) + chunk.data
+
+
+def decode_chunk(raw: bytes) -> LogChunk:
+    """Parse a stored chunk; raises ``ValueError`` on a malformed one."""
+    stream, sep1, rest = raw.partition(b" ")
+    ts, sep2, data = rest.partition(b" ")
+    if not sep1 or not sep2:
+        raise ValueError(f"malformed log chunk {raw[:40]!r}")
+    return LogChunk(stream=int(stream), ts_ms=int(ts), data=data)
+
+
+def stream_number(stream: str | int | None) -> int | None:
+    """``"stdout"``/``"stderr"``/1/2/None -> 1, 2 or None (both)."""
+    if stream is None or stream in (STDOUT, STDERR):
+        return stream  # type: ignore[return-value]
+    for number, name in STREAM_NAMES.items():
+        if stream == name:
+            return number
+    raise ValueError(f"unknown stream {stream!r}: use stdout or stderr")
+
+
+def read_logs(client: redis.Redis, task_id: str, stream: str | int | None = None) -> list[LogChunk]:
+    """The stored chunks of a task, oldest first (optionally one stream only)."""
+    wanted = stream_number(stream)
+    chunks = [decode_chunk(raw) for raw in client.lrange(keys.logs(task_id), 0, -1)]
+    return [c for c in chunks if wanted is None or c.stream == wanted]

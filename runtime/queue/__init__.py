@@ -1,0 +1,1 @@
+"""The queue: the task model, Redis key names, Lua scripts, the broker, reaper and queries."""

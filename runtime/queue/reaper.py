@@ -1,0 +1,64 @@
+"""The reaper: recovers tasks whose lease expired because their worker died or hung.
+
+Each round calls ``reap.lua``, which atomically takes every expired id out of the lease
+set and processing list and either requeues it (its attempt was counted at claim) or
+dead-letters it when its retries are spent, so any number of reapers (one per worker
+supervisor, plus ``wasmq reaper``) can run at once without recovering a task twice.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from runtime.logging_config import get_logger
+from runtime.queue.broker import REAP_BATCH, Broker
+from runtime.settings import Settings
+
+log = get_logger("reaper")
+
+
+class Reaper:
+    """Runs :meth:`Broker.reap` every ``settings.reaper_interval`` seconds."""
+
+    def __init__(self, broker: Broker, settings: Settings) -> None:
+        self.broker = broker
+        self.settings = settings
+
+    def run_once(self) -> list[tuple[str, str]]:
+        """One round: recover everything expired now; ``[(id, action)]``."""
+        recovered: list[tuple[str, str]] = []
+        while True:
+            batch = self.broker.reap(limit=REAP_BATCH)
+            recovered.extend(batch)
+            for task_id, action in batch:
+                if action == "requeued":
+                    log.warning("lease expired: task requeued", task_id=task_id)
+                elif action == "failed":
+                    log.error("lease expired: retries spent, task dead-lettered", task_id=task_id)
+                else:
+                    log.info("lease expired: stale id dropped", task_id=task_id)
+            if len(batch) < REAP_BATCH:
+                return recovered
+
+    def run(self, stop: threading.Event) -> None:
+        """Reap until ``stop`` is set; Redis errors are retried with backoff."""
+        log.info("reaper started", interval=self.settings.reaper_interval)
+        down = False
+        delay = self.settings.reaper_interval
+        while True:
+            try:
+                self.run_once()
+                if down:
+                    log.info("reaper: Redis available again")
+                    down = False
+                delay = self.settings.reaper_interval
+            except redis.RedisError as exc:
+                if not down:
+                    log.warning("reaper: Redis unavailable, retrying", error=str(exc))
+                    down = True
+                delay = min(max(delay, 0.1) * 2, 5.0)
+            if stop.wait(delay):
+                break
+        log.info("reaper stopped")

@@ -1,0 +1,344 @@
+"""The task record: its fields, kinds, stages and retry policy.
+
+A task is stored as the hash ``task_metadata:<id>``. The first fourteen fields are
+the reference layout, written the way its Go producer writes them (RFC3339 times, Go
+duration strings, decimal counters), so tasks from such producers parse here. The
+rest are wasmq's own and all optional on read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Any
+
+from runtime.errors import InvalidTask
+from runtime.units import format_duration, parse_duration
+
+
+class Kind(IntEnum):
+    """How a task enters the pending queue (the reference's ``task_kind``)."""
+
+    #: Enqueued to pending at once.
+    IMMEDIATE = 0
+    #: Waits in ``task_set:scheduled`` until ``scheduled_at``.
+    SCHEDULED = 1
+    #: A cron entry: it stays in ``task_set:scheduled`` and spawns one run per firing.
+    CRON = 2
+
+
+class Stage:
+    """Values of ``task_stage``."""
+
+    #: In a pending list, waiting for a worker.
+    PENDING = "pending"
+    #: In ``task_set:scheduled`` until its time (one-off tasks and cron entries).
+    SCHEDULED = "scheduled"
+    #: Claimed by a worker that holds a lease on it.
+    IN_PROGRESS = "in_progress"
+    #: Failed an attempt; back in ``task_set:scheduled`` until its backoff ends.
+    RETRYING = "retrying"
+    #: Ran to the end; the result is stored.
+    COMPLETED = "completed"
+    #: Failed for good (retries spent or a terminal error); in the dead-letter list.
+    FAILED = "failed"
+    #: Cancelled before it could finish; a running attempt's result is discarded.
+    CANCELLED = "cancelled"
+    #: A cron entry that is paused: it stays out of the scheduled set.
+    PAUSED = "paused"
+
+
+TERMINAL_STAGES = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.CANCELLED})
+WAITING_STAGES = frozenset({Stage.PENDING, Stage.SCHEDULED, Stage.RETRYING})
+
+
+def now_ms() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+def format_time(ms: int) -> str:
+    """RFC3339 with milliseconds, UTC (what the reference's ``time.Time`` writes, more precise)."""
+    seconds, millis = divmod(int(ms), 1000)
+    return _format_second(seconds) + f".{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _format_second(seconds: int) -> str:
+    # Every enqueue and ack formats "now": the second part is shared by thousands of them.
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()[:19]
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch of an RFC3339 time; a time without zone is UTC."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    # Go writes up to nine fractional digits; Python's parser takes at most six.
+    if "." in value:
+        head, _, rest = value.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        value = f"{head}.{digits[:6].ljust(6, '0')}{rest}" if digits else head + rest
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an RFC3339 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    ms = int(moment.timestamp() * 1000)
+    # Years 1-9999 in UTC only: anything else could never be written back (format_time).
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise ValueError(f"time out of range: {text!r}")
+    return ms
+
+
+_MIN_MS = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+_MAX_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+@dataclass
+class Limits:
+    """Per-task resource limits requested at enqueue; ``None`` means the worker's default."""
+
+    timeout: float | None = None
+    memory: int | None = None
+    result: int | None = None
+    logs: int | None = None
+    fuel: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {k: v for k, v in self.__dict__.items() if v is not None and k != "timeout"}
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None, timeout: float | None) -> Limits:
+        data: dict[str, Any] = json.loads(text) if text else {}
+        if not isinstance(data, dict):
+            raise ValueError("limits must be a JSON object")
+        limits = cls(timeout=timeout)
+        for key in ("memory", "result", "logs", "fuel"):
+            value = data.get(key)
+            if value is not None:
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"limit {key} must be a non-negative integer")
+                setattr(limits, key, value)
+        return limits
+
+
+@dataclass
+class Task:
+    """One task. The producer sets name, payload, queue, kind, limits and schedule;
+    the framework sets stage, attempts, digest, timings and the outcome."""
+
+    id: str
+    task_name: str
+    payload: bytes = b""
+    queue: str = "default"
+    kind: Kind = Kind.IMMEDIATE
+    stage: str = Stage.PENDING
+    version: str = ""
+    digest: str = ""
+    attempts: int = 0
+    max_retries: int = 3
+    timeout: float = 30.0
+    limits: Limits = field(default_factory=Limits)
+    created_ms: int = 0
+    updated_ms: int = 0
+    scheduled_ms: int | None = None
+    cron_expr: str = ""
+    cron_tz: str = ""
+    cron_id: str = ""
+    next_run_ms: int | None = None
+    error: str = ""
+    error_kind: str = ""
+    worker: str = ""
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    #: Retention of the result and record after the task ends (s); None: the worker's.
+    keep_result: float | None = None
+    #: Keep the payload after success (it is dropped by default to bound Redis memory).
+    keep_payload: bool = False
+    #: The payload is stored apart (``task_payload:<id>``); set by a claim.
+    payload_apart: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def retryable_attempts_left(self) -> bool:
+        return self.attempts <= self.max_retries
+
+    def next_retry_delay(self, base: float, ceiling: float) -> float:
+        """Exponential backoff with full jitter on the upper half: ``[d/2, d]``."""
+        exponent = max(self.attempts - 1, 0)
+        delay = min(ceiling, base * (2 ** min(exponent, 32)))
+        return float(delay / 2 + random.random() * delay / 2)
+
+    def to_hash(self) -> dict[str, str | bytes]:
+        """Fields to ``HSET``; reference fields first, in the reference's formats."""
+        created = format_time(self.created_ms)
+        updated = (
+            created if self.updated_ms in (0, self.created_ms) else format_time(self.updated_ms)
+        )
+        out: dict[str, str | bytes] = {
+            "id": self.id,
+            "task_name": self.task_name,
+            "task_version": self.version,
+            "task_stage": self.stage,
+            "payload": self.payload,
+            "task_kind": str(int(self.kind)),
+            "created_at": created,
+            "updated_at": updated,
+            "attempts": str(self.attempts),
+            "max_retries": str(self.max_retries),
+            "timeout": format_duration(self.timeout),
+            "scheduled_at": format_time(self.scheduled_ms) if self.scheduled_ms else "",
+            "cron_expr": self.cron_expr,
+            "next_run_at": format_time(self.next_run_ms) if self.next_run_ms else "",
+            "queue": self.queue,
+            "digest": self.digest,
+            "limits": self.limits.to_json(),
+            "enqueued_ms": str(self.created_ms),
+        }
+        if self.cron_tz:
+            out["cron_tz"] = self.cron_tz
+        if self.cron_id:
+            out["cron_id"] = self.cron_id
+        if self.keep_result is not None:
+            out["keep_result"] = str(int(self.keep_result * 1000))
+        if self.keep_payload:
+            out["keep_payload"] = "1"
+        return out
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes | str, bytes | str]) -> Task:  # noqa: C901
+        """Parse a stored hash; raises :class:`InvalidTask` naming the bad field."""
+        h = {_text(k): v for k, v in raw.items()}
+
+        def text(name: str, default: str = "") -> str:
+            value = h.get(name)
+            if value is None:
+                return default
+            try:
+                return _text(value)
+            except UnicodeDecodeError:
+                raise InvalidTask(f"field {name} is not valid UTF-8") from None
+
+        def parsed(name: str, parse: Any, default: Any) -> Any:
+            value = text(name)
+            if value == "":
+                return default
+            try:
+                return parse(value)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise InvalidTask(f"field {name}={value!r} is invalid: {exc}") from None
+
+        task_id = text("id")
+        name = text("task_name")
+        if not name:
+            raise InvalidTask("field task_name is missing")
+        kind_value = parsed("task_kind", int, 0)
+        if kind_value not in (0, 1, 2):
+            raise InvalidTask(f"field task_kind={kind_value} is invalid: use 0, 1 or 2")
+        max_retries = parsed("max_retries", int, 3)
+        if max_retries < 0:
+            raise InvalidTask(f"field max_retries={max_retries} is invalid: it is negative")
+        attempts = parsed("attempts", int, 0)
+        if attempts < 0:
+            raise InvalidTask(f"field attempts={attempts} is invalid: it is negative")
+        timeout = parsed("timeout", parse_duration, 30.0)
+        if timeout <= 0:
+            raise InvalidTask("field timeout is invalid: it must be greater than zero")
+        payload = h.get("payload", b"")
+        # enqueued_ms (ours) is exact and cheap; created_at is read for records without it.
+        created = 0 if "enqueued_ms" in h else parsed("created_at", parse_time, 0)
+        try:
+            limits = Limits.from_json(text("limits") or None, timeout)
+        except (ValueError, TypeError) as exc:
+            raise InvalidTask(f"field limits is invalid: {exc}") from None
+        extra = {}
+        for key, value in h.items():
+            if key not in _KNOWN:
+                try:
+                    extra[key] = _text(value)
+                except UnicodeDecodeError:
+                    extra[key] = repr(value)
+        return cls(
+            id=task_id,
+            task_name=name,
+            payload=payload if isinstance(payload, bytes) else payload.encode(),
+            queue=text("queue", "default") or "default",
+            kind=Kind(kind_value),
+            stage=text("task_stage", Stage.PENDING),
+            version=text("task_version"),
+            digest=text("digest"),
+            attempts=attempts,
+            max_retries=max_retries,
+            timeout=timeout,
+            limits=limits,
+            created_ms=parsed("enqueued_ms", int, created),
+            updated_ms=parsed("updated_at", parse_time, 0),
+            scheduled_ms=parsed("scheduled_at", parse_time, None),
+            cron_expr=text("cron_expr"),
+            cron_tz=text("cron_tz"),
+            cron_id=text("cron_id"),
+            next_run_ms=parsed("next_run_at", parse_time, None),
+            error=text("error"),
+            error_kind=text("error_kind"),
+            worker=text("worker"),
+            started_ms=parsed("started_ms", int, None),
+            finished_ms=parsed("finished_ms", int, None),
+            keep_result=_keep_seconds(parsed("keep_result", int, None)),
+            keep_payload=text("keep_payload") == "1",
+            extra=extra,
+        )
+
+
+_KNOWN = frozenset(
+    (
+        "id",
+        "task_name",
+        "task_version",
+        "task_stage",
+        "payload",
+        "task_kind",
+        "created_at",
+        "updated_at",
+        "attempts",
+        "max_retries",
+        "timeout",
+        "scheduled_at",
+        "cron_expr",
+        "next_run_at",
+        "queue",
+        "digest",
+        "limits",
+        "cron_tz",
+        "cron_id",
+        "error",
+        "error_kind",
+        "worker",
+        "started_ms",
+        "finished_ms",
+        "enqueued_ms",
+        "keep_result",
+        "keep_payload",
+    )
+)
+
+
+def _keep_seconds(ms: int | None) -> float | None:
+    if ms is None:
+        return None
+    if ms <= 0:
+        raise InvalidTask(f"field keep_result={ms} is invalid: it must be a positive ms count")
+    return ms / 1000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,1 @@
+"""Scheduling: the scheduler loop, cron expressions and cron entries."""

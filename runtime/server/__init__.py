@@ -1,0 +1,1 @@
+"""The Redis connection: a configured URL, or the embedded Valkey server."""

@@ -1,0 +1,63 @@
+"""Opening the Redis connection every command shares: a URL, or the embedded server."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from runtime.errors import ConnectionFailed
+from runtime.server import embedded
+from runtime.settings import Settings
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.hostname or ""
+    netloc = f"{parsed.username}:***@{netloc}" if parsed.username else f":***@{netloc}"
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+def resolve_url(settings: Settings) -> str:
+    """The configured URL, or the embedded server's (started if needed)."""
+    if settings.redis_url:
+        return settings.redis_url
+    return embedded.ensure_running(settings.state_dir)
+
+
+def connect(settings: Settings, *, check: bool = True, **options: Any) -> redis.Redis:
+    """A client for the configured server; raises :class:`ConnectionFailed` in one line."""
+    url = resolve_url(settings)
+    options.setdefault("socket_connect_timeout", 5.0)
+    options.setdefault("health_check_interval", 0)
+    if not settings.redis_url:
+        # Fail at once on a dead embedded server (it refuses instantly): callers retry
+        # with their own backoff and logging while the pool restarts it, so retries
+        # inside redis-py would only hide the outage or delay the reconnect.
+        options.setdefault("retry", Retry(NoBackoff(), 0))
+    try:
+        client: redis.Redis = redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ConnectionFailed(f"invalid REDIS_URL {redact(url)!r}: {exc}") from None
+    if check:
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            raise ConnectionFailed(
+                f"Redis at {redact(url)} refused the credentials ({exc}); check REDIS_URL"
+            ) from None
+        except (redis.RedisError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConnectionFailed(
+                f"cannot reach Redis at {redact(url)} ({reason}); check REDIS_URL, "
+                "or unset it to use the embedded server"
+            ) from None
+    return client

@@ -1,0 +1,172 @@
+"""``wasmq register`` / ``wasmq tasks`` / ``wasmq tasks rm`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from runtime.queue import keys
+from tests.support.paths import TASKS
+
+
+def wat_dir(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("echo.wat", "task_1_wat.wat"):
+        (src / name).write_bytes((TASKS / name).read_bytes())
+    (src / "README.txt").write_text("not a task")
+    return src
+
+
+def test_register_one_file_then_cache_hit(cli: Any, tmp_path: Path) -> None:
+    source = wat_dir(tmp_path) / "echo.wat"
+    first = cli("register", str(source))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("registered echo v1 ")
+    assert "new version" in first.stdout
+    second = cli("register", str(source), "--json")
+    assert second.returncode == 0, second.stderr
+    row = json.loads(second.stdout)
+    assert (row["name"], row["version"], row["cache_hit"], row["changed"]) == (
+        "echo",
+        1,
+        True,
+        False,
+    )
+    assert row["language"] == "wat" and len(row["digest"]) == 64
+
+
+def test_register_directory_in_parallel_with_progress(
+    cli: Any, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    proc = cli("register", str(wat_dir(tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    assert "[1/2]" in proc.stderr and "[2/2]" in proc.stderr
+    assert sorted(redis_client.hkeys(keys.TASK_REGISTRY)) == [b"echo", b"task_1_wat"]
+    assert (tmp_path / "modules" / "echo.wasm").is_file()
+
+
+def test_name_option_and_capabilities(cli: Any, tmp_path: Path) -> None:
+    source = wat_dir(tmp_path) / "echo.wat"
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = cli(
+        "register",
+        str(source),
+        "--name",
+        "mirror",
+        "--allow-dir",
+        f"{data}:/data:ro",
+        "--env",
+        "MODE=fast",
+        "--env",
+        "EMPTY=",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["name"] == "mirror"
+    assert row["capabilities"] == {
+        "dirs": [[str(data.resolve()), "/data", True]],
+        "env": {"MODE": "fast", "EMPTY": ""},
+    }
+
+
+def test_tasks_lists_and_rm_removes(cli: Any, tmp_path: Path) -> None:
+    assert "no tasks registered" in cli("tasks").stdout
+    cli("register", str(wat_dir(tmp_path)), check=True)
+    listing = cli("tasks")
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "VERSION",
+        "LANGUAGE",
+        "TOOLCHAIN",
+        "DIGEST",
+        "SIZE",
+        "REGISTERED",
+    ]
+    assert [line.split()[:4] for line in lines[1:]] == [
+        ["echo", "1", "wat", "wat"],
+        ["task_1_wat", "1", "wat", "wat"],
+    ]
+    rows = json.loads(cli("tasks", "--json").stdout)
+    assert [r["name"] for r in rows] == ["echo", "task_1_wat"]
+    removed = cli("tasks", "rm", "echo")
+    assert removed.returncode == 0 and removed.stdout.strip() == "removed echo"
+    again = cli("tasks", "rm", "echo")
+    assert again.returncode == 1
+    assert again.stderr.strip().endswith(
+        "error: no task named 'echo' is registered (see wasmq tasks)"
+    )
+    assert [r["name"] for r in json.loads(cli("tasks", "--json").stdout)] == ["task_1_wat"]
+    pruned = cli("tasks", "prune", check=True)
+    assert pruned.stdout.strip() == "pruned 1 module (1 compile-index entry)"
+    assert cli("tasks", "prune", check=True).stdout.strip() == (
+        "pruned 0 modules (0 compile-index entries)"
+    )
+
+
+def error_line(proc: Any) -> str:
+    assert proc.returncode == 1, proc.stdout
+    assert "Traceback" not in proc.stderr
+    return str(proc.stderr.strip().splitlines()[-1])
+
+
+def test_refusals_are_one_line(cli: Any, tmp_path: Path) -> None:
+    src = wat_dir(tmp_path)
+    echo = str(src / "echo.wat")
+    assert error_line(cli("register", echo, "--name", "no way")).startswith(
+        "error: invalid task name 'no way'"
+    )
+    assert error_line(cli("register", str(src / "README.txt"))).endswith(
+        "README.txt: unsupported file type (use one of .c, .cc, .cpp, .go, .wasm, .wat, .zig)"
+    )
+    assert error_line(cli("register", str(tmp_path / "nope.go"))).endswith("nope.go does not exist")
+    assert "use HOST:GUEST or HOST:GUEST:ro" in error_line(
+        cli("register", echo, "--allow-dir", "just-one")
+    )
+    assert "guest path must start with /" in error_line(
+        cli("register", echo, "--allow-dir", f"{tmp_path}:data")
+    )
+    assert "is not a directory" in error_line(
+        cli("register", echo, "--allow-dir", f"{tmp_path}/missing:/data")
+    )
+    assert "invalid --env '1X=2'" in error_line(cli("register", echo, "--env", "1X=2"))
+    assert "--name names one task but 2 files" in error_line(
+        cli("register", str(src), "--name", "x")
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no task sources" in error_line(cli("register", str(empty)))
+
+
+def test_bad_module_is_refused_with_its_reason(cli: Any, tmp_path: Path) -> None:
+    source = tmp_path / "noalloc.wat"
+    source.write_text('(module (memory (export "memory") 1))')
+    line = error_line(cli("register", str(source)))
+    assert line.startswith("error: the module does not export `alloc`")
+
+
+def test_directory_with_one_bad_file_registers_the_rest(cli: Any, tmp_path: Path) -> None:
+    src = wat_dir(tmp_path)
+    (src / "broken.wat").write_text("(module (func")
+    proc = cli("register", str(src))
+    assert proc.returncode == 1
+    assert "registered echo v1" in proc.stdout and "registered task_1_wat v1" in proc.stdout
+    assert f"{src / 'broken.wat'}:1:" in proc.stderr
+    assert proc.stderr.strip().endswith("error: 1 of 3 files failed to register")
+
+
+def test_go_registers_with_the_default_relative_module_dir(cli: Any, tmp_path: Path) -> None:
+    env = dict(cli.env)
+    env.pop("WASMQ_MODULE_DIR")  # the default, ./wasm_task_functions, is relative
+    from tests.support.cli import run_cli
+
+    source = TASKS / "task_1.go"
+    proc = run_cli("register", str(source), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "wasm_task_functions" / "task_1.wasm").is_file()

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: paths, CLI runners, seeding and stand-ins. Fixtures stay in conftest."""

@@ -1,15 +1,20 @@
-# Two entry points for people: `make demo` and `make test`. Everything else is a step of them.
+# Two entry points for people: `make demo` and `make test`. Everything else is a step of them
+# or a contributor's tool (CONTRIBUTING.md describes every target).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.lock
 
-.PHONY: venv system-deps test lint typecheck pytest demo bench bench-peers clean
+.PHONY: venv system-deps test lint typecheck pytest demo bench bench-peers clean cov lock test-fast
 
-$(STAMP): pyproject.toml
+# Every library and tool at the version and hash the lock names; the package itself goes in
+# without dependencies, so nothing the lock does not name is installed.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,go,zig]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -40,7 +45,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The edit loop, well under a minute: no toolchain compiles, no subprocesses, nothing slow
+# (the markers in pyproject.toml). Needs the venv but not the system deps.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not toolchain and not processes and not slow" $(PYTEST_ARGS)
+
 test: system-deps lint typecheck pytest
+
+# The suite with line and branch coverage of wasmq, runtime and compiler ([tool.coverage] in
+# pyproject.toml): missing lines in the terminal, the browsable report in htmlcov/.
+cov: $(STAMP) system-deps
+	$(BIN)/pytest --cov --cov-report=term-missing --cov-report=html $(PYTEST_ARGS)
 
 demo: $(STAMP) system-deps
 	$(BIN)/python -m runtime.demo
@@ -57,5 +72,18 @@ bench-peers:
 			-r benchmarks/requirements.txt && touch benchmarks/.venv/.installed)
 	benchmarks/.venv/bin/python benchmarks/run.py $(BENCH_ARGS)
 
+# Rewrites requirements/dev.lock from pyproject.toml for CPython 3.11 on x86_64 Linux, with
+# uv from a throwaway venv. Pins already in the lock stay while pyproject allows them;
+# `make lock LOCK_ARGS=--upgrade` (or --upgrade-package NAME) moves them on.
+UV_VERSION := 0.13.9
+lock:
+	tmp="$$(mktemp -d)" && trap 'rm -rf "$$tmp"' EXIT \
+		&& $(PYTHON) -m venv "$$tmp" \
+		&& "$$tmp/bin/python" -m pip install --quiet uv==$(UV_VERSION) \
+		&& "$$tmp/bin/uv" pip compile pyproject.toml --extra dev --extra go --extra zig \
+			--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+			--custom-compile-command "make lock" --quiet $(LOCK_ARGS) --output-file $(LOCK)
+
 clean:
-	rm -rf $(VENV) .wasmq wasm_task_functions/*.wasm wasm_task_functions/.cache runtime-logs
+	rm -rf $(VENV) .wasmq wasm_task_functions/*.wasm wasm_task_functions/.cache runtime-logs \
+		htmlcov .coverage

@@ -39,6 +39,7 @@ from typing import Any
 
 import redis
 
+from runtime.clock import now_ms
 from runtime.queue import keys
 from runtime.queue.task import Kind, Stage, Task
 from runtime.scheduling.scheduler import Scheduler, wake
@@ -49,10 +50,6 @@ CASES = ("wake", "backlog", "cron", "cron-many", "bulk")
 BULK_QUEUE = "bench-bulk"
 
 
-def now() -> int:
-    return int(time.time() * 1000)
-
-
 def task_hash(
     task_id: str, due: int, *, kind: Kind = Kind.SCHEDULED, queue: str = "default"
 ) -> dict[str, Any]:
@@ -61,7 +58,7 @@ def task_hash(
         task_name="bench",
         kind=kind,
         stage=Stage.SCHEDULED,
-        created_ms=now(),
+        created_ms=now_ms(),
         queue=queue,
     )
     if kind == Kind.CRON:
@@ -96,7 +93,7 @@ class Consumer(threading.Thread):
             if not popped:
                 continue
             ids = [popped[1]] + (self.client.rpop(keys.pending(), 1000) or [])
-            at = now()
+            at = now_ms()
             pipe = self.client.pipeline(transaction=False)
             for raw in ids:
                 self.picked[raw.decode()] = at
@@ -149,7 +146,7 @@ def run_scheduler(url: str, stop: Any) -> None:
 def case_wake(client: redis.Redis, consumer: Consumer, tasks: int) -> None:
     ids: dict[str, int] = {}
     for i in range(tasks):
-        due = now() + random.randint(50, 500)
+        due = now_ms() + random.randint(50, 500)
         schedule(client, f"wake-{i}", due)
         ids[f"wake-{i}"] = due
         time.sleep(random.uniform(0.0, 0.03))
@@ -161,7 +158,7 @@ def case_wake(client: redis.Redis, consumer: Consumer, tasks: int) -> None:
 
 def case_backlog(client: redis.Redis, consumer: Consumer, tasks: int) -> None:
     ids: dict[str, int] = {}
-    start = now() + 500
+    start = now_ms() + 500
     for i in range(tasks):
         due = start + random.randint(0, 3000)
         schedule(client, f"backlog-{i}", due)
@@ -173,9 +170,9 @@ def case_backlog(client: redis.Redis, consumer: Consumer, tasks: int) -> None:
 
 
 def case_cron(client: redis.Redis, consumer: Consumer, seconds: int) -> None:
-    first = (now() // 1000 + 1) * 1000
+    first = (now_ms() // 1000 + 1) * 1000
     schedule(client, "every-second", first, kind=Kind.CRON)
-    time.sleep((first - now()) / 1000 + seconds + 0.5)
+    time.sleep((first - now_ms()) / 1000 + seconds + 0.5)
     runs = {
         run: int(run.rsplit(":", 1)[1])
         for run in consumer.picked
@@ -189,14 +186,14 @@ def case_cron(client: redis.Redis, consumer: Consumer, seconds: int) -> None:
 
 def case_cron_many(client: redis.Redis, consumer: Consumer, entries: int, seconds: int) -> None:
     names = [f"many-{i}" for i in range(entries)]
-    first = (now() // 1000 + 2) * 1000
+    first = (now_ms() // 1000 + 2) * 1000
     pipe = client.pipeline(transaction=False)
     for entry in names:
         pipe.hset(keys.task(entry), mapping=task_hash(entry, first, kind=Kind.CRON))
         pipe.zadd(keys.SCHEDULED, {entry: first})
     pipe.execute()
     wake(client)
-    time.sleep((first - now()) / 1000 + seconds + 0.7)
+    time.sleep((first - now_ms()) / 1000 + seconds + 0.7)
     client.zrem(keys.SCHEDULED, *names)
     ticks = [first + 1000 * s for s in range(seconds)]
     runs = {f"{entry}:{tick}": tick for entry in names for tick in ticks}
@@ -239,22 +236,22 @@ def case_bulk(client: redis.Redis, tasks: int) -> None:
             for k in ("aof_rewrite_in_progress", "aof_rewrite_scheduled")
         ):
             time.sleep(0.05)
-    due = now() + 1500
+    due = now_ms() + 1500
     for start in range(0, tasks, 10_000):
         client.zadd(keys.SCHEDULED, dict.fromkeys(names[start : start + 10_000], due))
     wake(client)
-    while now() < due:
+    while now_ms() < due:
         time.sleep(0.001)
     deadline = due + 60_000
     first_seen = None
-    while now() < deadline:
+    while now_ms() < deadline:
         length = client.llen(pending)
         if length and first_seen is None:
-            first_seen = now() - due
+            first_seen = now_ms() - due
         if length >= tasks:
             break
         time.sleep(0.002)
-    done = now() - due
+    done = now_ms() - due
     length, tokens = client.llen(pending), client.llen(keys.wake(BULK_QUEUE))
     left = client.zcard(keys.SCHEDULED)
     print(

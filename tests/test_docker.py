@@ -98,6 +98,7 @@ def test_a_wrong_command_is_refused() -> None:
         check_wasmq_args(["worker", "--bogus"])
 
 
+@pytest.mark.processes
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():

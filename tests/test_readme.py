@@ -117,6 +117,9 @@ def test_shell_blocks_are_cli_commands_or_illustrative() -> None:
             assert line.startswith("wasmq "), f"run or mark illustrative: {line}"
 
 
+@pytest.mark.toolchain
+@pytest.mark.processes
+@pytest.mark.slow
 def test_shell_blocks_run(
     redis_url: str, redis_client: object, workdir: Path, module_dir: Path
 ) -> None:
@@ -160,6 +163,7 @@ def worker(env: dict[str, str], cwd: Path) -> Iterator[None]:
             proc.wait()
 
 
+@pytest.mark.processes
 def test_python_examples_run(
     redis_url: str,
     redis_client: object,

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from runtime.cli.context import state
+from runtime.clock import now_ms
 from runtime.errors import TaskNotFound
 from runtime.output.chunks import chunk_json
 from runtime.output.files import format_lines, truncation_marker
 from runtime.queue import keys
 from runtime.queue.queries import LIST_SCAN
-from runtime.queue.task import format_time, now_ms
+from runtime.queue.task import format_time
 from runtime.units import parse_duration
 
 if TYPE_CHECKING:

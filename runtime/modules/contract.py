@@ -1,11 +1,12 @@
 """The task module contract, checked before a module is accepted into the registry.
 
-A task module is a WASI preview 1 reactor: it exports ``memory``,
-``alloc(i32) -> i32`` and ``execute(i32, i32) -> i64``, may export ``_initialize()``,
-and imports nothing but ``wasi_snapshot_preview1`` functions, each with its exact
-preview1 signature. Other exports (globals a toolchain leaves behind, helper functions)
-are harmless and allowed, except ``_start``: a module with ``_start`` is a WASI
-*command*, whose ``main`` would never run here.
+A task module is a WASI preview 1 reactor: it exports what
+:mod:`runtime.sandbox.exports` lists (``memory``, ``alloc(i32) -> i32`` and
+``execute(i32, i32) -> i64``, optionally ``_initialize()``), and imports nothing but
+the ``wasi_snapshot_preview1`` functions :data:`runtime.sandbox.wasi.FUNCTIONS` lists,
+each with its exact preview1 signature. Other exports (globals a toolchain leaves
+behind, helper functions) are harmless and allowed, except ``_start``: a module with
+``_start`` is a WASI *command*, whose ``main`` would never run here.
 
 What can never run is refused here rather than failing every attempt later: a wrong
 import signature, imported or shared memories (the engine has threads and multi-memory
@@ -18,19 +19,14 @@ from __future__ import annotations
 import wasmtime
 
 from runtime.errors import RegistryError
-from runtime.sandbox import wasi
+from runtime.sandbox import exports, wasi
 from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS
 
-WASI_MODULE = wasi.MODULE
-
-#: Required function exports: name -> (params, results).
-REQUIRED_FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "alloc": (("i32",), ("i32",)),
-    "execute": (("i32", "i32"), ("i64",)),
-}
-OPTIONAL_FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "_initialize": ((), ()),
-}
+#: Function exports in the order they are checked: the required ones first.
+_CHECKED = sorted(exports.FUNCTIONS, key=lambda f: not f.required)
+_REQUIRED_NAMES = [exports.MEMORY, *(f.name for f in _CHECKED if f.required)]
+#: What every task module exports, in words ("memory, alloc and execute").
+_REQUIRED = f"{', '.join(_REQUIRED_NAMES[:-1])} and {_REQUIRED_NAMES[-1]}"
 
 
 def compile_checked(
@@ -59,16 +55,36 @@ def compile_checked(
 def check_module(module: wasmtime.Module, memory_ceiling: int | None = None) -> None:
     """Raise :class:`RegistryError` naming the first contract violation of ``module``."""
     _check_imports(module)
-    exports = {e.name: e.type for e in module.exports}
-    memory = exports.get("memory")
+    found = {e.name: e.type for e in module.exports}
+    _check_memory(found.get(exports.MEMORY), memory_ceiling)
+    if "_start" in found:
+        raise RegistryError(
+            "unexpected export `_start`: the module is a WASI command; build it as a reactor "
+            "(Go: -buildmode=c-shared, C/Zig: -mexec-model=reactor)"
+        )
+    for export in _CHECKED:
+        if export.name in found:
+            _check_function(export.name, found[export.name], export.signature)
+        elif export.required:
+            raise RegistryError(
+                f"the module does not export `{export.name}` ({_show(export.signature)}); "
+                f"task modules export {_REQUIRED}"
+            )
+
+
+def _check_memory(memory: object, memory_ceiling: int | None) -> None:
     if memory is None:
-        raise RegistryError("the module does not export `memory` (its linear memory)")
+        raise RegistryError(f"the module does not export `{exports.MEMORY}` (its linear memory)")
     if not isinstance(memory, wasmtime.MemoryType):
-        raise RegistryError("the module's `memory` export is not a memory")
+        raise RegistryError(f"the module's `{exports.MEMORY}` export is not a memory")
     if memory.is_64:
-        raise RegistryError("the module's `memory` is a 64-bit memory; tasks use 32-bit memory")
+        raise RegistryError(
+            f"the module's `{exports.MEMORY}` is a 64-bit memory; tasks use 32-bit memory"
+        )
     if memory.is_shared:
-        raise RegistryError("the module's `memory` is shared; tasks use one unshared memory")
+        raise RegistryError(
+            f"the module's `{exports.MEMORY}` is shared; tasks use one unshared memory"
+        )
     initial = memory.limits.min * PAGE
     if memory_ceiling is not None and initial > memory_ceiling:
         raise RegistryError(
@@ -76,29 +92,14 @@ def check_module(module: wasmtime.Module, memory_ceiling: int | None = None) -> 
             f" task may have ({memory_ceiling} bytes, WASMQ_MAX_MEMORY_LIMIT); shrink its"
             " initial memory"
         )
-    if "_start" in exports:
-        raise RegistryError(
-            "unexpected export `_start`: the module is a WASI command; build it as a reactor "
-            "(Go: -buildmode=c-shared, C/Zig: -mexec-model=reactor)"
-        )
-    for name, signature in REQUIRED_FUNCTIONS.items():
-        if name not in exports:
-            raise RegistryError(
-                f"the module does not export `{name}` ({_show(signature)}); "
-                "task modules export memory, alloc and execute"
-            )
-        _check_function(name, exports[name], signature)
-    for name, signature in OPTIONAL_FUNCTIONS.items():
-        if name in exports:
-            _check_function(name, exports[name], signature)
 
 
 def _check_imports(module: wasmtime.Module) -> None:
     for imp in module.imports:
         what = f"{imp.module}.{imp.name}"
-        if imp.module != WASI_MODULE:
+        if imp.module != wasi.MODULE:
             raise RegistryError(
-                f"unexpected import `{what}`: task modules may import only {WASI_MODULE} functions"
+                f"unexpected import `{what}`: task modules may import only {wasi.MODULE} functions"
             )
         if not isinstance(imp.type, wasmtime.FuncType):
             raise RegistryError(

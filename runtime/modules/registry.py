@@ -23,14 +23,14 @@ import redis
 import wasmtime
 
 import compiler
+from runtime.clock import now_ms
 from runtime.errors import RegistryError, WasmqError
 from runtime.logging_config import get_logger
 from runtime.modules.cache import ModuleCache, check_digest, remember, sha256
 from runtime.modules.contract import compile_checked
-from runtime.queue import keys
+from runtime.queue import keys, scripts
 from runtime.queue.names import check_task_name
 from runtime.queue.scripts import Scripts
-from runtime.queue.task import now_ms
 from runtime.sandbox.engine import get_engine
 from runtime.sandbox.limits import Capabilities
 from runtime.settings import Settings
@@ -259,25 +259,22 @@ class Registry:
     ) -> tuple[bool, int, int]:
         body = record.to_json()
         del body["version"], body["registered_at"]
-        call_keys = [
-            keys.TASK_REGISTRY,
-            keys.task_versions(record.name),
-            keys.module(record.digest),
-            keys.COMPILE_INDEX,
-        ]
         text = json.dumps(body, separators=(",", ":"))
-        args: list[Any] = [
-            record.name,
-            record.digest,
-            b"" if known else data,
-            compile_key,
-            text,
-            now_ms(),
-        ]
-        reply = self.scripts.register(keys=call_keys, args=args)
+        now = now_ms()
+
+        def call(module: bytes) -> scripts.Call:
+            return scripts.register(
+                name=record.name,
+                digest=record.digest,
+                module=module,
+                compile_key=compile_key,
+                record_json=text,
+                now=now,
+            )
+
+        reply = self.scripts.run(call(b"" if known else data))
         if int(reply[0]) == -1:
-            args[2] = data
-            reply = self.scripts.register(keys=call_keys, args=args)
+            reply = self.scripts.run(call(data))
         return bool(int(reply[0])), int(reply[1]), int(reply[2])
 
     # -- reading -------------------------------------------------------------------------
@@ -311,8 +308,7 @@ class Registry:
         fail with a clear error (a worker checks the registry before it runs a task,
         even with the module cached). Module bytes stay, as other tasks may share them:
         :meth:`prune` deletes the unused ones."""
-        call_keys = [keys.TASK_REGISTRY, keys.task_versions(name)]
-        removed = bool(int(self.scripts.unregister(keys=call_keys, args=[name])))
+        removed = bool(int(self.scripts.run(scripts.unregister(name=name))))
         if removed:
             self.cache.task_path(name).unlink(missing_ok=True)
             log.info("task unregistered", task_name=name)
@@ -323,9 +319,7 @@ class Registry:
 
         Reads the whole registry in one atomic step: its cost is every registered task,
         version and compile. Returns (modules deleted, compile-index entries deleted)."""
-        call_keys = [keys.TASK_REGISTRY, keys.COMPILE_INDEX]
-        args = [keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
-        modules, entries = self.scripts.prune_modules(keys=call_keys, args=args)
+        modules, entries = self.scripts.run(scripts.prune_modules())
         log.info("modules pruned", modules=int(modules), compile_entries=int(entries))
         return int(modules), int(entries)
 

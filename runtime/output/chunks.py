@@ -1,5 +1,7 @@
-"""A task's captured stdout and stderr as stored chunks.
+"""A task's captured stdout and stderr as chunks: the one chunk type, and its stored form.
 
+The sandbox captures output as :class:`LogChunk` and the queue stores, streams and shows
+the same type, so this module imports neither the wasm runtime nor (but for types) Redis.
 Each chunk of output is stored in the list ``task_logs:<id>`` as
 ``b"<stream> <ts_ms> " + data`` (stream 1 is stdout, 2 is stderr), oldest first.
 """
@@ -7,12 +9,13 @@ Each chunk of output is stored in the list ``task_logs:<id>`` as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
-import redis
+from typing import TYPE_CHECKING
 
 from runtime.queue import keys
 from runtime.queue.task import format_time
+
+if TYPE_CHECKING:
+    import redis
 
 STDOUT = 1
 STDERR = 2
@@ -21,18 +24,7 @@ STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
 @dataclass
 class LogChunk:
-    """One write of a task to stdout (1) or stderr (2), with its time in ms.
-
-    Same fields as the sandbox's chunk; every function here takes either.
-    """
-
-    stream: int
-    ts_ms: int
-    data: bytes
-
-
-class Chunk(Protocol):
-    """Anything with a chunk's fields (this module's or the sandbox's ``LogChunk``)."""
+    """One write of a task to stdout (1) or stderr (2), stamped in ms since the epoch."""
 
     stream: int
     ts_ms: int
@@ -43,7 +35,7 @@ def stream_name(stream: int) -> str:
     return STREAM_NAMES.get(stream, str(stream))
 
 
-def chunk_json(chunk: Chunk) -> dict[str, object]:
+def chunk_json(chunk: LogChunk) -> dict[str, object]:
     """``{"stream": "stdout", "ts_ms": ..., "time": RFC3339, "data": text}``."""
     return {
         "stream": stream_name(chunk.stream),
@@ -53,7 +45,7 @@ def chunk_json(chunk: Chunk) -> dict[str, object]:
     }
 
 
-def encode_chunk(chunk: Chunk) -> bytes:
+def encode_chunk(chunk: LogChunk) -> bytes:
     """The stored form of a chunk: ``b"<stream> <ts_ms> " + data``."""
     return b"%d %d " % (chunk.stream, chunk.ts_ms) + chunk.data
 

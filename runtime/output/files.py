@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from runtime.output.chunks import Chunk, stream_name
+from runtime.output.chunks import LogChunk, stream_name
 from runtime.queue.names import check_task_id, check_task_name
 from runtime.queue.task import format_time
 from runtime.settings import Settings
@@ -20,7 +20,7 @@ def log_file_path(settings: Settings, task_name: str, task_id: str) -> Path:
     return settings.wasm_log_dir / check_task_name(task_name) / f"{check_task_id(task_id)}.log"
 
 
-def format_lines(chunks: Iterable[Chunk], dropped: int = 0) -> Iterator[str]:
+def format_lines(chunks: Iterable[LogChunk], dropped: int = 0) -> Iterator[str]:
     """Readable lines: ``<RFC3339 time> <stream> | <text>``, then a truncation marker."""
     for chunk in chunks:
         text = chunk.data.decode("utf-8", errors="replace")
@@ -39,7 +39,7 @@ def truncation_marker(dropped: int) -> str:
 
 
 def save_log_file(
-    settings: Settings, task_name: str, task_id: str, chunks: Iterable[Chunk], dropped: int
+    settings: Settings, task_name: str, task_id: str, chunks: Iterable[LogChunk], dropped: int
 ) -> Path:
     """Write a task's output to its log file (replacing an earlier attempt's); return the path."""
     path = log_file_path(settings, task_name, task_id)
@@ -57,7 +57,7 @@ def save_log_file(
 
 
 def mirror_chunks(
-    task_name: str, task_id: str, chunks: Iterable[Chunk], out: TextIO | None = None
+    task_name: str, task_id: str, chunks: Iterable[LogChunk], out: TextIO | None = None
 ) -> None:
     """Echo a task's output to the worker's stderr, each line prefixed ``[<name> <id>]``."""
     target = out or sys.stderr

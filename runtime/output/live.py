@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from runtime.logging_config import get_logger
-from runtime.output.chunks import Chunk
+from runtime.output.chunks import LogChunk
 from runtime.queue import keys
 
 #: Tasks that end sooner than this (seconds) are never streamed live.
@@ -36,12 +36,12 @@ log = get_logger("worker")
 @dataclass
 class _LiveTask:
     started: float
-    buffered: list[Chunk]
+    buffered: list[LogChunk]
     next_index: int = 0
     streaming: bool = False
 
 
-_Event = tuple[str, str, "Chunk | None", float]
+_Event = tuple[str, str, "LogChunk | None", float]
 
 
 class LiveLogPublisher:
@@ -74,7 +74,7 @@ class LiveLogPublisher:
         self._current.task_id = task_id
         self._events.put(("start", task_id, None, time.monotonic()))
 
-    def publish(self, chunk: Chunk, task_id: str | None = None) -> None:
+    def publish(self, chunk: LogChunk, task_id: str | None = None) -> None:
         """One chunk of output of ``task_id`` (default: the task started on this thread)."""
         target = task_id or getattr(self._current, "task_id", None)
         if target:
@@ -164,7 +164,7 @@ class LiveLogPublisher:
                 touched.discard(task_id)
 
     def _xadd(
-        self, pipe: redis.client.Pipeline, task_id: str, task: _LiveTask, chunk: Chunk
+        self, pipe: redis.client.Pipeline, task_id: str, task: _LiveTask, chunk: LogChunk
     ) -> None:
         fields = {"s": chunk.stream, "t": chunk.ts_ms, "d": chunk.data, "n": task.next_index}
         task.next_index += 1

@@ -10,19 +10,19 @@ one ack for the whole batch) cost one round trip each.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from redis.exceptions import NoScriptError
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask, RegistryError, TaskNotFound
 from runtime.logging_config import get_logger
-from runtime.queue import keys
-from runtime.queue.scripts import Scripts
-from runtime.queue.task import Kind, Stage, Task, format_time
+from runtime.queue import keys, scripts
+from runtime.queue.scripts import Call, Scripts
+from runtime.queue.task import ErrorKind, Kind, Stage, Task, format_time
 from runtime.settings import Settings
 
 log = get_logger("broker")
@@ -39,9 +39,6 @@ PAYLOAD_APART = 16 * 1024
 #: An idle worker re-registers at least this often (its wait times out after a second
 #: and it claims again); one registered earlier is taken for dead and never woken.
 IDLE_LIVE_MS = 3000
-#: Per-queue keys of claim.lua and recover.lua, in their scripts' order.
-_CLAIM_PARTS = (keys.pending, keys.processing, keys.wake, keys.idle)
-_RECOVER_PARTS = (keys.processing, keys.pending, keys.dlq, keys.wake)
 #: Most tasks one claim takes (Lua's unpack of the lease and processing pushes).
 CLAIM_MAX = 1000
 #: The fields a claim returns, in this order (claim.lua reads the first five).
@@ -68,10 +65,6 @@ CLAIM_FIELDS = (
 )
 
 
-def clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass
 class BadTask:
     """An id that was claimed but cannot run: its record is missing or damaged.
@@ -93,7 +86,8 @@ class Report:
     ok: bool
     result: bytes = b""
     error: str = ""
-    error_kind: str = ""
+    #: Why the attempt failed; "" for a success.
+    error_kind: ErrorKind | Literal[""] = ""
     retryable: bool = False
     started_ms: int = 0
     duration_ms: float = 0.0
@@ -103,7 +97,6 @@ class Report:
     log_file: str = ""
 
 
-Call = tuple[str, list[Any], list[Any]]
 #: A plain command sent in the same MULTI as script calls, before them.
 Plain = tuple[Any, ...]
 
@@ -154,19 +147,19 @@ class Broker:
                 f"payload of {len(task.payload)} bytes is over the limit of {limit} bytes; "
                 "send a smaller payload or raise WASMQ_PAYLOAD_LIMIT"
             )
-        now = clock_ms()
+        now = now_ms()
         if not task.created_ms:
             task.created_ms = now
         task.updated_ms = now
         if task.kind == Kind.IMMEDIATE:
             task.stage = Stage.PENDING
-            due = ""
+            due: int | None = None
         else:
             task.stage = Stage.SCHEDULED
             when = task.scheduled_ms if task.kind == Kind.SCHEDULED else task.next_run_ms
             if when is None:
                 raise InvalidTask(f"task {task.id} is scheduled but has no due time")
-            due = str(when)
+            due = when
         fields = task.to_hash()
         payload = fields.pop("payload")
         # The script records the registered digest and version itself, and fields left
@@ -182,29 +175,18 @@ class Broker:
             # NX keeps an existing task's payload; PX makes a payload the script then
             # refuses (duplicate id, unknown task) disappear on its own.
             plain.append(("SET", keys.payload(task.id), payload, "NX", "PX", 60_000))
-        args = [
-            task.id,
-            task.task_name,
-            task.queue,
-            due,
-            "1" if apart else "",
-            b"" if apart else payload,
-            json.dumps(fields, separators=(",", ":")),
-            now,
-            IDLE_LIVE_MS,
-        ]
-        call_keys = [
-            keys.task(task.id),
-            keys.pending(task.queue),
-            keys.SCHEDULED,
-            keys.TASK_REGISTRY,
-            keys.QUEUES,
-            keys.SCHEDULER_WAKE,
-            keys.wake(task.queue),
-            keys.payload(task.id),
-            keys.idle(task.queue),
-        ]
-        return task.task_name, ("enqueue", call_keys, args), plain
+        call = scripts.enqueue(
+            task_id=task.id,
+            task_name=task.task_name,
+            queue=task.queue,
+            due_ms=due,
+            payload=payload,
+            payload_apart=apart,
+            fields_json=json.dumps(fields, separators=(",", ":")),
+            now=now,
+            idle_live_ms=IDLE_LIVE_MS,
+        )
+        return task.task_name, call, plain
 
     def _enqueued(self, task: Task, reply: Any) -> tuple[Task, bool]:
         code = int(reply[0])
@@ -230,23 +212,20 @@ class Broker:
         come back as :class:`BadTask`, so the caller only logs them. ``left`` on the
         result says how many tasks the queues still hold, so a worker knows whether to
         claim again or to wait for a wake token."""
-        now = clock_ms()
-        call_keys: list[Any] = [keys.TIMEOUT]
-        for queue in queues:
-            call_keys += [part(queue) for part in _CLAIM_PARTS]
-        call_keys.append(keys.worker_wake(worker_id))
+        now = now_ms()
         s = self.settings
-        args = [
-            now,
-            format_time(now),
-            min(max(count, 1), CLAIM_MAX),
-            int(s.lease_grace * 1000),
-            worker_id,
-            int(s.task_timeout * 1000),
-            int(s.max_task_timeout * 1000),
-            *CLAIM_FIELDS,
-        ]
-        items, left = self._run([("claim", call_keys, args)])[0]
+        call = scripts.claim(
+            queues=queues,
+            worker_id=worker_id,
+            now=now,
+            now_text=format_time(now),
+            count=min(max(count, 1), CLAIM_MAX),
+            grace_ms=int(s.lease_grace * 1000),
+            default_timeout_ms=int(s.task_timeout * 1000),
+            max_timeout_ms=int(s.max_task_timeout * 1000),
+            fields=CLAIM_FIELDS,
+        )
+        items, left = self._run([call])[0]
         out = Claimed()
         out.left = int(left)
         apart: list[Task] = []
@@ -285,7 +264,9 @@ class Broker:
                 task.payload = blob or b""
         return out
 
-    def bury(self, task_id: str, queue: str, error: str, kind: str = "invalid") -> str:
+    def bury(
+        self, task_id: str, queue: str, error: str, kind: ErrorKind = ErrorKind.INVALID
+    ) -> str:
         """Dead-letter a claimed task at once (no retry), keeping ``error`` on it."""
         report = Report(
             task=Task(id=task_id, task_name="", queue=queue),
@@ -301,105 +282,95 @@ class Broker:
         MULTI; returns each report's status in order (completed, retrying, failed,
         cancelled, duplicate, missing). Results are written with plain SETs in the same
         MULTI, so their bytes never pass through Lua."""
-        calls: list[Call] = []
+        # A queue name holds the place of that queue's one ack call, built at the end.
+        parts: list[Call | str] = []
         plain: list[Plain] = []
         slots: list[tuple[int, int]] = []  # (call index, position within the call)
         by_queue: dict[str, int] = {}
-        now = clock_ms()
+        acked: dict[str, list[scripts.Acked]] = {}
+        now = now_ms()
         now_text = format_time(now)
         s = self.settings
         for report in reports:
             task = report.task
             ttl = int(s.retention(task.queue, task.keep_result) * 1000)
             if not report.ok:
-                slots.append((len(calls), -1))
-                calls.append(self._nack_call(report, now, now_text, ttl))
+                slots.append((len(parts), -1))
+                parts.append(self._nack_call(report, now, now_text, ttl))
                 continue
-            index = by_queue.get(task.queue)
-            if index is None:
-                index = len(calls)
-                by_queue[task.queue] = index
-                header = [now, now_text, s.finished_max, s.completed_max, 0]
-                calls.append(("ack", self._ack_keys(task.queue), header))
-            args = calls[index][2]
-            slots.append((index, args[4]))
-            args[4] += 1
-            flags = "k" if task.keep_payload or s.keep_payload else ""
-            if task.error or task.attempts > 1:
-                flags += "el"
-            if task.payload_apart:
-                flags += "p"
-            inline = len(report.result) <= PAYLOAD_APART
-            if inline:
-                flags += "r"
-            else:
-                plain.append(("SET", keys.result(task.id), report.result, "PX", ttl))
-            args += [
-                task.id,
-                ttl,
-                _ms(report.duration_ms),
-                report.log_bytes,
-                report.log_dropped,
-                report.log_file,
-                report.started_ms,
-                flags,
-                len(report.logs),
-                *([report.result] if inline else []),
-                *report.logs,
-            ]
+            if task.queue not in acked:
+                by_queue[task.queue] = len(parts)
+                acked[task.queue] = []
+                parts.append(task.queue)
+            slots.append((by_queue[task.queue], len(acked[task.queue])))
+            acked[task.queue].append(self._acked(report, ttl, plain))
+        calls = [
+            part
+            if isinstance(part, Call)
+            else scripts.ack(
+                queue=part,
+                now=now,
+                now_text=now_text,
+                finished_max=s.finished_max,
+                completed_max=s.completed_max,
+                tasks=acked[part],
+            )
+            for part in parts
+        ]
         replies = self._run(calls, plain)
         return [_text(replies[i]) if pos < 0 else _text(replies[i][pos]) for i, pos in slots]
-
-    def ack(self, reports: Sequence[Report]) -> list[str]:
-        """Record successful attempts (see :meth:`finish`)."""
-        return self.finish([r for r in reports if r.ok])
 
     def nack(self, report: Report) -> str:
         """Record a failed attempt: retry with backoff or dead-letter (see :meth:`finish`)."""
         report.ok = False
         return self.finish([report])[0]
 
-    def _ack_keys(self, queue: str) -> list[Any]:
-        return [
-            keys.TIMEOUT,
-            keys.processing(queue),
-            keys.finished(queue),
-            keys.pending(queue),
-            keys.SCHEDULED,
-            keys.throughput(queue),
-        ]
+    def _acked(self, report: Report, ttl: int, plain: list[Plain]) -> scripts.Acked:
+        """``report`` as one task of an ack call; a result too large to pass through Lua
+        is SET by a command added to ``plain`` instead."""
+        task = report.task
+        flags = "k" if task.keep_payload or self.settings.keep_payload else ""
+        if task.error or task.attempts > 1:
+            flags += "el"
+        if task.payload_apart:
+            flags += "p"
+        inline = len(report.result) <= PAYLOAD_APART
+        if not inline:
+            plain.append(("SET", keys.result(task.id), report.result, "PX", ttl))
+        return scripts.Acked(
+            id=task.id,
+            retention_ms=ttl,
+            duration_ms=_ms(report.duration_ms),
+            log_bytes=report.log_bytes,
+            log_dropped=report.log_dropped,
+            log_file=report.log_file,
+            started_ms=report.started_ms,
+            flags=flags,
+            result=report.result if inline else None,
+            logs=report.logs,
+        )
 
     def _nack_call(self, report: Report, now: int, now_text: str, ttl: int) -> Call:
         task = report.task
         s = self.settings
         delay = task.next_retry_delay(s.retry_backoff, s.retry_backoff_max)
-        call_keys = [
-            keys.task(task.id),
-            keys.processing(task.queue),
-            keys.TIMEOUT,
-            keys.SCHEDULED,
-            keys.dlq(task.queue),
-            keys.logs(task.id),
-            keys.pending(task.queue),
-            keys.SCHEDULER_WAKE,
-        ]
-        args = [
-            task.id,
-            now,
-            now_text,
-            report.error,
-            report.error_kind,
-            "1" if report.retryable else "0",
-            int(delay * 1000),
-            ttl,
-            _ms(report.duration_ms),
-            report.log_bytes,
-            report.log_dropped,
-            report.log_file,
-            report.started_ms or now,
-            *report.logs,
-        ]
-        return ("nack", call_keys, args)
+        return scripts.nack(
+            task_id=task.id,
+            queue=task.queue,
+            now=now,
+            now_text=now_text,
+            error=report.error,
+            error_kind=report.error_kind,
+            retryable=report.retryable,
+            retry_delay_ms=int(delay * 1000),
+            retention_ms=ttl,
+            duration_ms=_ms(report.duration_ms),
+            log_bytes=report.log_bytes,
+            log_dropped=report.log_dropped,
+            log_file=report.log_file,
+            started_ms=report.started_ms or now,
+            logs=report.logs,
+        )
 
     def release(self, tasks: Sequence[Task], worker_id: str) -> int:
         """Give claimed tasks that never started back to the front of their queue."""
@@ -407,30 +378,20 @@ class Broker:
         for task in tasks:
             by_queue.setdefault(task.queue, []).append(task.id)
         calls: list[Call] = []
-        now_text = format_time(clock_ms())
+        now_text = format_time(now_ms())
         for queue, ids in by_queue.items():
-            call_keys = [
-                keys.TIMEOUT,
-                keys.processing(queue),
-                keys.pending(queue),
-                keys.wake(queue),
-            ]
-            args = [now_text, worker_id, *ids]
-            calls.append(("release", call_keys, args))
+            calls.append(
+                scripts.release(queue=queue, worker_id=worker_id, now_text=now_text, ids=ids)
+            )
         return sum(int(n) for n in self._run(calls)) if calls else 0
-
-    def renew_leases(self, deadlines: dict[str, int]) -> None:
-        """Move the lease deadlines (ms) of held tasks; ids no longer leased are skipped."""
-        if deadlines:
-            self.redis.zadd(keys.TIMEOUT, deadlines, xx=True)  # type: ignore[arg-type]
 
     # -- recovery and administration -----------------------------------------------------
 
     def reap(self, now: int | None = None, limit: int = REAP_BATCH) -> list[tuple[str, str]]:
         """Recover expired leases; ``[(id, action)]`` with action requeued, failed or
         dropped. Safe to run in any number of processes at once."""
-        now = clock_ms() if now is None else now
-        reply = self._run([("reap", [keys.TIMEOUT], [now, format_time(now), limit])])[0]
+        now = now_ms() if now is None else now
+        reply = self._run([scripts.reap(now=now, now_text=format_time(now), limit=limit)])[0]
         items = [_text(x) for x in reply]
         return list(zip(items[::2], items[1::2], strict=False))
 
@@ -440,22 +401,30 @@ class Broker:
         """Recover the tasks of a worker process that died, now rather than at lease
         expiry: ``(released, requeued, failed)``. ``unstarted`` ids go back with their
         attempt uncounted; the running one counts as a lost attempt."""
-        now = clock_ms()
-        call_keys: list[Any] = [keys.TIMEOUT]
-        for queue in queues:
-            call_keys += [part(queue) for part in _RECOVER_PARTS]
-        args = [now, format_time(now), worker_id, reason, *unstarted]
-        released, requeued, failed = self._run([("recover", call_keys, args)])[0]
+        now = now_ms()
+        call = scripts.recover(
+            worker_id=worker_id,
+            queues=queues,
+            now=now,
+            now_text=format_time(now),
+            reason=reason,
+            unstarted=unstarted,
+        )
+        released, requeued, failed = self._run([call])[0]
         return int(released), int(requeued), int(failed)
 
     def cancel(self, task_id: str) -> tuple[str, str]:
         """Cancel a task: ``(status, previous stage)``; status cancelled (it was waiting),
         marked (it is running: the result will be discarded) or final (it had ended).
         Raises :class:`TaskNotFound` for an unknown id."""
-        now = clock_ms()
-        call_keys = [keys.task(task_id), keys.SCHEDULED]
-        args = [task_id, now, format_time(now), int(self.settings.result_ttl * 1000)]
-        status, stage = (_text(x) for x in self._run([("cancel", call_keys, args)])[0])
+        now = now_ms()
+        call = scripts.cancel(
+            task_id=task_id,
+            now=now,
+            now_text=format_time(now),
+            retention_ms=int(self.settings.result_ttl * 1000),
+        )
+        status, stage = (_text(x) for x in self._run([call])[0])
         if status == "missing":
             raise TaskNotFound(task_id)
         return status, stage
@@ -464,12 +433,6 @@ class Broker:
         """Every queue that ever received a task, the default one first."""
         names = sorted(_text(q) for q in self.redis.smembers(keys.QUEUES))  # type: ignore[union-attr]
         return [keys.DEFAULT_QUEUE, *(q for q in names if q != keys.DEFAULT_QUEUE)]
-
-    def pending_count(self, queues: Iterable[str]) -> int:
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.llen(keys.pending(queue))
-        return sum(int(n) for n in pipe.execute())
 
     def dlq_list(self, queue: str, limit: int = 100) -> list[Task | BadTask]:
         """Dead-lettered tasks of ``queue``, newest first."""
@@ -491,17 +454,16 @@ class Broker:
 
     def dlq_redrive(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
         """Move dead letters back to pending (all of them when ``ids`` is None)."""
-        call_keys = [keys.dlq(queue), keys.pending(queue), keys.wake(queue)]
-        args = [format_time(clock_ms()), *(ids or [])]
         if ids is not None and not ids:
             return []
-        return [_text(i) for i in self._run([("dlq_redrive", call_keys, args)])[0]]
+        call = scripts.dlq_redrive(queue=queue, now_text=format_time(now_ms()), ids=ids or [])
+        return [_text(i) for i in self._run([call])[0]]
 
     def dlq_purge(self, queue: str, older_than: float | None = None) -> int:
         """Delete dead letters of ``queue`` (those that failed more than ``older_than``
         seconds ago, or all)."""
-        cutoff = 0 if older_than is None else max(clock_ms() - int(older_than * 1000), 1)
-        return int(self._run([("dlq_purge", [keys.dlq(queue)], [cutoff])])[0])
+        cutoff = 0 if older_than is None else max(now_ms() - int(older_than * 1000), 1)
+        return int(self._run([scripts.dlq_purge(queue=queue, cutoff_ms=cutoff)])[0])
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -513,19 +475,17 @@ class Broker:
         never sees a script's change without the bytes written beside it. Replies are
         the scripts' only."""
         if len(calls) == 1 and not plain:
-            name, call_keys, args = calls[0]
-            return [getattr(self.scripts, name)(keys=call_keys, args=args)]
+            return [self.scripts.run(calls[0])]
         pipe = self.redis.pipeline(transaction=bool(plain))
         for command in plain:
             pipe.execute_command(*command)
-        for name, call_keys, args in calls:
-            script = getattr(self.scripts, name)
-            pipe.evalsha(script.sha, len(call_keys), *call_keys, *args)
+        for call in calls:
+            script = self.scripts.loaded(call.script)
+            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
         replies: list[Any] = pipe.execute(raise_on_error=False)[len(plain) :]
         missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         for i in missed:
-            name, call_keys, args = calls[i]
-            replies[i] = getattr(self.scripts, name)(keys=call_keys, args=args)
+            replies[i] = self.scripts.run(calls[i])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

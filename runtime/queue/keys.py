@@ -4,12 +4,15 @@ The default queue keeps the reference layout (``task_queue:pending`` ...) so tha
 producers written against it keep working; a named queue ``Q`` uses the same shape
 with the queue name inserted (``task_queue:Q:pending``). Lua scripts receive every
 key they touch through ``KEYS`` except the per-task keys of ids they find in lists,
-which they derive with the same prefixes as below (each script header says which).
+which they derive from the constants below: the script loader (``scripts.py``) writes
+them into a prelude every script runs after (each script header says which it derives).
 """
 
 from __future__ import annotations
 
 DEFAULT_QUEUE = "default"
+#: Start of every queue list key (see :func:`queue`).
+QUEUE_PREFIX = "task_queue:"
 
 #: Hash with a task's fields (reference layout plus wasmq's extensions).
 TASK_PREFIX = "task_metadata:"
@@ -96,8 +99,8 @@ def queue(name: str, part: str) -> str:
     if part not in STAGES:
         raise ValueError(f"unknown queue part {part!r}")
     if name == DEFAULT_QUEUE:
-        return f"task_queue:{part}"
-    return f"task_queue:{name}:{part}"
+        return f"{QUEUE_PREFIX}{part}"
+    return f"{QUEUE_PREFIX}{name}:{part}"
 
 
 def pending(name: str = DEFAULT_QUEUE) -> str:

@@ -16,12 +16,20 @@ from typing import NamedTuple
 
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskFailed, TaskNotFinished, TaskNotFound
 from runtime.output.chunks import LogChunk, read_logs, stream_number
 from runtime.output.follow import follow as follow_output
 from runtime.output.follow import subscribe_done, wait_message
 from runtime.queue import keys
-from runtime.queue.task import TERMINAL_STAGES, Kind, Stage, Task, now_ms, parse_time
+from runtime.queue.task import (
+    TERMINAL_STAGES,
+    Kind,
+    OutcomeKind,
+    Stage,
+    Task,
+    parse_time,
+)
 from runtime.settings import Settings
 
 #: Seconds summed for the completions rate in ``stats`` ("done in the last minute").
@@ -90,7 +98,7 @@ class TaskStatus:
             duration = float(duration_text) if duration_text else None
         except ValueError:
             duration = None
-        outcome = "ok" if task.stage == Stage.COMPLETED else task.error_kind
+        outcome = OutcomeKind.OK if task.stage == Stage.COMPLETED else task.error_kind
         return cls(
             id=task.id,
             task_name=task.task_name,
@@ -495,7 +503,8 @@ class Queries:
         counts: dict[str, dict[str, int]] = {}
         for queue_raw, stage_raw, kind_raw in pipe.execute() if ids else []:
             queue = _text(queue_raw, keys.DEFAULT_QUEUE)
-            stage = Stage.RETRYING if stage_raw == b"retrying" else Stage.SCHEDULED
+            retrying = _text(stage_raw, "") == Stage.RETRYING
+            stage: str = Stage.RETRYING if retrying else Stage.SCHEDULED
             if kind_raw == b"2":
                 stage = "cron"
             per_queue = counts.setdefault(queue, {})

@@ -1,17 +1,74 @@
-"""Loads the Lua scripts in ``runtime/queue/lua`` so every multi-key change is one atomic call.
+"""The Lua scripts in ``runtime/queue/lua``, so every multi-key change is one atomic call.
 
-Each script's header comment lists the keys it touches. Scripts are registered once
-per client and invoked by EVALSHA (redis-py falls back to EVAL after a server restart).
+:class:`Script` lists them; one typed function per script (``ack``, ``claim``, ...)
+builds a :class:`Call` with its ``KEYS`` and ``ARGV`` in the order the script's header
+comment gives, and :class:`Scripts` runs calls. Each script is registered after a
+prelude: the key constants of :mod:`runtime.queue.keys`, written as Lua by
+:func:`prelude`, and the shared helpers of ``lua/prelude.lua``, so key names are
+spelled in keys.py only. Scripts are invoked by EVALSHA of that combined text
+(redis-py loads it again after a server restart).
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
-from redis.commands.core import Script
+from redis.commands.core import Script as RedisScript
+from redis.typing import EncodableT, KeyT
+
+from runtime.queue import keys
+
+
+class Script(enum.Enum):
+    """Every script, by its file name in ``lua/``."""
+
+    ACK = "ack"
+    CANCEL = "cancel"
+    CLAIM = "claim"
+    CRON_FIRE = "cron_fire"
+    CRON_PAUSE = "cron_pause"
+    CRON_REMOVE = "cron_remove"
+    CRON_RESUME = "cron_resume"
+    DLQ_PURGE = "dlq_purge"
+    DLQ_REDRIVE = "dlq_redrive"
+    ENQUEUE = "enqueue"
+    NACK = "nack"
+    PROMOTE = "promote"
+    PRUNE_MODULES = "prune_modules"
+    REAP = "reap"
+    RECOVER = "recover"
+    REGISTER = "register"
+    RELEASE = "release"
+    UNREGISTER = "unregister"
+
+
+#: The file of shared helpers every script is registered after (not a script).
+PRELUDE = "prelude"
+
+#: The keys.py constants the scripts use, as Lua locals of the same names. Keys a script
+#: is given through KEYS are not here, so no script can reach them another way.
+LUA_CONSTANTS: dict[str, str | int] = {
+    "DEFAULT_QUEUE": keys.DEFAULT_QUEUE,
+    "QUEUE_PREFIX": keys.QUEUE_PREFIX,
+    "TASK_PREFIX": keys.TASK_PREFIX,
+    "PAYLOAD_PREFIX": keys.PAYLOAD_PREFIX,
+    "RESULT_PREFIX": keys.RESULT_PREFIX,
+    "LOGS_PREFIX": keys.LOGS_PREFIX,
+    "DONE_CHANNEL_PREFIX": keys.DONE_CHANNEL_PREFIX,
+    "WAKE_PREFIX": keys.WAKE_PREFIX,
+    "WORKER_WAKE_PREFIX": keys.WORKER_WAKE_PREFIX,
+    "THROUGHPUT_WINDOW": keys.THROUGHPUT_WINDOW,
+}
+
+#: Per-queue keys of claim.lua and recover.lua, in their scripts' order.
+_CLAIM_PARTS = (keys.pending, keys.processing, keys.wake, keys.idle)
+_RECOVER_PARTS = (keys.processing, keys.pending, keys.dlq, keys.wake)
 
 
 @cache
@@ -19,18 +76,374 @@ def source(name: str) -> str:
     return resources.files("runtime.queue").joinpath("lua").joinpath(f"{name}.lua").read_text()
 
 
+def _lua_value(value: str | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(f"key constant {value!r} is not printable ASCII")
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@cache
+def prelude() -> str:
+    """Lua source every script runs after: the key constants, then ``lua/prelude.lua``."""
+    lines = ["-- Generated from runtime/queue/keys.py by scripts.prelude()."]
+    lines += [f"local {name} = {_lua_value(value)}" for name, value in LUA_CONSTANTS.items()]
+    parts = ", ".join(f"{part} = true" for part in keys.STAGES)
+    lines.append(f"local QUEUE_PARTS = {{{parts}}}")
+    return "\n".join(lines) + "\n" + source(PRELUDE)
+
+
+def text(script: Script) -> str:
+    """What is registered for ``script``: the prelude, then the script itself."""
+    return prelude() + source(script.value)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script call: the script, its ``KEYS`` and its ``ARGV``."""
+
+    script: Script
+    keys: list[KeyT]
+    args: list[EncodableT] = field(default_factory=list)
+
+
 class Scripts:
-    """``scripts.claim(keys=[...], args=[...])`` runs ``runtime/queue/lua/claim.lua`` atomically."""
+    """Runs :class:`Call` objects; each script is registered once per client."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._loaded: dict[str, Script] = {}
+        self._loaded: dict[Script, RedisScript] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        script = self._loaded.get(name)
-        if script is None:
-            script = self._client.register_script(source(name))
-            self._loaded[name] = script
-        return script
+    def loaded(self, script: Script) -> RedisScript:
+        registered = self._loaded.get(script)
+        if registered is None:
+            registered = self._client.register_script(text(script))
+            self._loaded[script] = registered
+        return registered
+
+    def run(self, call: Call) -> Any:
+        return self.loaded(call.script)(keys=call.keys, args=call.args)
+
+
+def _task_key(task_id: str | bytes) -> KeyT:
+    # The scheduler holds entry ids as the bytes it read, which may not be UTF-8.
+    if isinstance(task_id, bytes):
+        return keys.TASK_PREFIX.encode() + task_id
+    return keys.task(task_id)
+
+
+# -- producing -------------------------------------------------------------------------
+
+
+def enqueue(
+    *,
+    task_id: str,
+    task_name: str,
+    queue: str,
+    due_ms: int | None,
+    payload: str | bytes,
+    payload_apart: bool,
+    fields_json: str,
+    now: int,
+    idle_live_ms: int,
+) -> Call:
+    """``enqueue.lua``; ``due_ms`` None pushes to pending now, and ``payload_apart`` says
+    the caller SETs the payload at ``keys.payload(task_id)`` in the same MULTI."""
+    call_keys: list[KeyT] = [
+        keys.task(task_id),
+        keys.pending(queue),
+        keys.SCHEDULED,
+        keys.TASK_REGISTRY,
+        keys.QUEUES,
+        keys.SCHEDULER_WAKE,
+        keys.wake(queue),
+        keys.payload(task_id),
+        keys.idle(queue),
+    ]
+    args: list[EncodableT] = [
+        task_id,
+        task_name,
+        queue,
+        "" if due_ms is None else str(due_ms),
+        "1" if payload_apart else "",
+        b"" if payload_apart else payload,
+        fields_json,
+        now,
+        idle_live_ms,
+    ]
+    return Call(Script.ENQUEUE, call_keys, args)
+
+
+# -- consuming -------------------------------------------------------------------------
+
+
+def claim(
+    *,
+    queues: Sequence[str],
+    worker_id: str,
+    now: int,
+    now_text: str,
+    count: int,
+    grace_ms: int,
+    default_timeout_ms: int,
+    max_timeout_ms: int,
+    fields: Sequence[str],
+) -> Call:
+    """``claim.lua`` over ``queues`` in priority order; ``fields`` are returned per task."""
+    call_keys: list[KeyT] = [keys.TIMEOUT]
+    for queue in queues:
+        call_keys += [part(queue) for part in _CLAIM_PARTS]
+    call_keys.append(keys.worker_wake(worker_id))
+    args: list[EncodableT] = [
+        now,
+        now_text,
+        count,
+        grace_ms,
+        worker_id,
+        default_timeout_ms,
+        max_timeout_ms,
+        *fields,
+    ]
+    return Call(Script.CLAIM, call_keys, args)
+
+
+@dataclass(frozen=True)
+class Acked:
+    """One task of an ``ack.lua`` call. ``flags`` are ack.lua's k, e, l and p; the r flag
+    is added when ``result`` is given (a small result, passed inline)."""
+
+    id: str
+    retention_ms: int
+    duration_ms: str
+    log_bytes: int
+    log_dropped: int
+    log_file: str
+    started_ms: int
+    flags: str
+    result: bytes | None
+    logs: Sequence[bytes]
+
+    def args(self) -> list[EncodableT]:
+        inline = self.result is not None
+        return [
+            self.id,
+            self.retention_ms,
+            self.duration_ms,
+            self.log_bytes,
+            self.log_dropped,
+            self.log_file,
+            self.started_ms,
+            self.flags + ("r" if inline else ""),
+            len(self.logs),
+            *([self.result] if self.result is not None else []),
+            *self.logs,
+        ]
+
+
+def ack(
+    *,
+    queue: str,
+    now: int,
+    now_text: str,
+    finished_max: int,
+    completed_max: int,
+    tasks: Sequence[Acked],
+) -> Call:
+    """``ack.lua`` for ``tasks`` of one queue; replies one status per task."""
+    call_keys: list[KeyT] = [
+        keys.TIMEOUT,
+        keys.processing(queue),
+        keys.finished(queue),
+        keys.pending(queue),
+        keys.SCHEDULED,
+        keys.throughput(queue),
+    ]
+    args: list[EncodableT] = [now, now_text, finished_max, completed_max, len(tasks)]
+    for task in tasks:
+        args += task.args()
+    return Call(Script.ACK, call_keys, args)
+
+
+def nack(
+    *,
+    task_id: str,
+    queue: str,
+    now: int,
+    now_text: str,
+    error: str,
+    error_kind: str,
+    retryable: bool,
+    retry_delay_ms: int,
+    retention_ms: int,
+    duration_ms: str,
+    log_bytes: int,
+    log_dropped: int,
+    log_file: str,
+    started_ms: int,
+    logs: Sequence[bytes],
+) -> Call:
+    """``nack.lua``: retry or dead-letter one failed attempt."""
+    call_keys: list[KeyT] = [
+        keys.task(task_id),
+        keys.processing(queue),
+        keys.TIMEOUT,
+        keys.SCHEDULED,
+        keys.dlq(queue),
+        keys.logs(task_id),
+        keys.pending(queue),
+        keys.SCHEDULER_WAKE,
+    ]
+    args: list[EncodableT] = [
+        task_id,
+        now,
+        now_text,
+        error,
+        error_kind,
+        "1" if retryable else "0",
+        retry_delay_ms,
+        retention_ms,
+        duration_ms,
+        log_bytes,
+        log_dropped,
+        log_file,
+        started_ms,
+        *logs,
+    ]
+    return Call(Script.NACK, call_keys, args)
+
+
+def release(*, queue: str, worker_id: str, now_text: str, ids: Sequence[str]) -> Call:
+    """``release.lua``: give ``ids`` (claimed, in that order) back to pending."""
+    call_keys: list[KeyT] = [
+        keys.TIMEOUT,
+        keys.processing(queue),
+        keys.pending(queue),
+        keys.wake(queue),
+    ]
+    return Call(Script.RELEASE, call_keys, [now_text, worker_id, *ids])
+
+
+# -- recovery and administration -------------------------------------------------------
+
+
+def reap(*, now: int, now_text: str, limit: int) -> Call:
+    """``reap.lua``: recover up to ``limit`` expired leases."""
+    return Call(Script.REAP, [keys.TIMEOUT], [now, now_text, limit])
+
+
+def recover(
+    *,
+    worker_id: str,
+    queues: Sequence[str],
+    now: int,
+    now_text: str,
+    reason: str,
+    unstarted: Sequence[str],
+) -> Call:
+    """``recover.lua``: recover what a dead worker held in ``queues``."""
+    call_keys: list[KeyT] = [keys.TIMEOUT]
+    for queue in queues:
+        call_keys += [part(queue) for part in _RECOVER_PARTS]
+    return Call(Script.RECOVER, call_keys, [now, now_text, worker_id, reason, *unstarted])
+
+
+def cancel(*, task_id: str, now: int, now_text: str, retention_ms: int) -> Call:
+    """``cancel.lua``; replies ``[status, previous stage]``."""
+    call_keys: list[KeyT] = [keys.task(task_id), keys.SCHEDULED]
+    return Call(Script.CANCEL, call_keys, [task_id, now, now_text, retention_ms])
+
+
+def dlq_redrive(*, queue: str, now_text: str, ids: Sequence[str]) -> Call:
+    """``dlq_redrive.lua``; no ``ids`` redrives the whole list."""
+    call_keys: list[KeyT] = [keys.dlq(queue), keys.pending(queue), keys.wake(queue)]
+    return Call(Script.DLQ_REDRIVE, call_keys, [now_text, *ids])
+
+
+def dlq_purge(*, queue: str, cutoff_ms: int) -> Call:
+    """``dlq_purge.lua``; ``cutoff_ms`` 0 deletes every dead letter of ``queue``."""
+    return Call(Script.DLQ_PURGE, [keys.dlq(queue)], [cutoff_ms])
+
+
+# -- scheduling ------------------------------------------------------------------------
+
+
+def promote(*, now: int, limit: int, now_text: str, skip: int) -> Call:
+    """``promote.lua``: look at up to ``limit`` due ids, passing over the latest ``skip``."""
+    return Call(Script.PROMOTE, [keys.SCHEDULED], [now, limit, now_text, skip])
+
+
+#: One tick group of a ``cron_fire.lua`` call: due ms, next due ms, both as RFC3339,
+#: ticks missed, and the cron expression and zone the times come from.
+FireGroup = tuple[int, int, str, str, int, str | bytes, str | bytes]
+#: One entry of a ``cron_fire.lua`` call: entry id, its group (1-based), run id.
+FireEntry = tuple[str | bytes, int, str]
+
+
+def cron_fire(
+    *, now: int, now_text: str, groups: Sequence[FireGroup], entries: Sequence[FireEntry]
+) -> Call:
+    """``cron_fire.lua``; replies one outcome per entry."""
+    args: list[EncodableT] = [now, now_text, len(groups)]
+    for group in groups:
+        args += group
+    for entry in entries:
+        args += entry
+    call_keys: list[KeyT] = [keys.SCHEDULED, keys.CRON_LAST_RUN, keys.TASK_REGISTRY]
+    return Call(Script.CRON_FIRE, call_keys, args)
+
+
+def cron_pause(*, entry: str | bytes, now_text: str, reason: str) -> Call:
+    """``cron_pause.lua``; ``reason`` is empty when a user paused the entry."""
+    call_keys: list[KeyT] = [keys.SCHEDULED, keys.CRON_PAUSED, _task_key(entry)]
+    return Call(Script.CRON_PAUSE, call_keys, [entry, now_text, reason])
+
+
+def cron_resume(*, entry: str, next_ms: int, next_text: str, now_text: str) -> Call:
+    """``cron_resume.lua``: back in the scheduled set at ``next_ms``."""
+    call_keys: list[KeyT] = [
+        keys.SCHEDULED,
+        keys.CRON_PAUSED,
+        keys.task(entry),
+        keys.SCHEDULER_WAKE,
+    ]
+    return Call(Script.CRON_RESUME, call_keys, [entry, next_ms, next_text, now_text])
+
+
+def cron_remove(*, entry: str) -> Call:
+    """``cron_remove.lua``."""
+    call_keys: list[KeyT] = [
+        keys.SCHEDULED,
+        keys.CRON_PAUSED,
+        keys.CRON_LAST_RUN,
+        keys.task(entry),
+    ]
+    return Call(Script.CRON_REMOVE, call_keys, [entry])
+
+
+# -- the module registry ---------------------------------------------------------------
+
+
+def register(
+    *, name: str, digest: str, module: bytes, compile_key: str, record_json: str, now: int
+) -> Call:
+    """``register.lua``; ``module`` empty when Redis should have the bytes already."""
+    call_keys: list[KeyT] = [
+        keys.TASK_REGISTRY,
+        keys.task_versions(name),
+        keys.module(digest),
+        keys.COMPILE_INDEX,
+    ]
+    return Call(Script.REGISTER, call_keys, [name, digest, module, compile_key, record_json, now])
+
+
+def unregister(*, name: str) -> Call:
+    """``unregister.lua``; replies 1 when ``name`` was registered."""
+    return Call(Script.UNREGISTER, [keys.TASK_REGISTRY, keys.task_versions(name)], [name])
+
+
+def prune_modules() -> Call:
+    """``prune_modules.lua``; replies ``[modules deleted, compile-index entries deleted]``."""
+    call_keys: list[KeyT] = [keys.TASK_REGISTRY, keys.COMPILE_INDEX]
+    args: list[EncodableT] = [keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
+    return Call(Script.PRUNE_MODULES, call_keys, args)

@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Any
 
 from runtime.errors import InvalidTask
@@ -32,7 +32,17 @@ class Kind(IntEnum):
     CRON = 2
 
 
-class Stage:
+class TextEnum(str, Enum):
+    """An enum whose members are the very strings stored in Redis and shown to users.
+
+    Members compare and hash equal to their value, and ``str()``, f-strings, JSON and
+    redis-py all give the plain value (``enum.StrEnum`` would, but needs Python 3.11)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Stage(TextEnum):
     """Values of ``task_stage``."""
 
     #: In a pending list, waiting for a worker.
@@ -53,12 +63,44 @@ class Stage:
     PAUSED = "paused"
 
 
+class ErrorKind(TextEnum):
+    """Values of ``error_kind``: why a task's last attempt failed."""
+
+    # Reported by the sandbox (runtime.sandbox.outcome says when each is retried).
+    TIMEOUT = "timeout"
+    TRAP = "trap"
+    EXIT = "exit"
+    MEMORY_LIMIT = "memory_limit"
+    BAD_RESULT = "bad_result"
+    INSTANTIATE = "instantiate"
+    INTERNAL = "internal"
+    #: The worker could not load the task's module (unregistered, missing, invalid).
+    MODULE = "module"
+    #: Redis failed while the worker loaded the task's module.
+    REDIS = "redis"
+    #: The claimed record was damaged and went straight to the dead-letter list.
+    INVALID = "invalid"
+    #: The lease ran out: the worker stopped before it finished the attempt.
+    LOST = "lost"
+
+
+class OutcomeKind(TextEnum):
+    """How one run in the sandbox ended: ``ok`` or the error kind it records.
+
+    Here rather than in the sandbox so that readers of task records (``wasmq status``)
+    need not import the wasm runtime."""
+
+    OK = "ok"
+    TIMEOUT = ErrorKind.TIMEOUT.value
+    TRAP = ErrorKind.TRAP.value
+    EXIT = ErrorKind.EXIT.value
+    MEMORY_LIMIT = ErrorKind.MEMORY_LIMIT.value
+    BAD_RESULT = ErrorKind.BAD_RESULT.value
+    INSTANTIATE = ErrorKind.INSTANTIATE.value
+    INTERNAL = ErrorKind.INTERNAL.value
+
+
 TERMINAL_STAGES = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.CANCELLED})
-WAITING_STAGES = frozenset({Stage.PENDING, Stage.SCHEDULED, Stage.RETRYING})
-
-
-def now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
 
 
 def format_time(ms: int) -> str:
@@ -168,10 +210,6 @@ class Task:
     #: The payload is stored apart (``task_payload:<id>``); set by a claim.
     payload_apart: bool = False
     extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def retryable_attempts_left(self) -> bool:
-        return self.attempts <= self.max_retries
 
     def next_retry_delay(self, base: float, ceiling: float) -> float:
         """Exponential backoff with full jitter on the upper half: ``[d/2, d]``."""

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runtime.sandbox.outcome import LogChunk
+from runtime.clock import now_ms
+from runtime.output.chunks import LogChunk
 
 OutputHook = Callable[[LogChunk], None]
 
@@ -98,7 +99,7 @@ class TaskIO:
             size = len(data)
             if not size:
                 return
-        ts = time.time_ns() // 1_000_000
+        ts = now_ms()
         chunks = self._chunks
         last = chunks[-1] if chunks else None
         if (
@@ -138,10 +139,6 @@ class TaskIO:
 
     def logs(self) -> list[LogChunk]:
         return [LogChunk(s, t, bytes(d)) for s, t, d in self._chunks]
-
-    @property
-    def chunk_count(self) -> int:
-        return len(self._chunks)
 
 
 _local = threading.local()

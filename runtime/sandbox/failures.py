@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import wasmtime
 
+from runtime.queue.task import OutcomeKind
 from runtime.sandbox.capture import TaskIO
+from runtime.sandbox.exports import EXECUTE
 from runtime.sandbox.limits import TaskLimits
 from runtime.sandbox.outcome import EXIT_RETRY, Outcome, stderr_hint
 from runtime.sandbox.raw import CallFailed
@@ -52,7 +54,7 @@ def reason(error: BaseException | None) -> str:
 
 
 def _where(phase: str) -> str:
-    return "" if phase == "execute" else f" (in {phase})"
+    return "" if phase == EXECUTE.name else f" (in {phase})"
 
 
 def _hint(io: TaskIO) -> str:
@@ -90,7 +92,7 @@ def memory_exhausted(io: TaskIO, memory_size: int | None, limits: TaskLimits) ->
 
 def _memory_limit(io: TaskIO, phase: str, limits: TaskLimits, exit_code: int | None) -> Outcome:
     return Outcome(
-        "memory_limit",
+        OutcomeKind.MEMORY_LIMIT,
         message=f"The task needed more than its memory limit of {size_text(limits.memory)}"
         f"{_where(phase)}{_hint(io)}.",
         exit_code=exit_code,
@@ -108,10 +110,10 @@ def classify(
     if exit_code is None and isinstance(error, wasmtime.ExitTrap):
         exit_code = error.code
     if exit_code == 0:
-        return Outcome("ok", exit_code=0, phase=phase)
+        return Outcome(OutcomeKind.OK, exit_code=0, phase=phase)
     if io.timed_out or code == wasmtime.TrapCode.INTERRUPT:
         return Outcome(
-            "timeout",
+            OutcomeKind.TIMEOUT,
             message=f"The task ran past its time limit of {format_duration(limits.timeout)}"
             f" and was stopped{_where(phase)}.",
             retryable=True,
@@ -120,7 +122,7 @@ def classify(
         )
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return Outcome(
-            "timeout",
+            OutcomeKind.TIMEOUT,
             message=f"The task used up its fuel limit of {limits.fuel} units{_where(phase)};"
             " a retry would use the same fuel again.",
             retryable=False,
@@ -136,7 +138,7 @@ def classify(
         retry = exit_code == EXIT_RETRY
         asked = " and asked for a retry" if retry else ""
         return Outcome(
-            "exit",
+            OutcomeKind.EXIT,
             message=f"The task exited with code {exit_code}{asked}{_where(phase)}{_hint(io)}.",
             retryable=retry,
             exit_code=exit_code,
@@ -146,7 +148,7 @@ def classify(
         return _memory_limit(io, phase, limits, None)
     if io.host_error is not None:
         return Outcome(
-            "trap",
+            OutcomeKind.TRAP,
             message=f"The sandbox failed serving the task{_where(phase)}: {io.host_error}.",
             retryable=True,
             trap_code="host_error",
@@ -156,7 +158,7 @@ def classify(
     if text is None:
         text = f"failed: {trap.message.strip() if trap is not None else reason(error)}"
     return Outcome(
-        "trap",
+        OutcomeKind.TRAP,
         message=f"The task {text}{_where(phase)}{_hint(io)}.",
         retryable=True,
         trap_code=name or (code.name.lower() if code is not None else None),
@@ -167,11 +169,11 @@ def classify(
 
 def instantiate_failed(reason: str) -> Outcome:
     return Outcome(
-        "instantiate",
+        OutcomeKind.INSTANTIATE,
         message=f"The module could not be instantiated: {reason.rstrip('.')}.",
         phase="instantiate",
     )
 
 
-def bad_result(message: str, phase: str = "execute") -> Outcome:
-    return Outcome("bad_result", message=message, phase=phase)
+def bad_result(message: str, phase: str = EXECUTE.name) -> Outcome:
+    return Outcome(OutcomeKind.BAD_RESULT, message=message, phase=phase)

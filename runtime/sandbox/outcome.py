@@ -1,6 +1,6 @@
 """What a run produced: the result or a structured failure, plus the captured output.
 
-Failure kinds, and whether a retry could help:
+Failure kinds (:class:`~runtime.queue.task.OutcomeKind`), and whether a retry could help:
 
 - ``timeout`` (retried): the wall-time limit passed. An exhausted fuel limit is also a
   ``timeout``, but not retried: the same input would use the same fuel again.
@@ -26,27 +26,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runtime.output.chunks import STDERR, STDOUT, LogChunk
+from runtime.queue.task import OutcomeKind
+
 #: ``proc_exit`` code that asks for a retry (BSD ``EX_TEMPFAIL``).
 EXIT_RETRY = 75
-
-STDOUT = 1
-STDERR = 2
-
-
-@dataclass
-class LogChunk:
-    """One write of the task to stdout (1) or stderr (2), stamped in ms since the epoch."""
-
-    stream: int
-    ts_ms: int
-    data: bytes
 
 
 @dataclass
 class Outcome:
     """The outcome of one run; ``kind`` is ``ok`` or one of the failure kinds above."""
 
-    kind: str
+    kind: OutcomeKind
     result: bytes = b""
     message: str = ""
     retryable: bool = False
@@ -64,7 +55,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.kind == "ok"
+        return self.kind == OutcomeKind.OK
 
     @property
     def stderr(self) -> bytes:

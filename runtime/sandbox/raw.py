@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import wasmtime
 
 from runtime.logging_config import get_logger
+from runtime.sandbox.exports import CALL_SLOTS, MEMORY
 
 log = get_logger("sandbox")
 
@@ -36,6 +37,8 @@ FAST_MAJORS = (50,)
 
 #: A host function: (caller, argument/result values) -> 0, or a trap from ``new_trap``.
 HostFunc = Callable[[Any, Any], Any]
+
+_MEMORY = MEMORY.encode()
 
 
 class CallFailed(Exception):
@@ -158,7 +161,7 @@ FAST_PROBLEM = _fast_problem()
 if not FAST_PROBLEM:
     from wasmtime import _ffi as ffi
 
-    _VAL2 = ffi.wasmtime_val_raw_t * 2
+    _VALS = ffi.wasmtime_val_raw_t * CALL_SLOTS
     _EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
     _EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
     _TRAP_PTR = ctypes.POINTER(ffi.wasm_trap_t)
@@ -192,15 +195,17 @@ class _FastInstance:
         return None if item is None else item.of.func
 
     def memory(self) -> Any:
-        item = self._get(b"memory", _EXTERN_MEMORY)
+        item = self._get(_MEMORY, _EXTERN_MEMORY)
         return None if item is None else item.of.memory
 
     def call(self, func: Any, *args: int) -> Any:
-        vals = _VAL2()
+        vals = _VALS()
         for i, arg in enumerate(args):
             vals[i].i32 = arg
         trap = _TRAP_PTR()
-        error = ffi.wasmtime_func_call_unchecked(self.ctx, byref(func), vals, 2, byref(trap))
+        error = ffi.wasmtime_func_call_unchecked(
+            self.ctx, byref(func), vals, CALL_SLOTS, byref(trap)
+        )
         if error or trap:
             _raise(error, trap)
         return vals
@@ -264,7 +269,7 @@ class FastBackend:
     def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
         if memory is None:
             item: Any = ffi.wasmtime_extern_t()
-            if not ffi.wasmtime_caller_export_get(caller, b"memory", 6, byref(item)):
+            if not ffi.wasmtime_caller_export_get(caller, _MEMORY, len(_MEMORY), byref(item)):
                 return None
             if item.kind != _EXTERN_MEMORY:
                 return None
@@ -319,7 +324,7 @@ class _PublicInstance:
         return item if isinstance(item, wasmtime.Func) else None
 
     def memory(self) -> Any:
-        item = self.exports.get("memory")
+        item = self.exports.get(MEMORY)
         return item if isinstance(item, wasmtime.Memory) else None
 
     def call(self, func: Any, *args: int) -> list[_Val]:
@@ -377,7 +382,7 @@ class PublicBackend:
 
     def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
         if memory is None:
-            memory = caller.get("memory")
+            memory = caller.get(MEMORY)
             if not isinstance(memory, wasmtime.Memory):
                 return None
         return _public_span(caller, memory)

@@ -3,8 +3,9 @@
 Per task: a fresh ``Store`` (memory limit, epoch deadline, optional fuel), a new instance
 from a cached ``InstancePre`` (imports are resolved once per module), then
 ``_initialize`` (when exported), ``alloc(len)``, the payload copied in, ``execute``,
-and the result copied out after a bounds check. Nothing survives from one task to the
-next but the compiled module.
+and the result copied out after a bounds check: the exports :mod:`runtime.sandbox.exports`
+lists, which registration checks. Nothing survives from one task to the next but the
+compiled module.
 
 Two paths:
 
@@ -39,12 +40,15 @@ import wasmtime
 from runtime.errors import RegistryError
 from runtime.logging_config import get_logger
 from runtime.modules import contract
+from runtime.output.chunks import STDERR, STDOUT, LogChunk
+from runtime.queue.task import OutcomeKind
 from runtime.sandbox import capture, raw, ticker, wasi
 from runtime.sandbox.capture import TaskIO
 from runtime.sandbox.engine import get_engine
+from runtime.sandbox.exports import ALLOC, EXECUTE, INITIALIZE
 from runtime.sandbox.failures import bad_result, classify, instantiate_failed, size_text
 from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS, Capabilities, TaskLimits
-from runtime.sandbox.outcome import STDERR, STDOUT, LogChunk, Outcome
+from runtime.sandbox.outcome import Outcome
 from runtime.settings import Settings
 
 log = get_logger("sandbox")
@@ -72,7 +76,7 @@ def _check(module: wasmtime.Module) -> tuple[str, bool]:
         contract.check_module(module)
     except RegistryError as exc:
         return str(exc), False
-    return "", any(e.name == "_initialize" for e in module.exports)
+    return "", any(e.name == INITIALIZE.name for e in module.exports)
 
 
 class Sandbox:
@@ -160,7 +164,8 @@ class Sandbox:
             outcome = self._run(module, digest, payload, limits, io, capabilities)
         except Exception as exc:
             log.exception("sandbox failed", task_name=task_name)
-            outcome = Outcome("internal", message=f"The sandbox failed running the task: {exc}.")
+            message = f"The sandbox failed running the task: {exc}."
+            outcome = Outcome(OutcomeKind.INTERNAL, message=message)
         outcome.logs = io.logs()
         outcome.log_bytes = io.kept
         outcome.log_dropped = io.dropped
@@ -205,21 +210,21 @@ class Sandbox:
             instance = self.backend.instantiate(prepared.pre, store)
             memory = io.memory = instance.memory()
             if prepared.has_initialize:
-                phase = "_initialize"
-                instance.call(instance.func(b"_initialize"))
-            phase = "alloc"
+                phase = INITIALIZE.name
+                instance.call(instance.func(INITIALIZE.symbol))
+            phase = ALLOC.name
             size = len(payload)
-            ptr = instance.call(instance.func(b"alloc"), size)[0].i32 & _M32
+            ptr = instance.call(instance.func(ALLOC.symbol), size)[0].i32 & _M32
             base, mem_size = instance.memory_span(memory)
             if ptr + size > mem_size:
                 return bad_result(
                     f"alloc returned {ptr}, where a {size}-byte payload does not fit in the"
                     f" task's {mem_size}-byte memory.",
-                    "alloc",
+                    ALLOC.name,
                 )
             ctypes.memmove(base + ptr, payload, size)
-            phase = "execute"
-            packed = instance.call(instance.func(b"execute"), ptr, size)[0].i64 & _M64
+            phase = EXECUTE.name
+            packed = instance.call(instance.func(EXECUTE.symbol), ptr, size)[0].i64 & _M64
             return _result(packed, *instance.memory_span(memory), limits)
         except raw.CallFailed as failure:
             mem = io.memory
@@ -244,7 +249,8 @@ def _result(packed: int, base: int, mem_size: int, limits: TaskLimits) -> Outcom
             f"The task's result is {length} bytes, over its result limit of"
             f" {size_text(limits.result)}."
         )
-    return Outcome("ok", result=ctypes.string_at(base + ptr, length), phase="execute")
+    result = ctypes.string_at(base + ptr, length)
+    return Outcome(OutcomeKind.OK, result=result, phase=EXECUTE.name)
 
 
 def _wasi_config(

@@ -454,6 +454,9 @@ def _guarded(name: str, func: Callable[[Any, Any], int]) -> Callable[[Any, Any],
 
 def define(linker: wasmtime.Linker, backend: raw.Backend, only: tuple[str, ...] = ()) -> None:
     """Defines every preview1 function (or those in ``only``) in ``linker``."""
+    unknown = sorted(set(only) - FUNCTIONS.keys())
+    if unknown:  # a misspelt name would otherwise leave wasmtime's version in place
+        raise ValueError(f"not preview1 functions of this module: {', '.join(unknown)}")
     types = {"i32": wasmtime.ValType.i32(), "i64": wasmtime.ValType.i64()}
     for name, (_, func) in FUNCTIONS.items():
         if only and name not in only:

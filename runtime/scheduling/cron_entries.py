@@ -15,10 +15,11 @@ from typing import Any
 
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskNotFound
-from runtime.queue import keys
+from runtime.queue import keys, scripts
 from runtime.queue.scripts import Scripts
-from runtime.queue.task import TERMINAL_STAGES, format_time, now_ms, parse_time
+from runtime.queue.task import TERMINAL_STAGES, Stage, format_time, parse_time
 from runtime.scheduling.cron_expr import CronSchedule
 
 
@@ -136,7 +137,7 @@ def _entry(
     runs: int,
 ) -> CronEntry:
     expr, tz = _text(h["cron_expr"]), _text(h["cron_tz"]) or "UTC"
-    paused = _text(h["task_stage"]) == "paused"
+    paused = _text(h["task_stage"]) == Stage.PAUSED
     out = CronEntry(
         id=entry,
         task_name=_text(h["task_name"]),
@@ -175,12 +176,7 @@ def _result(code: int, entry: str) -> None:
 
 def remove(client: redis.Redis, entry: str) -> None:
     """Delete a cron entry (its past runs stay); raises TaskNotFound / InvalidTask."""
-    code = int(
-        Scripts(client).cron_remove(
-            keys=[keys.SCHEDULED, keys.CRON_PAUSED, keys.CRON_LAST_RUN, keys.task(entry)],
-            args=[entry],
-        )
-    )
+    code = int(Scripts(client).run(scripts.cron_remove(entry=entry)))
     _result(code, entry)
 
 
@@ -188,9 +184,8 @@ def pause(client: redis.Redis, entry: str, now: int | None = None) -> bool:
     """Pause an entry; ``False`` when it was paused already."""
     current = now_ms() if now is None else now
     code = int(
-        Scripts(client).cron_pause(
-            keys=[keys.SCHEDULED, keys.CRON_PAUSED, keys.task(entry)],
-            args=[entry, format_time(current), ""],
+        Scripts(client).run(
+            scripts.cron_pause(entry=entry, now_text=format_time(current), reason="")
         )
     )
     _result(code, entry)
@@ -208,9 +203,10 @@ def resume(client: redis.Redis, entry: str, now: int | None = None) -> int | Non
         _result(-2, entry)
     nxt = next_run(_text(raw[1]), _text(raw[2]) or "UTC", current)
     code = int(
-        Scripts(client).cron_resume(
-            keys=[keys.SCHEDULED, keys.CRON_PAUSED, keys.task(entry), keys.SCHEDULER_WAKE],
-            args=[entry, nxt, format_time(nxt), format_time(current)],
+        Scripts(client).run(
+            scripts.cron_resume(
+                entry=entry, next_ms=nxt, next_text=format_time(nxt), now_text=format_time(current)
+            )
         )
     )
     _result(code, entry)

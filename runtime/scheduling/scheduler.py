@@ -52,16 +52,16 @@ Policies:
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from runtime import clock
 from runtime.errors import InvalidTask, WasmqError
 from runtime.logging_config import get_logger
-from runtime.queue import keys
-from runtime.queue.scripts import Scripts
+from runtime.queue import keys, scripts
+from runtime.queue.scripts import FireEntry, FireGroup, Scripts
 from runtime.queue.task import format_time
 from runtime.scheduling.cron_expr import CronSchedule
 from runtime.settings import Settings
@@ -91,7 +91,7 @@ def check_future(ms: int, now: int | None = None, grace_ms: int = 100) -> int:
     The enqueue side calls it for ``--at``/``--in``: the reference refuses a scheduled
     time before now. ``grace_ms`` lets ``--in 0s`` (computed a moment earlier) through.
     """
-    current = _now() if now is None else now
+    current = clock.now_ms() if now is None else now
     if ms < current - grace_ms:
         raise InvalidTask(
             f"scheduled time {format_time(ms)} is in the past (now {format_time(current)}): "
@@ -145,10 +145,10 @@ class _FireCall:
     """The arguments of one ``cron_fire.lua`` call, entries grouped by tick."""
 
     def __init__(self, now: int, now_text: str) -> None:
-        self.head: list[Any] = [now, now_text]
-        self.group_args: list[Any] = []
+        self.now, self.now_text = now, now_text
+        self.group_args: list[FireGroup] = []
         self.groups: dict[tuple[bytes, bytes, int], int] = {}
-        self.entry_args: list[Any] = []
+        self.entry_args: list[FireEntry] = []
         #: Per entry: id, run id, due, missed ticks, the entry's next place (for later).
         self.entries: list[tuple[str, str, int, int, _DueEntry]] = []
 
@@ -158,12 +158,14 @@ class _FireCall:
         group = self.groups.get((raw_expr, raw_tz, score))
         if group is None:
             group = self.groups[(raw_expr, raw_tz, score)] = len(self.groups) + 1
-            self.group_args += [score, nxt, due_text, next_text, missed, raw_expr, raw_tz]
-        self.entry_args += [raw, group, run]
+            self.group_args.append((score, nxt, due_text, next_text, missed, raw_expr, raw_tz))
+        self.entry_args.append((raw, group, run))
         self.entries.append((entry, run, score, missed, (raw, nxt, raw_expr, raw_tz)))
 
-    def args(self) -> list[Any]:
-        return [*self.head, len(self.groups), *self.group_args, *self.entry_args]
+    def call(self) -> scripts.Call:
+        return scripts.cron_fire(
+            now=self.now, now_text=self.now_text, groups=self.group_args, entries=self.entry_args
+        )
 
 
 class Scheduler:
@@ -210,7 +212,7 @@ class Scheduler:
         Cron entries due meanwhile are gathered over the whole pass and fired together,
         ``cron_batch`` per script call. ``stop`` ends a long pass between two batches.
         """
-        now = _now() if now_ms is None else now_ms
+        now = clock.now_ms() if now_ms is None else now_ms
         now_text = format_time(now)
         tick = Tick()
         self._moved.clear()
@@ -222,8 +224,8 @@ class Scheduler:
         for _ in range(_MAX_ROUNDS):
             # Fired entries leave the due range; the ones gathered but not yet fired stay
             # at its latest end, where promote.lua passes over them.
-            promoted, dropped, crons, seen = self._scripts.promote(
-                keys=[keys.SCHEDULED], args=[now, self.batch, now_text, len(due)]
+            promoted, dropped, crons, seen = self._scripts.run(
+                scripts.promote(now=now, limit=self.batch, now_text=now_text, skip=len(due))
             )
             tick.promoted += int(promoted)
             tick.dropped += len(dropped)
@@ -339,9 +341,7 @@ class Scheduler:
             self._send(call, tick)
 
     def _send(self, call: _FireCall, tick: Tick) -> None:
-        outcomes = self._scripts.cron_fire(
-            keys=[keys.SCHEDULED, keys.CRON_LAST_RUN, keys.TASK_REGISTRY], args=call.args()
-        )
+        outcomes = self._scripts.run(call.call())
         tick.fire_calls += 1
         runs = sum(int(o) == 1 for o in outcomes)
         skipped = sum(int(o) == 2 for o in outcomes)
@@ -366,10 +366,7 @@ class Scheduler:
             log.info("cron fired", runs=runs, skipped=skipped, entries=len(call.entries))
 
     def _pause(self, raw: bytes, entry: str, now: int, reason: str) -> None:
-        self._scripts.cron_pause(
-            keys=[keys.SCHEDULED, keys.CRON_PAUSED, keys.TASK_PREFIX.encode() + raw],
-            args=[raw, format_time(now), reason],
-        )
+        self._scripts.run(scripts.cron_pause(entry=raw, now_text=format_time(now), reason=reason))
         log.error("cron entry paused", task_id=entry, error=reason)
 
     def next_due(self) -> int | None:
@@ -390,13 +387,13 @@ class Scheduler:
         failures = 0
         while not stop.is_set():
             try:
-                if self._follows(_now()):
+                if self._follows(clock.now_ms()):
                     # Cron entries another scheduler fired last time are due: it fires them
                     # again at once from memory, so give it a head start instead of racing
                     # it for the same work. Should it be gone, this one fires them late.
                     stop.wait(_FOLLOW_DELAY)
                 self.run_once(stop=stop)
-                wait = self.sleep_for(_now())
+                wait = self.sleep_for(clock.now_ms())
                 if wait > _SERVER_TICK:
                     # The server checks blocking timeouts on its cron tick (100 ms at the
                     # default hz), so it may answer late: block until one tick before the
@@ -413,7 +410,3 @@ class Scheduler:
                 log.warning("scheduler error, retrying", error=str(exc), retry_in=delay)
                 stop.wait(delay)
         log.info("scheduler stopped")
-
-
-def _now() -> int:
-    return int(time.time() * 1000)

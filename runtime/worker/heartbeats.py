@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
+from runtime import clock
 from runtime.logging_config import get_logger
 from runtime.queue import keys
 
@@ -87,7 +88,7 @@ class Heartbeat:
         self.interval = max(interval, 0.05)
         self.leases = leases
         self.renew_every = min(self.interval, renew_every or self.interval)
-        self.started_ms = int(time.time() * 1000)
+        self.started_ms = clock.now_ms()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wasmq-heartbeat", daemon=True)
         self._down = False
@@ -113,7 +114,7 @@ class Heartbeat:
                 pass
 
     def beat(self) -> None:
-        now = int(time.time() * 1000)
+        now = clock.now_ms()
         s = self.stats
         record = {
             "id": self.worker_id,
@@ -136,6 +137,10 @@ class Heartbeat:
         pipe.execute()
 
     def renew(self) -> None:
+        """Moves the lease deadlines ``leases`` gives; the one place leases are renewed.
+
+        Only ids still in the lease set move: a task acked, released or recovered since
+        is not leased again."""
         if self.leases is None:
             return
         deadlines = self.leases()
@@ -166,7 +171,7 @@ def list_workers(
     client: redis.Redis, interval: float, now_ms: int | None = None
 ) -> list[WorkerInfo]:
     """Every registered worker, alive first; records that expired are pruned."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     ids = [i.decode() for i in client.zrange(keys.WORKERS, 0, -1)]  # type: ignore[union-attr]
     pipe = client.pipeline(transaction=False)
     for worker_id in ids:

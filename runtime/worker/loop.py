@@ -33,18 +33,30 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import WasmqError
 from runtime.logging_config import get_logger
 from runtime.queue import keys
-from runtime.queue.broker import BadTask, Broker, Report, clock_ms
-from runtime.queue.task import Task
+from runtime.queue.broker import BadTask, Broker, Report
+from runtime.queue.task import ErrorKind, Stage, Task
 from runtime.server.connection import connect
 from runtime.settings import Settings
 from runtime.worker.heartbeats import Heartbeat, WorkerStats, new_worker_id
+from runtime.worker.seams import ModuleSource, TaskRunner
+
+if TYPE_CHECKING:
+    # Types only: the sandbox (the wasm runtime) loads when the default one is built.
+    import wasmtime
+
+    from runtime.modules.registry import TaskRecord
+    from runtime.output.chunks import LogChunk
+    from runtime.output.live import LiveLogPublisher
+    from runtime.sandbox.limits import Capabilities, TaskLimits
+    from runtime.sandbox.outcome import Outcome
 
 log = get_logger("worker")
 
@@ -95,7 +107,8 @@ class Outage:
 class Worker:
     """Runs tasks from ``queues`` (earlier queues first) until stopped.
 
-    ``registry`` and ``sandbox`` default to the real ones; tests may pass their own.
+    ``registry`` and ``sandbox`` default to the real ones; tests may pass their own
+    (anything that meets :mod:`runtime.worker.seams`).
     """
 
     def __init__(
@@ -106,8 +119,8 @@ class Worker:
         burst: bool = False,
         worker_id: str | None = None,
         client: redis.Redis | None = None,
-        registry: Any = None,
-        sandbox: Any = None,
+        registry: ModuleSource | None = None,
+        sandbox: TaskRunner | None = None,
         ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
@@ -124,8 +137,8 @@ class Worker:
             from runtime.sandbox import Sandbox
 
             sandbox = Sandbox(settings)
-        self.registry = registry
-        self.sandbox = sandbox
+        self.registry: ModuleSource = registry
+        self.sandbox: TaskRunner = sandbox
         self.stats = WorkerStats()
         self._held: dict[str, Task] = {}
         #: Claimed and not started, in run order; the heartbeat thread may take them back.
@@ -134,14 +147,14 @@ class Worker:
         self._give_lock = threading.Lock()
         self._running: tuple[str, int] | None = None
         self._lock = threading.Lock()
-        self._records: dict[str, tuple[float, Any]] = {}
+        self._records: dict[str, tuple[float, TaskRecord | None]] = {}
         self._ledger = ledger
         self.stop_event = threading.Event()
         self.abort = threading.Event()
         self._wake_keys = [keys.worker_wake(self.worker_id), *(keys.wake(q) for q in self.queues)]
         self._idle_keys = [keys.idle(q) for q in self.queues]
         self._outage = Outage("worker loop")
-        self._live: Any = None
+        self._live: LiveLogPublisher | None = None
         #: Moving average of the wall time of one task (s), for the claim size.
         self._task_seconds = 0.0
         grace = settings.lease_grace
@@ -291,7 +304,7 @@ class Worker:
 
     def run_task(self, task: Task) -> Report:
         """Run one claimed task; never raises (every failure becomes a report)."""
-        started_ms = clock_ms()
+        started_ms = now_ms()
         self._running = (task.id, started_ms)
         self.stats.current_task = task.id
         self.stats.current_name = task.task_name
@@ -300,22 +313,30 @@ class Worker:
             module, digest, capabilities = self._module(task, bool(limits.fuel))
         except redis.RedisError as exc:
             return self._failed(
-                task, started_ms, f"Redis error loading the module: {exc}", "redis", retryable=True
+                task,
+                started_ms,
+                f"Redis error loading the module: {exc}",
+                ErrorKind.REDIS,
+                retryable=True,
             )
         except WasmqError as exc:
-            return self._failed(task, started_ms, str(exc), "module", retryable=False)
+            return self._failed(task, started_ms, str(exc), ErrorKind.MODULE, retryable=False)
         except Exception as exc:
             log.exception("module load failed", task_id=task.id, task_name=task.task_name)
             return self._failed(
-                task, started_ms, f"cannot load the module: {exc}", "module", retryable=False
+                task,
+                started_ms,
+                f"cannot load the module: {exc}",
+                ErrorKind.MODULE,
+                retryable=False,
             )
         live = self._live
         streaming = False
-        on_output: Callable[[Any], None] | None = None
+        on_output: Callable[[LogChunk], None] | None = None
         if live is not None:
             # The live publisher hears of a task only once it prints: most tasks print
             # nothing, and two hand-offs to its thread per task cost the hot path.
-            def on_output(chunk: Any) -> None:
+            def on_output(chunk: LogChunk) -> None:
                 nonlocal streaming
                 if not streaming:
                     streaming = True
@@ -336,20 +357,24 @@ class Worker:
             # The sandbox promises never to raise; if it does, the task fails, not the worker.
             log.exception("sandbox raised", task_id=task.id, task_name=task.task_name)
             return self._failed(
-                task, started_ms, f"internal sandbox error: {exc}", "internal", retryable=False
+                task,
+                started_ms,
+                f"internal sandbox error: {exc}",
+                ErrorKind.INTERNAL,
+                retryable=False,
             )
         finally:
-            if streaming:
+            if streaming and live is not None:
                 live.end_task(task.id)
         return self._report(task, started_ms, outcome)
 
-    def resolve_limits(self, task: Task) -> Any:
+    def resolve_limits(self, task: Task) -> TaskLimits:
         """The task's requested limits, clamped to this worker's ceilings."""
         from runtime.sandbox import TaskLimits
 
         return TaskLimits.resolve(task.limits, self.settings)
 
-    def _report(self, task: Task, started_ms: int, outcome: Any) -> Report:
+    def _report(self, task: Task, started_ms: int, outcome: Outcome) -> Report:
         from runtime.output.chunks import encode_chunk
         from runtime.output.files import mirror_chunks, save_log_file
 
@@ -371,7 +396,7 @@ class Worker:
             ok=bool(outcome.ok),
             result=outcome.result if outcome.ok else b"",
             error="" if outcome.ok else outcome.message,
-            error_kind="" if outcome.ok else outcome.kind,
+            error_kind="" if outcome.ok else ErrorKind(outcome.kind.value),
             retryable=bool(outcome.retryable),
             started_ms=started_ms,
             duration_ms=float(outcome.duration_ms),
@@ -400,14 +425,14 @@ class Worker:
         return report
 
     def _failed(
-        self, task: Task, started_ms: int, error: str, kind: str, *, retryable: bool
+        self, task: Task, started_ms: int, error: str, kind: ErrorKind, *, retryable: bool
     ) -> Report:
         log.error("task failed", task_id=task.id, task_name=task.task_name, kind=kind, error=error)
         return Report(
             task, ok=False, error=error, error_kind=kind, retryable=retryable, started_ms=started_ms
         )
 
-    def _module(self, task: Task, fuel: bool) -> tuple[Any, str, Any]:
+    def _module(self, task: Task, fuel: bool) -> tuple[wasmtime.Module, str, Capabilities | None]:
         from runtime.errors import RegistryError
 
         record = self._record(task.task_name)
@@ -422,10 +447,9 @@ class Worker:
             module = self.registry.load_module(digest, fuel=fuel)
         except RegistryError as exc:
             raise RegistryError(f"field digest={digest}: {exc}") from None
-        capabilities = getattr(record, "capabilities", None)
-        return module, digest, capabilities
+        return module, digest, record.capabilities
 
-    def _record(self, name: str) -> Any:
+    def _record(self, name: str) -> TaskRecord | None:
         now = time.monotonic()
         cached = self._records.get(name)
         if cached is not None and now - cached[0] < RECORD_TTL:
@@ -455,9 +479,10 @@ class Worker:
                     break
                 outage.failed(exc, self.abort)
         for status in statuses:
-            if status == "completed":
+            # A status names the stage the report left its task in (or why it did not).
+            if status == Stage.COMPLETED:
                 self.stats.done += 1
-            elif status in ("failed", "retrying"):
+            elif status in (Stage.FAILED, Stage.RETRYING):
                 self.stats.failed += 1
         with self._lock:
             for report in reports:
@@ -479,7 +504,7 @@ class Worker:
         """New lease deadlines for the held tasks; the running one keeps its own bound,
         so a wedged task is still recovered. Called on the heartbeat thread, which also
         gives back the tasks behind a task that runs long."""
-        now = clock_ms()
+        now = now_ms()
         running = self._running
         slow = running is not None and now - running[1] > RELEASE_BEHIND_AFTER * 1e3
         if self._giving_back or (self._queued and (slow or self.stop_event.is_set())):
@@ -499,15 +524,13 @@ class Worker:
 
     def _wait_for_work(self, stop: threading.Event) -> None:
         """Block until a wake token arrives (or the safety timeout passes)."""
-        idle: Callable[[], None] | None = getattr(self.sandbox, "idle", None)
-        if idle is not None:
-            idle()
+        self.sandbox.idle()
         try:
             # Registered as idle in the same round trip: an enqueue then wakes this
             # worker, the one idle for the shortest time, by its own token list.
             pipe = self.redis.pipeline(transaction=False)
             for key in self._idle_keys:
-                pipe.zadd(key, {self.worker_id: clock_ms()})
+                pipe.zadd(key, {self.worker_id: now_ms()})
             pipe.blpop(self._wake_keys, timeout=IDLE_WAIT)
             token = pipe.execute()[-1]
         except (redis.RedisError, OSError) as exc:
@@ -542,6 +565,4 @@ class Worker:
         self.heartbeat.stop(deregister=True)
         if self._live is not None:
             self._live.close()
-        close: Callable[[], None] | None = getattr(self.sandbox, "close", None)
-        if close is not None:
-            close()
+        self.sandbox.close()

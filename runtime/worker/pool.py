@@ -76,19 +76,23 @@ def child_main(settings: Settings, queues: list[str], burst: bool, ledger: Share
     stop = threading.Event()
     # The terminal's Ctrl-C reaches every process of the group; the supervisor decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Any number of SIGTERMs (the supervisor's and the process group's) mean one drain.
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    from runtime.worker.loop import Worker
-
-    worker = Worker(settings, queues, burst=burst, ledger=ledger)
-    # Python runs signal handlers only between bytecodes, so not while a task runs in
-    # the sandbox; the wakeup fd is written at once, and a thread gives back the tasks
-    # that have not started without waiting for the running one to end.
+    # A SIGTERM only writes the wakeup fd, and a thread acts on it. Python runs signal
+    # handlers between bytecodes, so not while a task runs in the sandbox, and a handler
+    # that set the event itself could interrupt the main thread inside the event's own
+    # lock: a second SIGTERM (the supervisor's and the process group's) then deadlocked
+    # the drain. The fd is set before the handler, so no SIGTERM falls between them, and
+    # any number of them mean one drain.
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    from runtime.worker.loop import Worker
+
+    worker = Worker(settings, queues, burst=burst, ledger=ledger)
 
     def watch_signals() -> None:
+        # Also gives back the tasks that have not started, without waiting for the
+        # running one to end.
         while data := os.read(read_fd, 64):
             if signal.SIGTERM in data:
                 stop.set()

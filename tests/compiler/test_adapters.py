@@ -32,6 +32,7 @@ def build(name: str, cache: Path, go_toolchain: str = "go") -> tuple[compiler.Ad
 
 
 @pytest.mark.parametrize("source", GREETERS)
+@pytest.mark.toolchain
 def test_greeter_compiles_checks_and_greets(
     source: str, toolchain_cache: Path, tmp_path: Path
 ) -> None:
@@ -44,6 +45,7 @@ def test_greeter_compiles_checks_and_greets(
 
 
 @pytest.mark.parametrize("source", GREETERS)
+@pytest.mark.toolchain
 def test_greeter_defaults_to_world(source: str, toolchain_cache: Path, tmp_path: Path) -> None:
     _, data = build(source, toolchain_cache)
     result, _ = run_module(data, b"{}", tmp_path)
@@ -51,6 +53,7 @@ def test_greeter_defaults_to_world(source: str, toolchain_cache: Path, tmp_path:
 
 
 @pytest.mark.parametrize("source", ECHOES)
+@pytest.mark.toolchain
 def test_echo_returns_its_payload(source: str, toolchain_cache: Path, tmp_path: Path) -> None:
     _, data = build(source, toolchain_cache)
     compile_checked(get_engine(False), data)
@@ -60,6 +63,7 @@ def test_echo_returns_its_payload(source: str, toolchain_cache: Path, tmp_path: 
     assert stdout == b""
 
 
+@pytest.mark.toolchain
 def test_extension_table() -> None:
     assert {".go", ".c", ".cc", ".cpp", ".zig", ".wat", ".wasm"} == compiler.SUPPORTED_EXTENSIONS
     languages = {
@@ -79,6 +83,7 @@ def test_extension_table() -> None:
         compiler.adapter_for(Path("task.rs"))
 
 
+@pytest.mark.toolchain
 def test_go_toolchain_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(compiler.adapter_for(Path("t.go"), "go"), GoAdapter)
     if shutil.which("tinygo") is None:
@@ -92,6 +97,7 @@ def test_go_toolchain_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.skipif(
     shutil.which("tinygo") is None, reason="TinyGo is not installed (no tinygo on PATH)"
 )
+@pytest.mark.toolchain
 def test_tinygo_builds_the_reference_task(toolchain_cache: Path, tmp_path: Path) -> None:
     adapter, data = build("task_1.go", toolchain_cache, "tinygo")
     assert adapter.name == "tinygo"
@@ -100,12 +106,14 @@ def test_tinygo_builds_the_reference_task(toolchain_cache: Path, tmp_path: Path)
     assert json.loads(result) == {"message": "Hello, Ada!"}
 
 
+@pytest.mark.toolchain
 def test_go_version_and_flags() -> None:
     adapter = GoAdapter()
     assert adapter.version().startswith("go1.")
     assert "-buildmode=c-shared" in adapter.flags()
 
 
+@pytest.mark.toolchain
 def test_go_compile_error_names_file_and_line(tmp_path: Path, toolchain_cache: Path) -> None:
     source = tmp_path / "broken.go"
     source.write_text("package main\n\nfunc main() {\n\tundefinedThing()\n}\n")
@@ -117,6 +125,7 @@ def test_go_compile_error_names_file_and_line(tmp_path: Path, toolchain_cache: P
     assert "wasmq-compile-" not in message  # no temp paths leak into the message
 
 
+@pytest.mark.toolchain
 def test_c_compile_error_names_file_and_line(tmp_path: Path, toolchain_cache: Path) -> None:
     source = tmp_path / "broken.c"
     source.write_text("int f(void) {\n  return nope;\n}\n")
@@ -126,6 +135,7 @@ def test_c_compile_error_names_file_and_line(tmp_path: Path, toolchain_cache: Pa
         )
 
 
+@pytest.mark.toolchain
 def test_zig_compile_error(tmp_path: Path, toolchain_cache: Path) -> None:
     source = tmp_path / "broken.zig"
     source.write_text("export fn alloc(size: u32) u32 {\n    return nope;\n}\n")
@@ -142,6 +152,7 @@ def test_wat_syntax_error(tmp_path: Path) -> None:
         compiler.adapter_for(source).compile(source, timeout=10, output_limit=LIMIT)
 
 
+@pytest.mark.toolchain
 def test_compile_timeout_kills_the_toolchain(tmp_path: Path) -> None:
     source = tmp_path / "slow.go"
     source.write_text("package main\n\nfunc main() {}\n")
@@ -150,6 +161,7 @@ def test_compile_timeout_kills_the_toolchain(tmp_path: Path) -> None:
         GoAdapter(tmp_path / "cold").compile(source, timeout=0.05, output_limit=LIMIT)
 
 
+@pytest.mark.toolchain
 def test_output_limit(toolchain_cache: Path) -> None:
     source = TASKS / "task_1_c.c"
     with pytest.raises(CompileError, match=r"over the 1000-byte limit"):
@@ -184,6 +196,7 @@ def test_environment_is_scrubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert os.environ["AWS_SECRET_ACCESS_KEY"] == "hunter2"
 
 
+@pytest.mark.toolchain
 def test_go_build_cannot_fetch_modules(tmp_path: Path, toolchain_cache: Path) -> None:
     source = tmp_path / "net.go"
     source.write_text('package main\n\nimport _ "example.com/evil/pkg"\n\nfunc main() {}\n')

@@ -85,12 +85,14 @@ HOST_PATHS = [
 
 
 @pytest.mark.parametrize("target", HOST_PATHS)
+@pytest.mark.toolchain
 def test_c_embed_of_a_host_file_fails(target: str, tmp_path: Path, toolchain_cache: Path) -> None:
     source = write(tmp_path, "a/b/c/embed.c", f'const char data[] = {{\n#embed "{target}"\n}};\n')
     refused(source, toolchain_cache, r"embed\.c:1:1: error: a file named by #embed does not")
 
 
 @pytest.mark.parametrize("target", HOST_PATHS)
+@pytest.mark.toolchain
 def test_c_include_of_a_host_file_quotes_nothing(
     target: str, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -98,6 +100,7 @@ def test_c_include_of_a_host_file_quotes_nothing(
     refused(source, toolchain_cache, r"include\.c:1:10: fatal error: '.*' file not found")
 
 
+@pytest.mark.toolchain
 def test_cpp_include_of_a_host_file_fails(tmp_path: Path, toolchain_cache: Path) -> None:
     source = write(tmp_path, "include.cpp", '#include "/etc/passwd"\nint x;\n')
     refused(source, toolchain_cache, r"include\.cpp:1:10: fatal error: '/etc/passwd' file not")
@@ -106,6 +109,7 @@ def test_cpp_include_of_a_host_file_fails(tmp_path: Path, toolchain_cache: Path)
 @pytest.mark.parametrize(
     "directive", ['#import "/etc/passwd"', '#pragma GCC dependency "/etc/passwd"']
 )
+@pytest.mark.toolchain
 def test_other_directives_naming_a_host_file_fail(
     directive: str, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -116,11 +120,13 @@ def test_other_directives_naming_a_host_file_fail(
 MACRO_PATH = "#define STR(x) #x\n#define PATH(x) STR(x)\n"
 
 
+@pytest.mark.toolchain
 def test_c_embed_of_a_path_built_by_macros_fails(tmp_path: Path, toolchain_cache: Path) -> None:
     text = MACRO_PATH + "const char data[] = {\n#embed PATH(/etc/passwd)\n};\n"
     refused(write(tmp_path, "macro.c", text), toolchain_cache, r"#embed does not exist")
 
 
+@pytest.mark.toolchain
 def test_c_include_of_a_path_built_by_macros_fails(tmp_path: Path, toolchain_cache: Path) -> None:
     text = MACRO_PATH + "#include PATH(/etc/passwd)\nint x;\n"
     refused(write(tmp_path, "macro.c", text), toolchain_cache, r"file not found")
@@ -146,6 +152,7 @@ def canaries(tmp_path: Path) -> Iterator[dict[str, Path]]:
 
 
 @pytest.mark.parametrize("directive", ["include", "embed"])
+@pytest.mark.toolchain
 def test_project_tree_home_and_tmp_are_not_there(
     directive: str, canaries: dict[str, Path], tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -172,6 +179,7 @@ def found_bit(test: str, bit: int) -> list[str]:
     ]
 
 
+@pytest.mark.toolchain
 def test_has_include_and_has_embed_see_no_host_file(tmp_path: Path, toolchain_cache: Path) -> None:
     paths = ["/etc/passwd", "/etc/hostname", "/root", str(ROOT / "pyproject.toml")]
     paths += [str(Path.home()), str(tmp_path), "/proc/1/root/etc/passwd"]
@@ -194,6 +202,7 @@ def test_has_include_and_has_embed_see_no_host_file(tmp_path: Path, toolchain_ca
 
 
 @pytest.mark.parametrize("target", ["/proc/self/environ", "/proc/1/environ"])
+@pytest.mark.toolchain
 def test_proc_environ_shows_no_host_variable(
     target: str, tmp_path: Path, toolchain_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,6 +223,7 @@ def test_proc_environ_shows_no_host_variable(
     assert b"WASMQ_TEST_SECRET" not in output
 
 
+@pytest.mark.toolchain
 def test_include_error_shows_the_source_path_not_the_sandbox(
     tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -223,6 +233,7 @@ def test_include_error_shows_the_source_path_not_the_sandbox(
 
 
 @pytest.mark.parametrize("name", ["-I.c", "-o.c", "-femit-bin=x.zig"])
+@pytest.mark.toolchain
 def test_a_source_named_like_an_option_is_a_file(
     name: str, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -239,6 +250,7 @@ def test_a_source_named_like_an_option_is_a_file(
 
 @pytest.mark.parametrize("suffix", [".c", ".zig", ".go", ".wat", ".wasm"])
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../../../../../etc/passwd"])
+@pytest.mark.toolchain
 def test_a_symlinked_source_outside_its_dir_is_refused(
     suffix: str, target: str, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -259,6 +271,7 @@ def test_a_symlink_to_a_file_beside_it_builds(tmp_path: Path, toolchain_cache: P
     assert build(link, toolchain_cache)
 
 
+@pytest.mark.toolchain
 def test_registering_a_symlink_to_a_host_file_fails(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -273,6 +286,7 @@ def test_registering_a_symlink_to_a_host_file_fails(
     assert registry.get("passwd") is None
 
 
+@pytest.mark.toolchain
 def test_registering_an_embed_of_a_host_file_fails(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -289,6 +303,7 @@ def test_registering_an_embed_of_a_host_file_fails(
 
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../etc/passwd"])
+@pytest.mark.toolchain
 def test_zig_embed_file_of_a_host_file_fails(
     target: str, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -298,6 +313,7 @@ def test_zig_embed_file_of_a_host_file_fails(
 
 
 @pytest.mark.parametrize("target", ["../../../etc/passwd", "/etc/passwd"])
+@pytest.mark.toolchain
 def test_go_embed_outside_the_module_fails(
     target: str, tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -307,6 +323,7 @@ def test_go_embed_outside_the_module_fails(
 
 
 @pytest.mark.skipif(shutil.which("tinygo") is None, reason="TinyGo is not installed")
+@pytest.mark.toolchain
 def test_tinygo_cgo_include_of_a_host_file_fails(tmp_path: Path, toolchain_cache: Path) -> None:
     text = 'package main\n\n// #include "/etc/passwd"\nimport "C"\n\nfunc main() {}\n'
     source = write(tmp_path, "cgo.go", text)
@@ -319,6 +336,7 @@ def test_tinygo_cgo_include_of_a_host_file_fails(tmp_path: Path, toolchain_cache
 # -- the shared cache ----------------------------------------------------------------------
 
 
+@pytest.mark.toolchain
 def test_zig_objects_of_a_source_stay_out_of_the_shared_cache(
     tmp_path: Path, toolchain_cache: Path
 ) -> None:
@@ -337,6 +355,7 @@ def test_zig_objects_of_a_source_stay_out_of_the_shared_cache(
 # -- without bubblewrap ------------------------------------------------------------------------
 
 
+@pytest.mark.toolchain
 def test_missing_bwrap_is_a_clear_one_line_error(
     tmp_path: Path, toolchain_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -361,6 +380,7 @@ def test_missing_bwrap_is_a_clear_one_line_error(
     assert wat.compile(TASKS / "echo.wat", timeout=10, output_limit=LIMIT)
 
 
+@pytest.mark.toolchain
 def test_a_bwrap_that_cannot_sandbox_is_a_clear_error(
     tmp_path: Path, toolchain_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -379,6 +399,7 @@ def test_a_bwrap_that_cannot_sandbox_is_a_clear_error(
     assert "WASMQ_COMPILE_ISOLATION=none" in message
 
 
+@pytest.mark.toolchain
 def test_isolation_none_runs_the_toolchain_on_the_host(
     tmp_path: Path, toolchain_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

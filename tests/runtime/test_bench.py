@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis
 
 from runtime.queue import keys
 
+pytestmark = pytest.mark.processes
 
+
+@pytest.mark.slow
 def test_bench_json_reports_rates_costs_and_cleans_up(cli: Any, redis_client: redis.Redis) -> None:
     # One drain worker, two trickle workers (idle latency with 1 and 2), a few 1 MiB tasks.
     args = ["bench", "--json", "--tasks", "60", "--workers", "1", "--idle-samples", "5"]

@@ -11,6 +11,8 @@ import pytest
 from runtime.demo import CRON_RUNS, run_demo
 from runtime.settings import Settings
 
+pytestmark = [pytest.mark.toolchain, pytest.mark.processes, pytest.mark.slow]
+
 
 @pytest.fixture(scope="session")
 def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -85,6 +85,7 @@ def test_malformed_dotenv_line_is_reported_with_its_line(tmp_path: Path) -> None
         read_env_file(dotenv)
 
 
+@pytest.mark.processes
 def test_cli_stops_with_one_line_naming_the_setting(cli) -> None:  # type: ignore[no-untyped-def]
     env = dict(cli.env, TASK_QUEUE_LOG_FORMAT="xml")
     from tests.support.cli import run_cli

@@ -45,20 +45,20 @@ for _ = 1, n do
     result = ARGV[i + 9]
     chunks = i + 10
   end
-  local key = 'task_metadata:' .. id
+  local key = TASK_PREFIX .. id
   leased[#leased + 1] = id
   redis.call('LREM', KEYS[2], -1, id)
   local stage = redis.pcall('HGET', key, 'task_stage')
   if type(stage) == 'table' then stage = false end
   if not stage then
-    redis.call('DEL', 'task_result:' .. id)
+    redis.call('DEL', RESULT_PREFIX .. id)
     out[#out + 1] = 'missing'
   elseif stage == 'cancelled' then
-    redis.call('DEL', 'task_result:' .. id)
+    redis.call('DEL', RESULT_PREFIX .. id)
     redis.call('PEXPIRE', key, ttl)
     out[#out + 1] = 'cancelled'
   elseif stage == 'completed' or stage == 'failed' then
-    if stage == 'failed' then redis.call('DEL', 'task_result:' .. id) end
+    if stage == 'failed' then redis.call('DEL', RESULT_PREFIX .. id) end
     out[#out + 1] = 'duplicate'
   else
     if stage == 'pending' then
@@ -79,12 +79,12 @@ for _ = 1, n do
     end
     local apart = string.find(flags, 'p', 1, true)
     if string.find(flags, 'k', 1, true) then
-      if apart then redis.call('PEXPIRE', 'task_payload:' .. id, ttl) end
+      if apart then redis.call('PEXPIRE', PAYLOAD_PREFIX .. id, ttl) end
     else
       redis.call('HDEL', key, 'payload', 'payload_ref')
-      if apart then redis.call('DEL', 'task_payload:' .. id) end
+      if apart then redis.call('DEL', PAYLOAD_PREFIX .. id) end
     end
-    local logs = 'task_logs:' .. id
+    local logs = LOGS_PREFIX .. id
     if string.find(flags, 'l', 1, true) then
       redis.call('DEL', logs)
     end
@@ -93,8 +93,8 @@ for _ = 1, n do
       redis.call('PEXPIRE', logs, ttl)
     end
     redis.call('PEXPIRE', key, ttl)
-    if result then redis.call('SET', 'task_result:' .. id, result, 'PX', ttl) end
-    redis.call('PUBLISH', 'task_done:' .. id, 'completed')
+    if result then redis.call('SET', RESULT_PREFIX .. id, result, 'PX', ttl) end
+    redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'completed')
     done[#done + 1] = id
     out[#out + 1] = 'completed'
   end
@@ -109,10 +109,10 @@ if #done > 0 then
     local over = redis.call('LLEN', KEYS[3]) - records
     if over > 0 then
       for _, old in ipairs(redis.call('RPOP', KEYS[3], over)) do
-        local okey = 'task_metadata:' .. old
+        local okey = TASK_PREFIX .. old
         if redis.pcall('HGET', okey, 'task_stage') == 'completed' then
-          redis.call('DEL', okey, 'task_result:' .. old, 'task_logs:' .. old,
-            'task_payload:' .. old)
+          redis.call('DEL', okey, RESULT_PREFIX .. old, LOGS_PREFIX .. old,
+            PAYLOAD_PREFIX .. old)
         end
       end
     end
@@ -125,13 +125,13 @@ if #done > 0 then
   end
   local second = math.floor(now / 1000)
   redis.call('HINCRBY', KEYS[6], second, #done)
-  -- keys.THROUGHPUT_WINDOW (120 s): a quiet queue's counts disappear on their own, and
-  -- a busy one's are pruned here every minute or so, whether or not `stats` reads them.
-  redis.call('EXPIRE', KEYS[6], 120)
+  -- A quiet queue's counts disappear on their own, and a busy one's (over 180 fields)
+  -- are pruned here every minute or so, whether or not `stats` reads them.
+  redis.call('EXPIRE', KEYS[6], THROUGHPUT_WINDOW)
   if redis.call('HLEN', KEYS[6]) > 180 then
     for _, field in ipairs(redis.call('HKEYS', KEYS[6])) do
       local t = tonumber(field)
-      if not t or t < second - 120 then redis.call('HDEL', KEYS[6], field) end
+      if not t or t < second - THROUGHPUT_WINDOW then redis.call('HDEL', KEYS[6], field) end
     end
   end
 end

@@ -26,16 +26,12 @@ if stage == 'in_progress' then
   status = 'marked'
 else
   local queue = redis.call('HGET', KEYS[1], 'queue')
-  local pending = 'task_queue:pending'
-  if queue and queue ~= '' and queue ~= 'default' then
-    pending = 'task_queue:' .. queue .. ':pending'
-  end
-  redis.call('LREM', pending, 0, ARGV[1])
+  redis.call('LREM', queue_key(queue, 'pending'), 0, ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'task_stage', 'cancelled', 'updated_at', ARGV[3],
   'finished_ms', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', 'task_payload:' .. ARGV[1], ARGV[4])
-redis.call('PUBLISH', 'task_done:' .. ARGV[1], 'cancelled')
+redis.call('PEXPIRE', PAYLOAD_PREFIX .. ARGV[1], ARGV[4])
+redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. ARGV[1], 'cancelled')
 return {status, stage}

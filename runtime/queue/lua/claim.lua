@@ -81,7 +81,7 @@ for q = 1, nqueues do
     if ids then
       local claimed = {}
       for _, id in ipairs(ids) do
-        local key = 'task_metadata:' .. id
+        local key = TASK_PREFIX .. id
         -- Only the fields a worker needs (ARGV[8..]), in the caller's order: a whole
         -- HGETALL converted into Lua and back costs more than the rest of the claim.
         local got = redis.pcall('HMGET', key, unpack(ARGV, 8))
@@ -104,7 +104,7 @@ for q = 1, nqueues do
             got[4] = attempts
             local payload = false
             if got[5] then
-              local pkey = 'task_payload:' .. id
+              local pkey = PAYLOAD_PREFIX .. id
               if redis.call('STRLEN', pkey) <= inline_payload then
                 payload = redis.call('GET', pkey) or ''
               end

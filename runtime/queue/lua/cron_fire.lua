@@ -37,30 +37,12 @@
 -- Counters are rewritten, not HINCRBYed, for the same reason (a damaged counter restarts
 -- from 0 instead of failing the call).
 
--- Most arguments per command: unpack has to fit them on Lua's C stack.
-local CHUNK = 1000
 local NOW, NOW_TEXT = ARGV[1], ARGV[2]
 local alive = {pending = true, scheduled = true, retrying = true, in_progress = true}
 local finished = {paused = true, cancelled = true, completed = true, failed = true}
 
-local function each_chunk(list, step, fn)
-  for first = 1, #list, step do
-    fn(unpack(list, first, math.min(first + step - 1, #list)))
-  end
-end
-
 local function count(value, add)
   return string.format('%d', (tonumber(value) or 0) + add)
-end
-
--- A damaged queue name goes to the default queue, where the worker fails the run with
--- a clear error instead of it waiting forever under a key no worker reads.
-local function clean(queue)
-  if not queue or queue == '' or #queue > 128 or not string.match(queue, '^[%w_%.%-]+$')
-    or queue == 'pending' or queue == 'processing' or queue == 'finished' or queue == 'dlq' then
-    return 'default'
-  end
-  return queue
 end
 
 -- Like an enqueue, a run takes the task's current registration; the digest recorded on
@@ -101,7 +83,7 @@ for i = 4 + 7 * groups, #ARGV - 2, 3 do
   elseif tonumber(score) ~= tonumber(ARGV[g]) then
     result = 4
   else
-    f = redis.pcall('HMGET', 'task_metadata:' .. entry, 'task_kind', 'task_stage', 'task_name',
+    f = redis.pcall('HMGET', TASK_PREFIX .. entry, 'task_kind', 'task_stage', 'task_name',
       'task_version', 'payload', 'digest', 'queue', 'limits', 'max_retries', 'timeout',
       'run_count', 'skipped_runs', 'missed_runs', 'keep_result', 'keep_payload',
       'cron_expr', 'cron_tz')
@@ -114,12 +96,12 @@ for i = 4 + 7 * groups, #ARGV - 2, 3 do
       else
         local last = redis.call('HGET', KEYS[2], entry)
         if last then
-          local stage = redis.pcall('HGET', 'task_metadata:' .. last, 'task_stage')
+          local stage = redis.pcall('HGET', TASK_PREFIX .. last, 'task_stage')
           if type(stage) == 'string' and alive[stage] then
             result = 2
           end
         end
-        if result == 1 and redis.call('EXISTS', 'task_metadata:' .. run) == 1 then
+        if result == 1 and redis.call('EXISTS', TASK_PREFIX .. run) == 1 then
           -- The run of this tick exists already (the entry was removed and re-created).
           result = 3
         end
@@ -130,7 +112,7 @@ for i = 4 + 7 * groups, #ARGV - 2, 3 do
   outcomes[#outcomes + 1] = math.max(result, 0)
   if result == 1 then
     local digest, version = registration(f[3] or '', f[6] or '', f[4] or '')
-    plans[#plans + 1] = {result, entry, g, run, f, clean(f[7]), digest, version}
+    plans[#plans + 1] = {result, entry, g, run, f, queue_or_default(f[7]), digest, version}
   elseif result == 2 or result == 3 or result == -1 then
     plans[#plans + 1] = {result, entry, g, run, f}
   end
@@ -143,18 +125,11 @@ for _, plan in ipairs(plans) do
     if not runs_of[queue] then
       runs_of[queue] = {}
       queues[#queues + 1] = queue
-      local pending = 'task_queue:pending'
-      if queue ~= 'default' then
-        pending = 'task_queue:' .. queue .. ':pending'
+      local refused
+      lists[queue], refused = queue_lists(queue, 'nothing fired')
+      if not lists[queue] then
+        return refused
       end
-      local wake = 'wasmq:wake:' .. queue
-      for _, list in ipairs({pending, wake}) do
-        local kind = redis.call('TYPE', list).ok
-        if kind ~= 'list' and kind ~= 'none' then
-          return redis.error_reply('ERR ' .. list .. ' is a ' .. kind .. ', not a list: nothing fired')
-        end
-      end
-      lists[queue] = {pending, wake}
     end
   end
 end
@@ -176,7 +151,7 @@ for _, plan in ipairs(plans) do
         'task_stage', 'pending', 'payload', f[5] or '', 'task_kind', '0',
         'created_at', NOW_TEXT, 'updated_at', NOW_TEXT, 'attempts', '0',
         'max_retries', f[9] or '3', 'timeout', f[10] or '30s', 'scheduled_at', due_text,
-        'cron_expr', '', 'next_run_at', '', 'queue', f[7] or 'default', 'digest', digest,
+        'cron_expr', '', 'next_run_at', '', 'queue', f[7] or DEFAULT_QUEUE, 'digest', digest,
         'limits', f[8] or '', 'enqueued_ms', NOW, 'promoted_ms', NOW, 'cron_id', entry}
       -- Retention settings are the entry's, like its limits; absent means the default.
       if f[14] then
@@ -187,7 +162,7 @@ for _, plan in ipairs(plans) do
         run_fields[#run_fields + 1] = 'keep_payload'
         run_fields[#run_fields + 1] = f[15]
       end
-      redis.call('HSET', 'task_metadata:' .. run, unpack(run_fields))
+      redis.call('HSET', TASK_PREFIX .. run, unpack(run_fields))
       local runs = runs_of[plan[6]]
       runs[#runs + 1] = run
       last_runs[#last_runs + 1] = entry
@@ -208,7 +183,7 @@ for _, plan in ipairs(plans) do
       fields[#fields + 1] = 'missed_runs'
       fields[#fields + 1] = count(f[13], missed)
     end
-    redis.call('HSET', 'task_metadata:' .. entry, unpack(fields))
+    redis.call('HSET', TASK_PREFIX .. entry, unpack(fields))
     moved[#moved + 1] = next_ms
     moved[#moved + 1] = entry
   end
@@ -218,20 +193,7 @@ each_chunk(gone, CHUNK, function(...) redis.call('ZREM', KEYS[1], ...) end)
 each_chunk(moved, CHUNK, function(...) redis.call('ZADD', KEYS[1], ...) end)
 each_chunk(last_runs, CHUNK, function(...) redis.call('HSET', KEYS[2], ...) end)
 
-local ones = {}
 for _, queue in ipairs(queues) do
-  local runs = runs_of[queue]
-  local pending, wake = lists[queue][1], lists[queue][2]
-  local length = 0
-  each_chunk(runs, CHUNK, function(...) length = redis.call('RPUSH', pending, ...) end)
-  -- One token per pushed run wakes one idle worker each; the trim keeps tokens from
-  -- outnumbering the tasks there are (length >= #runs > 0, so 0..length-1 never means "all").
-  for j = #ones + 1, math.min(#runs, CHUNK) do
-    ones[j] = '1'
-  end
-  for first = 1, #runs, CHUNK do
-    redis.call('RPUSH', wake, unpack(ones, 1, math.min(CHUNK, #runs - first + 1)))
-  end
-  redis.call('LTRIM', wake, 0, length - 1)
+  push_pending(lists[queue][1], lists[queue][2], runs_of[queue])
 end
 return outcomes

@@ -11,14 +11,14 @@ local cutoff = tonumber(ARGV[1])
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 local removed = 0
 for _, id in ipairs(ids) do
-  local key = 'task_metadata:' .. id
+  local key = TASK_PREFIX .. id
   local when = nil
   if redis.call('TYPE', key)['ok'] == 'hash' then
     when = tonumber(redis.call('HGET', key, 'finished_ms') or '')
   end
   if cutoff == 0 or not when or when < cutoff then
     removed = removed + redis.call('LREM', KEYS[1], 0, id)
-    redis.call('DEL', key, 'task_result:' .. id, 'task_logs:' .. id, 'task_payload:' .. id)
+    redis.call('DEL', key, RESULT_PREFIX .. id, LOGS_PREFIX .. id, PAYLOAD_PREFIX .. id)
   end
 end
 return removed

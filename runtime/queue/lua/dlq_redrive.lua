@@ -20,18 +20,16 @@ local out = {}
 for i = #ids, 1, -1 do
   local id = ids[i]
   if redis.call('LREM', KEYS[1], 0, id) > 0 then
-    local key = 'task_metadata:' .. id
+    local key = TASK_PREFIX .. id
     if redis.call('TYPE', key)['ok'] == 'hash' then
       redis.call('HSET', key, 'task_stage', 'pending', 'attempts', '0', 'updated_at', ARGV[1])
       redis.call('HDEL', key, 'finished_ms', 'worker')
       redis.call('PERSIST', key)
-      redis.call('PERSIST', 'task_payload:' .. id)
+      redis.call('PERSIST', PAYLOAD_PREFIX .. id)
       redis.call('LPUSH', KEYS[2], id)
       out[#out + 1] = id
     end
   end
 end
-for _ = 1, #out do
-  redis.call('RPUSH', KEYS[3], '1')
-end
+add_wake_tokens(KEYS[3], #out)
 return out

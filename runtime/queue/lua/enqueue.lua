@@ -72,14 +72,14 @@ if ARGV[4] == '' then
     local last = redis.call('ZPOPMAX', KEYS[9])
     if #last == 0 then break end
     if tonumber(last[2]) >= oldest then
-      local inbox = 'wasmq:wakeup:' .. last[1]
+      local inbox = WORKER_WAKE_PREFIX .. last[1]
       redis.call('RPUSH', inbox, '1')
       redis.call('PEXPIRE', inbox, 60000)
       woken = true
     end
   end
   if not woken then
-    redis.call('RPUSH', KEYS[7], '1')
+    add_wake_tokens(KEYS[7], 1)
   end
 else
   local due = tonumber(ARGV[4])

@@ -72,5 +72,5 @@ if ARGV[6] == '1' and attempts <= max_retries then
 end
 redis.call('HSET', KEYS[1], 'task_stage', 'failed', 'finished_ms', ARGV[2])
 redis.call('LPUSH', KEYS[5], id)
-redis.call('PUBLISH', 'task_done:' .. id, 'failed')
+redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'failed')
 return 'failed'

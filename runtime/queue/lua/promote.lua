@@ -28,15 +28,6 @@
 -- Everything is read and checked before the first write: a script stopped by an error
 -- keeps the writes it made, and with a whole batch in one call that would strand tasks.
 
--- Most arguments per command: unpack has to fit them on Lua's C stack.
-local CHUNK = 1000
-
-local function each_chunk(list, step, fn)
-  for first = 1, #list, step do
-    fn(unpack(list, first, math.min(first + step - 1, #list)))
-  end
-end
-
 local now = tonumber(ARGV[1])
 local due = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
   'LIMIT', ARGV[4], ARGV[2])
@@ -47,16 +38,11 @@ local promoted = 0
 local stale = {completed = true, failed = true, cancelled = true, in_progress = true}
 local checked = {}
 
--- A damaged queue name goes to the default queue, where the worker fails the task with a
--- clear error instead of it waiting forever under a key no worker reads.
+-- Most due tasks of a batch share a few queue names: check each name once.
 local function clean(queue)
   local name = checked[queue]
   if name == nil then
-    name = queue
-    if #queue == 0 or #queue > 128 or not string.match(queue, '^[%w_%.%-]+$')
-      or queue == 'pending' or queue == 'processing' or queue == 'finished' or queue == 'dlq' then
-      name = 'default'
-    end
+    name = queue_or_default(queue)
     checked[queue] = name
   end
   return name
@@ -73,7 +59,7 @@ for i = 1, #due - 1, 2 do
   end
   -- A seconds score not yet due stays, now in ms, for a later pass.
   if score <= now then
-    local key = 'task_metadata:' .. id
+    local key = TASK_PREFIX .. id
     -- One call reads the fields and tells a missing or non-hash record apart, which
     -- cannot run: the id is forgotten.
     local f = redis.pcall('HMGET', key, 'task_kind', 'queue', 'task_stage', 'cron_expr', 'cron_tz')
@@ -105,41 +91,22 @@ end
 
 local lists = {}
 for _, queue in ipairs(queues) do
-  local pending = 'task_queue:pending'
-  if queue ~= 'default' then
-    pending = 'task_queue:' .. queue .. ':pending'
+  local refused
+  lists[queue], refused = queue_lists(queue, 'nothing promoted')
+  if not lists[queue] then
+    return refused
   end
-  local wake = 'wasmq:wake:' .. queue
-  for _, list in ipairs({pending, wake}) do
-    local kind = redis.call('TYPE', list).ok
-    if kind ~= 'list' and kind ~= 'none' then
-      return redis.error_reply('ERR ' .. list .. ' is a ' .. kind .. ', not a list: nothing promoted')
-    end
-  end
-  lists[queue] = {pending, wake}
 end
 
 each_chunk(rescored, CHUNK, function(...) redis.call('ZADD', KEYS[1], 'XX', ...) end)
 each_chunk(leaving, CHUNK, function(...) redis.call('ZREM', KEYS[1], ...) end)
 
-local ones = {}
 for _, queue in ipairs(queues) do
   local ids = ids_of[queue]
-  local pending, wake = lists[queue][1], lists[queue][2]
   for _, id in ipairs(ids) do
-    redis.call('HSET', 'task_metadata:' .. id, 'task_stage', 'pending', 'updated_at', ARGV[3],
+    redis.call('HSET', TASK_PREFIX .. id, 'task_stage', 'pending', 'updated_at', ARGV[3],
       'promoted_ms', ARGV[1])
   end
-  local length = 0
-  each_chunk(ids, CHUNK, function(...) length = redis.call('RPUSH', pending, ...) end)
-  -- One token per pushed id wakes one idle worker each; the trim keeps tokens from
-  -- outnumbering the tasks there are (length >= #ids > 0, so 0..length-1 never means "all").
-  for j = #ones + 1, math.min(#ids, CHUNK) do
-    ones[j] = '1'
-  end
-  for first = 1, #ids, CHUNK do
-    redis.call('RPUSH', wake, unpack(ones, 1, math.min(CHUNK, #ids - first + 1)))
-  end
-  redis.call('LTRIM', wake, 0, length - 1)
+  push_pending(lists[queue][1], lists[queue][2], ids)
 end
 return {promoted, dropped, crons, #due / 2}

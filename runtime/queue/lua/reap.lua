@@ -17,23 +17,16 @@
 local now = tonumber(ARGV[1])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 
-local function qkey(queue, part)
-  if not queue or queue == '' or queue == 'default' then
-    return 'task_queue:' .. part
-  end
-  return 'task_queue:' .. queue .. ':' .. part
-end
-
 local out = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
-  local key = 'task_metadata:' .. id
+  local key = TASK_PREFIX .. id
   local action = 'dropped'
   if redis.call('TYPE', key)['ok'] ~= 'hash' then
-    redis.call('LREM', qkey(nil, 'processing'), -1, id)
+    redis.call('LREM', queue_key(nil, 'processing'), -1, id)
   else
     local queue = redis.call('HGET', key, 'queue')
-    redis.call('LREM', qkey(queue, 'processing'), -1, id)
+    redis.call('LREM', queue_key(queue, 'processing'), -1, id)
     if redis.call('HGET', key, 'task_stage') == 'in_progress' then
       local attempts = tonumber(redis.call('HGET', key, 'attempts') or '0') or 0
       local max_retries = tonumber(redis.call('HGET', key, 'max_retries') or '3') or 0
@@ -44,13 +37,13 @@ for _, id in ipairs(ids) do
         'retryable', '1')
       if attempts <= max_retries then
         redis.call('HSET', key, 'task_stage', 'pending')
-        redis.call('RPUSH', qkey(queue, 'pending'), id)
-        redis.call('RPUSH', 'wasmq:wake:' .. (queue or 'default'), '1')
+        redis.call('RPUSH', queue_key(queue, 'pending'), id)
+        add_wake_tokens(wake_key(queue), 1)
         action = 'requeued'
       else
         redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])
-        redis.call('LPUSH', qkey(queue, 'dlq'), id)
-        redis.call('PUBLISH', 'task_done:' .. id, 'failed')
+        redis.call('LPUSH', queue_key(queue, 'dlq'), id)
+        redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'failed')
         action = 'failed'
       end
     end

@@ -25,7 +25,7 @@ local nqueues = (#KEYS - 1) / 4
 for q = 1, nqueues do
   local processing, pending, dlq, wake = KEYS[4 * q - 2], KEYS[4 * q - 1], KEYS[4 * q], KEYS[4 * q + 1]
   for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
-    local key = 'task_metadata:' .. id
+    local key = TASK_PREFIX .. id
     local f = redis.pcall('HMGET', key, 'worker', 'task_stage', 'attempts', 'max_retries')
     if type(f) == 'table' and not f.err and f[1] == ARGV[3] and f[2] == 'in_progress' then
       redis.call('ZREM', KEYS[1], id)
@@ -36,7 +36,7 @@ for q = 1, nqueues do
           'attempts', tostring(math.max(attempts - 1, 0)))
         redis.call('HDEL', key, 'worker', 'started_ms')
         redis.call('RPUSH', pending, id)
-        redis.call('RPUSH', wake, '1')
+        add_wake_tokens(wake, 1)
         released = released + 1
       else
         redis.call('HSET', key, 'updated_at', ARGV[2], 'error', ARGV[4], 'error_kind', 'lost',
@@ -44,12 +44,12 @@ for q = 1, nqueues do
         if attempts <= (tonumber(f[4] or '3') or 0) then
           redis.call('HSET', key, 'task_stage', 'pending')
           redis.call('RPUSH', pending, id)
-          redis.call('RPUSH', wake, '1')
+          add_wake_tokens(wake, 1)
           requeued = requeued + 1
         else
           redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])
           redis.call('LPUSH', dlq, id)
-          redis.call('PUBLISH', 'task_done:' .. id, 'failed')
+          redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'failed')
           failed = failed + 1
         end
       end

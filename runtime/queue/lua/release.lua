@@ -16,7 +16,7 @@
 local released = 0
 for i = #ARGV, 3, -1 do
   local id = ARGV[i]
-  local key = 'task_metadata:' .. id
+  local key = TASK_PREFIX .. id
   if redis.call('TYPE', key)['ok'] == 'hash'
       and redis.call('HGET', key, 'task_stage') == 'in_progress'
       and redis.call('HGET', key, 'worker') == ARGV[2] then
@@ -30,7 +30,5 @@ for i = #ARGV, 3, -1 do
     released = released + 1
   end
 end
-for _ = 1, released do
-  redis.call('RPUSH', KEYS[4], '1')
-end
+add_wake_tokens(KEYS[4], released)
 return released

@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 import redis
 
+from runtime.clock import now_ms
 from runtime.output.chunks import LogChunk
 from runtime.queue import keys
 from runtime.queue.broker import Broker
 from runtime.queue.queries import STATS_SCHEDULED_SAMPLE
-from runtime.queue.task import Kind, now_ms
+from runtime.queue.task import Kind
 from runtime.settings import Settings
-from tests.runtime.queue.test_queries import enqueue, register, run, seed_pending, seed_scheduled
+from tests.support.seeding import enqueue, register, run, seed_pending, seed_scheduled
+
+pytestmark = pytest.mark.processes
 
 STATUS_KEYS = {
     "id",

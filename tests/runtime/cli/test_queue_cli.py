@@ -14,6 +14,8 @@ from runtime.queue.broker import Broker, Report
 from runtime.queue.task import Task
 from runtime.settings import Settings
 
+pytestmark = pytest.mark.processes
+
 DIGEST = "ab" * 32
 
 

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from runtime.queue import keys
 from tests.support.paths import TASKS
+
+pytestmark = pytest.mark.processes
 
 
 def wat_dir(tmp_path: Path) -> Path:
@@ -161,6 +164,7 @@ def test_directory_with_one_bad_file_registers_the_rest(cli: Any, tmp_path: Path
     assert proc.stderr.strip().endswith("error: 1 of 3 files failed to register")
 
 
+@pytest.mark.toolchain
 def test_go_registers_with_the_default_relative_module_dir(cli: Any, tmp_path: Path) -> None:
     env = dict(cli.env)
     env.pop("WASMQ_MODULE_DIR")  # the default, ./wasm_task_functions, is relative

@@ -68,6 +68,7 @@ def test_register_records_everything(
     assert [r.name for r in registry.list()] == ["echo"]
 
 
+@pytest.mark.toolchain
 def test_second_registration_of_go_compiles_nothing(registry: Registry, tmp_path: Path) -> None:
     source = copy_task("task_1.go", tmp_path)
     first = registry.register(source)
@@ -80,6 +81,7 @@ def test_second_registration_of_go_compiles_nothing(registry: Registry, tmp_path
     assert second.record.registered_at == first.record.registered_at
 
 
+@pytest.mark.toolchain
 def test_same_source_under_another_name_is_a_cache_hit(registry: Registry, tmp_path: Path) -> None:
     registry.register(copy_task("task_1_c.c", tmp_path))
     before = compiler.invocation_count()
@@ -110,6 +112,7 @@ def test_changed_source_bumps_the_version_and_keeps_old_modules(
     assert (back.record.version, back.record.digest, back.cache_hit) == (3, v1.digest, True)
 
 
+@pytest.mark.toolchain
 def test_failed_compile_keeps_the_earlier_version(registry: Registry, tmp_path: Path) -> None:
     source = copy_task("task_1_c.c", tmp_path, "greet.c")
     good = registry.register(source).record
@@ -183,7 +186,7 @@ def test_prune_keeps_every_version_a_registered_task_has_had(
 def test_remove_costs_the_task_own_records_only(
     registry: Registry, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    from tests.runtime.queue.test_queries import server_work
+    from tests.support.server_cost import server_work
 
     registry.register(copy_task("echo.wat", tmp_path))
     # Many other tasks, one module each, and queued work of the task being removed.
@@ -342,6 +345,8 @@ def load_in_new_process(redis_url: str, module_dir: Path, digest: str) -> dict[s
     return result
 
 
+@pytest.mark.toolchain
+@pytest.mark.processes
 def test_new_process_loads_native_code_without_compiling(
     registry: Registry, settings: Settings, redis_url: str, tmp_path: Path
 ) -> None:
@@ -353,6 +358,8 @@ def test_new_process_loads_native_code_without_compiling(
     assert {"alloc", "execute", "memory"} <= set(stats["exports"])  # type: ignore[arg-type]
 
 
+@pytest.mark.toolchain
+@pytest.mark.processes
 def test_second_module_dir_shares_only_redis(
     registry: Registry, settings: Settings, redis_url: str, tmp_path: Path
 ) -> None:
@@ -430,6 +437,7 @@ def test_invalid_digest_is_refused(registry: Registry) -> None:
         registry.load_module("../../etc/passwd")
 
 
+@pytest.mark.toolchain
 def test_register_many_in_parallel_with_progress(registry: Registry, tmp_path: Path) -> None:
     files = sorted(p for p in TASKS.iterdir() if p.suffix in compiler.SUPPORTED_EXTENSIONS)
     bad = tmp_path / "broken.wat"

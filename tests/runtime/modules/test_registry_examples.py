@@ -18,6 +18,8 @@ from runtime.sandbox import Sandbox, TaskLimits
 from runtime.settings import Settings
 from tests.support.paths import TASKS
 
+pytestmark = pytest.mark.toolchain
+
 GREETERS = ["task_1.go", "task_1_c.c", "task_1_zig.zig", "task_1_wat.wat"]
 
 

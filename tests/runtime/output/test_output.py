@@ -188,10 +188,12 @@ def test_worker_streams_live_output_through_the_publisher(
     import json
 
     from runtime.queue.broker import Broker
+    from runtime.queue.task import OutcomeKind
+    from runtime.sandbox.outcome import Outcome
     from runtime.worker.loop import Worker
-    from tests.runtime.worker.test_worker import DIGEST, Outcome, StandInRegistry
+    from tests.support.standins import DIGEST, StandInRegistry, StandInSandbox
 
-    class PrintingSandbox:
+    class PrintingSandbox(StandInSandbox):
         def run(
             self, module: object, digest: str, payload: bytes, limits: object, **kw: object
         ) -> Outcome:
@@ -201,7 +203,7 @@ def test_worker_streams_live_output_through_the_publisher(
             on_output(chunks[0])
             time.sleep(0.6)
             on_output(chunks[1])
-            return Outcome(result=b"done", logs=chunks, log_bytes=13)
+            return Outcome(OutcomeKind.OK, result=b"done", logs=chunks, log_bytes=13)
 
     redis_client.hset(keys.TASK_REGISTRY, "job", json.dumps({"digest": DIGEST, "version": 1}))
     Broker(redis_client, settings).enqueue(Task(id="w-live", task_name="job"))
@@ -213,7 +215,6 @@ def test_worker_streams_live_output_through_the_publisher(
         registry=StandInRegistry(redis_client),
         sandbox=PrintingSandbox(),
     )
-    worker.resolve_limits = lambda task: type("L", (), {"fuel": 0})()  # type: ignore[method-assign]
     thread = threading.Thread(target=worker.run, args=(threading.Event(),))
     thread.start()
     seen = []

@@ -25,6 +25,8 @@ from runtime.settings import Settings
 from tests.support.cli import cli_env
 from tests.support.paths import OUTPUT_WASM
 
+pytestmark = pytest.mark.processes
+
 WAT = OUTPUT_WASM / "print_spin.wat"
 WASMQ = [sys.executable, "-c", "from runtime.cli import main; main()"]
 

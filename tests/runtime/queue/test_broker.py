@@ -8,9 +8,10 @@ import threading
 import pytest
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask, RegistryError, TaskNotFound
 from runtime.queue import keys
-from runtime.queue.broker import BadTask, Broker, Report, clock_ms
+from runtime.queue.broker import BadTask, Broker, Report
 from runtime.queue.task import Kind, Stage, Task
 from runtime.settings import Settings
 
@@ -78,7 +79,7 @@ def test_enqueue_many_pipelines(broker: Broker, redis_client: redis.Redis) -> No
 def test_claim_is_fifo_batched_and_leased(broker: Broker, redis_client: redis.Redis) -> None:
     for i in range(5):
         broker.enqueue(new_task(f"c{i}", timeout=20.0))
-    before = clock_ms()
+    before = now_ms()
     got = claim_tasks(broker, 3)
     assert [t.id for t in got] == ["c0", "c1", "c2"]
     for t in got:
@@ -86,7 +87,7 @@ def test_claim_is_fifo_batched_and_leased(broker: Broker, redis_client: redis.Re
         deadline = redis_client.zscore(keys.TIMEOUT, t.id)
         assert deadline is not None
         lease = broker.settings.lease_grace * 1000 + 20000
-        assert before + lease <= deadline <= clock_ms() + lease
+        assert before + lease <= deadline <= now_ms() + lease
     assert redis_client.llen("task_queue:processing") == 3
     assert [t.id for t in claim_tasks(broker, 10)] == ["c3", "c4"]
     assert claim_tasks(broker) == []
@@ -118,7 +119,7 @@ def test_ack_stores_result_logs_and_bounds(
             duration_ms=1.5,
             logs=[b"1 5 hi"],
             log_bytes=2,
-            started_ms=clock_ms(),
+            started_ms=now_ms(),
         )
         for t in tasks
     ]
@@ -156,14 +157,14 @@ def test_nack_retries_with_backoff_then_dead_letters(
 ) -> None:
     broker.enqueue(new_task("n1", max_retries=1))
     (task,) = claim_tasks(broker)
-    before = clock_ms()
+    before = now_ms()
     status = broker.nack(
         Report(task, ok=False, error="trap: boom", error_kind="trap", retryable=True)
     )
     assert status == "retrying"
     due = redis_client.zscore(keys.SCHEDULED, "n1")
     backoff = broker.settings.retry_backoff * 1000
-    assert due is not None and before + backoff / 2 - 5 <= due <= clock_ms() + backoff
+    assert due is not None and before + backoff / 2 - 5 <= due <= now_ms() + backoff
     assert redis_client.hget("task_metadata:n1", "task_stage") == b"retrying"
     assert redis_client.hget("task_metadata:n1", "error") == b"trap: boom"
     # Promote by hand (the scheduler's job) and fail again: retries are spent.
@@ -226,7 +227,7 @@ def test_cancel_pending_scheduled_running_and_final(
     broker.enqueue(new_task("k1"))
     assert broker.cancel("k1") == ("cancelled", "pending")
     assert redis_client.llen("task_queue:pending") == 0
-    broker.enqueue(new_task("k2", kind=Kind.SCHEDULED, scheduled_ms=clock_ms() + 60000))
+    broker.enqueue(new_task("k2", kind=Kind.SCHEDULED, scheduled_ms=now_ms() + 60000))
     assert redis_client.zscore(keys.SCHEDULED, "k2") is not None
     assert broker.cancel("k2") == ("cancelled", "scheduled")
     assert redis_client.zscore(keys.SCHEDULED, "k2") is None
@@ -245,8 +246,8 @@ def test_cancel_pending_scheduled_running_and_final(
 def test_reaper_requeues_then_dead_letters(broker: Broker, redis_client: redis.Redis) -> None:
     broker.enqueue(new_task("r1", max_retries=1))
     claim_tasks(broker)
-    assert broker.reap(clock_ms()) == []
-    far = clock_ms() + 10**9
+    assert broker.reap(now_ms()) == []
+    far = now_ms() + 10**9
     assert broker.reap(far) == [("r1", "requeued")]
     raw = redis_client.hgetall("task_metadata:r1")
     assert raw[b"task_stage"] == b"pending" and b"lease expired" in raw[b"error"]
@@ -257,11 +258,25 @@ def test_reaper_requeues_then_dead_letters(broker: Broker, redis_client: redis.R
     assert redis_client.lrange("task_queue:dlq", 0, -1) == [b"r1"]
 
 
+def test_reaped_task_without_a_queue_wakes_the_default_queue(
+    broker: Broker, redis_client: redis.Redis
+) -> None:
+    # A record written by another producer may carry an empty queue field.
+    broker.enqueue(new_task("rq"))
+    claim_tasks(broker)
+    redis_client.hset("task_metadata:rq", "queue", "")
+    redis_client.delete(keys.wake("default"))
+    assert broker.reap(now_ms() + 10**9) == [("rq", "requeued")]
+    assert redis_client.lrange("task_queue:pending", 0, -1) == [b"rq"]
+    assert redis_client.llen(keys.wake("default")) == 1
+    assert not redis_client.exists(keys.WAKE_PREFIX)
+
+
 def test_many_reapers_recover_each_task_once(broker: Broker, redis_client: redis.Redis) -> None:
     broker.enqueue_many([new_task(f"mr{i}") for i in range(200)])
     while claim_tasks(broker, 50):
         pass
-    far = clock_ms() + 10**9
+    far = now_ms() + 10**9
     results: list[tuple[str, str]] = []
 
     def reap() -> None:
@@ -282,19 +297,17 @@ def test_many_reapers_recover_each_task_once(broker: Broker, redis_client: redis
 def test_late_ack_after_reap_is_accepted_once(broker: Broker, redis_client: redis.Redis) -> None:
     broker.enqueue(new_task("late"))
     (task,) = claim_tasks(broker)
-    broker.reap(clock_ms() + 10**9)
+    broker.reap(now_ms() + 10**9)
     assert broker.finish([Report(task, ok=True, result=b"ok")]) == ["completed"]
     assert redis_client.llen("task_queue:pending") == 0
     assert claim_tasks(broker) == []
 
 
-def test_renew_and_release(broker: Broker, redis_client: redis.Redis) -> None:
+def test_release_returns_tasks_uncharged(broker: Broker, redis_client: redis.Redis) -> None:
+    # Lease renewal is the heartbeat's (tests/runtime/worker/test_heartbeats.py).
     for i in range(3):
         broker.enqueue(new_task(f"l{i}"))
     tasks = claim_tasks(broker)
-    broker.renew_leases({"l0": 123, "ghost": 5})
-    assert redis_client.zscore(keys.TIMEOUT, "l0") == 123
-    assert redis_client.zscore(keys.TIMEOUT, "ghost") is None
     assert broker.release(tasks[1:], "w1") == 2
     assert redis_client.hget("task_metadata:l1", "attempts") == b"0"
     assert [t.id for t in claim_tasks(broker)] == ["l1", "l2"]
@@ -336,7 +349,7 @@ def test_damaged_records_are_dead_lettered_or_dropped(
 
 
 def test_scheduled_enqueue_goes_to_scheduled_set(broker: Broker, redis_client: redis.Redis) -> None:
-    due = clock_ms() + 5000
+    due = now_ms() + 5000
     task, created = broker.enqueue(new_task("s1", kind=Kind.SCHEDULED, scheduled_ms=due))
     assert created and task.stage == Stage.SCHEDULED
     assert redis_client.zscore(keys.SCHEDULED, "s1") == due

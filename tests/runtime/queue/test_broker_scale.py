@@ -1,8 +1,8 @@
 """The broker at scale: wake tokens, fair claims, recovery of a dead process's tasks,
 retention that bounds Redis, and payloads kept out of Lua.
 
-The worker-level tests use the stand-in registry and sandbox of test_worker.py, so they
-are about the loop; the pool-level ones (group SIGTERM, drain timeout) are in
+The worker-level tests use the stand-in registry and sandbox of tests/support/standins.py,
+so they are about the loop; the pool-level ones (group SIGTERM, drain timeout) are in
 test_pool.py.
 """
 
@@ -24,7 +24,7 @@ from runtime.queue.task import Task
 from runtime.settings import Settings
 from runtime.worker.loop import IDLE_WAIT, Worker
 from runtime.worker.pool import SharedLedger
-from tests.runtime.worker.test_worker import broker, enqueue, make_worker  # noqa: F401 - fixture
+from tests.support.standins import enqueue, make_worker
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -56,7 +56,7 @@ def completed(client: redis.Redis, ids: list[str]) -> bool:
 
 
 def test_each_task_wakes_one_idle_worker(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
     settings: Settings,
 ) -> None:
@@ -65,7 +65,9 @@ def test_each_task_wakes_one_idle_worker(
     ]
     stop, threads = run_workers(workers)
     try:
-        time.sleep(0.2)  # every worker finds nothing and sleeps on its tokens
+        idle = keys.idle("default")
+        # Each worker found nothing and sleeps on its tokens (registered idle as it does).
+        wait_until(lambda: redis_client.zcard(idle) == len(workers), 10, "idle workers")
         started = time.monotonic()
         ids = []
         for i in range(40):
@@ -91,7 +93,7 @@ def test_each_task_wakes_one_idle_worker(
 
 
 def test_tokens_never_outnumber_pending_tasks(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     for i in range(5):
@@ -114,7 +116,7 @@ def test_tokens_never_outnumber_pending_tasks(
 
 
 def test_a_new_worker_claims_one_task_and_batches_grow_with_speed(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
     settings: Settings,
 ) -> None:
@@ -138,7 +140,7 @@ def test_a_new_worker_claims_one_task_and_batches_grow_with_speed(
 
 
 def test_dead_worker_tasks_are_recovered_at_once(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     for i in range(4):
@@ -182,7 +184,7 @@ def test_shared_ledger_round_trip() -> None:
 # -- retention -----------------------------------------------------------------------
 
 
-def finish_all(broker: Broker, results: dict[str, bytes] | None = None) -> list[str]:  # noqa: F811
+def finish_all(broker: Broker, results: dict[str, bytes] | None = None) -> list[str]:
     claimed = broker.claim(["default", "other"], "w1", 100)
     reports = []
     for task in claimed:
@@ -193,7 +195,7 @@ def finish_all(broker: Broker, results: dict[str, bytes] | None = None) -> list[
 
 
 def test_default_retention_is_a_day_and_the_payload_goes_with_success(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     enqueue(broker, "plain", {"x": 1})
@@ -218,7 +220,7 @@ def test_queue_retention_and_completed_record_cap(
     settings: Settings,
 ) -> None:
     tuned = dataclasses.replace(settings, queue_result_ttl=(("other", 120.0),), completed_max=5)
-    broker = Broker(redis_client, tuned)  # noqa: F811
+    broker = Broker(redis_client, tuned)
     enqueue(broker, "q", {}, queue="other")
     for i in range(12):
         enqueue(broker, f"t{i:02d}", {})
@@ -233,7 +235,7 @@ def test_queue_retention_and_completed_record_cap(
 
 
 def test_cancelled_while_running_keeps_no_result(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     enqueue(broker, "c", {})
@@ -249,7 +251,7 @@ def test_cancelled_while_running_keeps_no_result(
 
 
 def test_large_payloads_never_pass_through_lua(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     big = b"\x00\xff" * (512 * 1024)  # 1 MiB, not UTF-8
@@ -281,6 +283,7 @@ def big_len() -> int:
     return PAYLOAD_APART + 1
 
 
+@pytest.mark.processes
 def test_keep_result_and_keep_payload_from_the_cli(cli: Any, redis_client: redis.Redis) -> None:
     redis_client.hset(keys.TASK_REGISTRY, "job", json.dumps({"digest": "cd" * 32, "version": 1}))
     out = cli("enqueue", "job", "-p", "x", "--keep-result", "2h", "--keep-payload", check=True)
@@ -291,7 +294,7 @@ def test_keep_result_and_keep_payload_from_the_cli(cli: Any, redis_client: redis
 
 
 def test_a_batch_ack_stores_each_tasks_own_outcome(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     for i in range(4):
@@ -336,7 +339,7 @@ def test_a_batch_ack_stores_each_tasks_own_outcome(
 
 
 def test_throughput_counts_stay_bounded_without_readers(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     now = int(time.time())
@@ -350,7 +353,7 @@ def test_throughput_counts_stay_bounded_without_readers(
 
 
 def test_an_enqueue_wakes_the_worker_idle_for_the_shortest_time(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     redis_client: redis.Redis,
 ) -> None:
     now = int(time.time() * 1000)

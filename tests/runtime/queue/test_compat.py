@@ -150,6 +150,7 @@ def test_reference_cron_task_promoted(
     assert redis_client.get(f"task_result:{runs[0].decode()}") == b"repeat"
 
 
+@pytest.mark.processes
 def test_reference_tasks_through_the_worker_pool(
     cli: Any, redis_client: redis.Redis, tmp_path: Path
 ) -> None:

@@ -22,8 +22,8 @@ from runtime.queue.broker import Broker
 from runtime.queue.task import Task
 from runtime.settings import Settings
 from runtime.worker.loop import Worker
-from tests.runtime.worker.test_pool import SPIN_WAT
 from tests.support.paths import ROOT
+from tests.support.pools import SPIN_WAT
 
 
 @pytest.fixture

@@ -9,22 +9,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from runtime.client import Client
+from runtime.clock import now_ms
 from runtime.errors import TaskFailed, TaskNotFinished, TaskNotFound
-from runtime.output.chunks import LogChunk, encode_chunk
+from runtime.output.chunks import LogChunk
 from runtime.queue import keys
-from runtime.queue.broker import Broker, Report
-from runtime.queue.task import Kind, Stage, Task, now_ms
+from runtime.queue.broker import Broker
+from runtime.queue.task import Kind, Stage, Task
 from runtime.settings import Settings
-
-DIGEST = "ab" * 32
-T = TypeVar("T")
+from tests.support.seeding import DIGEST, enqueue, register, run, seed_pending, seed_scheduled
+from tests.support.server_cost import server_work
 
 
 @pytest.fixture
@@ -37,42 +36,6 @@ def broker(redis_client: redis.Redis, settings: Settings) -> Broker:
 def client(redis_client: redis.Redis, settings: Settings) -> Iterator[Client]:
     with Client(settings=settings) as c:
         yield c
-
-
-def register(client: redis.Redis, *names: str) -> None:
-    for name in names:
-        client.hset(keys.TASK_REGISTRY, name, json.dumps({"digest": DIGEST, "version": 1}))
-
-
-def enqueue(broker: Broker, task_id: str, name: str = "job", **kw: object) -> Task:
-    task, _ = broker.enqueue(Task(id=task_id, task_name=name, payload=b"{}", **kw))  # type: ignore[arg-type]
-    return task
-
-
-def run(
-    broker: Broker,
-    ok: bool = True,
-    result: bytes = b"",
-    logs: list[LogChunk] | None = None,
-    queue: str = "default",
-    **kw: object,
-) -> Task:
-    """Claim the next task of ``queue`` and finish it the way a worker does."""
-    (task,) = broker.claim([queue], "w-test", 1)
-    assert isinstance(task, Task)
-    chunks = logs or []
-    report = Report(
-        task,
-        ok=ok,
-        result=result,
-        started_ms=now_ms(),
-        duration_ms=1.5,
-        logs=[encode_chunk(c) for c in chunks],
-        log_bytes=sum(len(c.data) for c in chunks),
-        **kw,
-    )  # type: ignore[arg-type]
-    broker.finish([report])
-    return task
 
 
 def test_status_of_unknown_task(client: Client) -> None:
@@ -256,49 +219,6 @@ def test_stats_sums_the_last_minute_of_the_throughput_hash(
 # -- cost: what the server does for one read, whatever the size of the data ---------------
 
 
-def server_work(client: redis.Redis, action: Callable[[], T]) -> tuple[T, dict[str, int], int]:
-    """What ``action`` returned, the commands the server ran meanwhile (name -> calls;
-    commands run by scripts included) and the bytes it sent, from INFO deltas (the INFO
-    calls themselves are left out of the calls; a few KB of their replies are in the bytes)."""
-
-    def snapshot() -> tuple[dict[str, int], int]:
-        stats = client.info("commandstats")
-        calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-        return calls, int(client.info("stats")["total_net_output_bytes"])
-
-    calls_before, sent_before = snapshot()
-    value = action()
-    calls_after, sent_after = snapshot()
-    calls = {
-        name: n - calls_before.get(name, 0)
-        for name, n in calls_after.items()
-        if n != calls_before.get(name, 0) and name != "info"
-    }
-    return value, calls, sent_after - sent_before
-
-
-def seed_scheduled(client: redis.Redis, count: int, start: int = 0) -> None:
-    """``count`` scheduled entries, as enqueue writes them: 1/2 one-off tasks of queue
-    ``default``, 1/4 retries of ``default``, 1/4 cron entries of ``emails``."""
-    pipe = client.pipeline(transaction=False)
-    due = now_ms() + 3_600_000
-    for i in range(start, start + count):
-        task_id = f"sched-{i:07d}"
-        if i % 4 < 2:
-            fields = {"queue": "default", "task_stage": Stage.SCHEDULED, "task_kind": "1"}
-        elif i % 4 == 2:
-            fields = {"queue": "default", "task_stage": Stage.RETRYING, "task_kind": "0"}
-        else:
-            fields = {"queue": "emails", "task_stage": Stage.SCHEDULED, "task_kind": "2"}
-        fields.update(id=task_id, task_name="job", enqueued_ms=str(i))
-        pipe.hset(keys.task(task_id), mapping=fields)
-        pipe.zadd(keys.SCHEDULED, {task_id: due + i})
-        if len(pipe) >= 2000:
-            pipe.execute()
-    pipe.sadd(keys.QUEUES, "default", "emails")
-    pipe.execute()
-
-
 def test_stats_of_a_small_scheduled_set_is_exact(client: Client, redis_client: redis.Redis) -> None:
     seed_scheduled(redis_client, 40)
     report = client.stats_report(sample=40)
@@ -339,19 +259,6 @@ def test_stats_cost_does_not_grow_with_the_scheduled_set(
     assert calls_small == calls_large
     # Reading the 20,000 ids alone would send over 300 KB.
     assert sent_large < 100_000 and sent_large < 2 * sent_small + 20_000
-
-
-def seed_pending(client: redis.Redis, count: int, name: str = "job", prefix: str = "p") -> None:
-    """``count`` pending tasks of ``default``, the last one the newest (pushed last)."""
-    pipe = client.pipeline(transaction=False)
-    for i in range(count):
-        task_id = f"{prefix}-{i:07d}"
-        fields = {"id": task_id, "task_name": name, "enqueued_ms": str(10_000_000 + i)}
-        pipe.hset(keys.task(task_id), mapping=fields)
-        pipe.lpush(keys.pending(), task_id)
-        if len(pipe) >= 2000:
-            pipe.execute()
-    pipe.execute()
 
 
 def test_list_cost_is_bounded_by_the_page_and_the_scan(

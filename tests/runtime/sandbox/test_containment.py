@@ -92,6 +92,8 @@ def probed(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.processes
+@pytest.mark.slow
 def test_hostile_module_ends_within_its_limits(
     probed: dict[str, dict[str, Any]], name: str
 ) -> None:
@@ -103,12 +105,15 @@ def test_hostile_module_ends_within_its_limits(
     assert report["next_ok"], report
 
 
+@pytest.mark.processes
 def test_probe_flavours_ran_what_they_say() -> None:
     reports = probe("table_grow:1:16", flags=("--public",))
     assert reports["table_grow"]["backend"] == "public"
     assert probe("table_grow:1:16")["table_grow"]["backend"] == "fast"
 
 
+@pytest.mark.processes
+@pytest.mark.slow
 def test_host_copies_only_what_is_kept(probed: dict[str, dict[str, Any]]) -> None:
     # 64 MiB buffers, 1024 per call, for 1.5 s: only the log limit is ever copied.
     report = probed["iovecs_whole_memory"]
@@ -117,6 +122,8 @@ def test_host_copies_only_what_is_kept(probed: dict[str, dict[str, Any]]) -> Non
     assert report["peak"] < 128 * MIB
 
 
+@pytest.mark.processes
+@pytest.mark.slow
 def test_buffer_and_subscription_counts_are_capped(probed: dict[str, dict[str, Any]]) -> None:
     # A million of either answers EINVAL (as IOV_MAX and RLIMIT_NOFILE do) at once, without
     # reading the arrays (reading them took 0.4-0.7 s and 100-370 MiB).
@@ -125,6 +132,8 @@ def test_buffer_and_subscription_counts_are_capped(probed: dict[str, dict[str, A
         assert probed[name]["peak"] < 16 * MIB, probed[name]
 
 
+@pytest.mark.processes
+@pytest.mark.slow
 def test_logs_are_bounded_in_entries(probed: dict[str, dict[str, Any]]) -> None:
     empty = probed["empty_writes"]
     assert empty["chunks"] == 0 and empty["log_bytes"] == 0
@@ -134,6 +143,8 @@ def test_logs_are_bounded_in_entries(probed: dict[str, dict[str, Any]]) -> None:
     assert alternating["log_dropped"] > 0
 
 
+@pytest.mark.processes
+@pytest.mark.slow
 def test_tables_are_bounded(probed: dict[str, dict[str, Any]]) -> None:
     assert "table" in probed["table_huge"]["message"]
     assert "table count" in probed["tables_many"]["message"]
@@ -165,6 +176,7 @@ def test_table_grow_is_refused_not_allocated(sandbox: Sandbox) -> None:
     assert outcome.result == b"\xff\xff\xff\xff"  # table.grow answered -1
 
 
+@pytest.mark.slow
 def test_host_call_loop_cannot_delay_another_tasks_deadline(sandbox: Sandbox) -> None:
     """Tasks hammering the host hold the GIL most of the time; a pure-wasm task on another
     thread still stops on time (the epoch ticker needs no GIL), and so do they. With a
@@ -248,6 +260,7 @@ def test_the_sandbox_refuses_a_cached_module_that_breaks_the_contract(
 # -- a slow task cannot cost the tasks behind it their attempt --------------------------------
 
 
+@pytest.mark.slow
 def test_tasks_behind_a_slow_task_run_elsewhere_uncharged(
     settings: Settings, redis_client: redis.Redis
 ) -> None:

@@ -22,6 +22,8 @@ from runtime.sandbox.engine import get_engine
 from runtime.sandbox.wasi import FUNCTIONS, MODULE, signature
 from tests.support.paths import WAT
 
+pytestmark = pytest.mark.slow
+
 LIMITS = TaskLimits(timeout=0.3, memory=4 << 20, result=1 << 16, logs=1 << 16)
 OUTCOMES = {"ok", "exit", "trap", "timeout", "memory_limit", "bad_result"}
 PAGE = 65536

@@ -14,6 +14,8 @@ from runtime.sandbox import Outcome, Sandbox, TaskLimits
 from runtime.sandbox.engine import get_engine
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.toolchain
+
 TASKS = ROOT / "tasks"
 LIMITS = TaskLimits(timeout=20.0, memory=128 << 20, result=1 << 20, logs=1 << 20)
 

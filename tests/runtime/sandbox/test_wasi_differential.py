@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -49,10 +50,16 @@ KNOWN = {
 }
 #: Modules with no outcome to compare (they test the ABI check, identical on both).
 SKIP_WAT = {"no_alloc"}
+#: Modules that run until the deadline: LIMITS.timeout on each WASI.
+UNTIL_DEADLINE = {"flood", "loop_execute", "loop_initialize"}
 
 
-def _wat_modules() -> list[Path]:
-    return sorted(p for p in WAT.glob("*.wat") if p.stem not in SKIP_WAT)
+def _wat_modules() -> list[Any]:
+    return [
+        pytest.param(p, id=p.stem, marks=pytest.mark.slow if p.stem in UNTIL_DEADLINE else ())
+        for p in sorted(WAT.glob("*.wat"))
+        if p.stem not in SKIP_WAT
+    ]
 
 
 def _example_tasks() -> list[Path]:
@@ -102,12 +109,13 @@ def _compare(name: str, module: wasmtime.Module, boxes: tuple[Sandbox, Sandbox])
     assert ours == theirs
 
 
-@pytest.mark.parametrize("path", _wat_modules(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", _wat_modules())
 def test_test_modules_agree(path: Path, boxes: tuple[Sandbox, Sandbox]) -> None:
     _compare(path.stem, wasmtime.Module(get_engine(), path.read_text()), boxes)
 
 
 @pytest.mark.parametrize("name", [p.stem for p in _example_tasks()])
+@pytest.mark.toolchain
 def test_example_tasks_agree(
     name: str, boxes: tuple[Sandbox, Sandbox], examples: dict[str, wasmtime.Module]
 ) -> None:

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskNotFound
-from runtime.queue import keys
-from runtime.queue.scripts import Scripts
-from runtime.queue.task import Kind, Stage, Task, format_time, now_ms
+from runtime.queue import keys, scripts
+from runtime.queue.scripts import FireEntry, FireGroup, Scripts
+from runtime.queue.task import Kind, Stage, Task, format_time
 from runtime.scheduling import cron_entries
 from runtime.scheduling.scheduler import Scheduler, Tick
 from runtime.settings import Settings
@@ -230,6 +231,7 @@ def test_list_entries(redis_client: redis.Redis, settings: Settings) -> None:
     assert data["next_runs"][0] == format_time(T + 10_000)
 
 
+@pytest.mark.processes
 def test_cli_cron_commands(redis_client: redis.Redis, cli: Any) -> None:
     add_cron(redis_client, "cli-entry", "*/10 * * * * *", now_ms() + 60_000)
     out = cli("cron", "list", "--json", check=True)
@@ -326,6 +328,7 @@ def start_scheduler_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_killed_scheduler_restarts_on_schedule(
     redis_client: redis.Redis, cli: Any, consumer: Consumer
 ) -> None:
@@ -447,12 +450,10 @@ def test_policies_hold_per_entry_in_one_batch(
 
 def test_entry_given_twice_in_one_call_fires_once(redis_client: redis.Redis) -> None:
     add_cron(redis_client, "twice", "* * * * * *", T)
-    group = [T, T + 1000, format_time(T), format_time(T + 1000), 0, "* * * * * *", "UTC"]
-    one = ["twice", 1, f"twice:{T}"]
-    outcomes = Scripts(redis_client).cron_fire(
-        keys=[keys.SCHEDULED, keys.CRON_LAST_RUN, keys.TASK_REGISTRY],
-        args=[T, format_time(T), 1, *group, *one, *one],
-    )
+    group: FireGroup = (T, T + 1000, format_time(T), format_time(T + 1000), 0, "* * * * * *", "UTC")
+    one: FireEntry = ("twice", 1, f"twice:{T}")
+    call = scripts.cron_fire(now=T, now_text=format_time(T), groups=[group], entries=[one, one])
+    outcomes = Scripts(redis_client).run(call)
     assert outcomes == [1, 0]
     assert redis_client.lrange(keys.pending(), 0, -1) == [f"twice:{T}".encode()]
     assert redis_client.llen(keys.wake("default")) == 1

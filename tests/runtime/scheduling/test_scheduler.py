@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask
 from runtime.queue import keys
-from runtime.queue.task import Kind, Stage, Task, now_ms
+from runtime.queue.task import Kind, Stage, Task
 from runtime.scheduling.scheduler import Scheduler, check_future, run_id, wake
 from runtime.settings import Settings
 
@@ -207,6 +208,7 @@ def test_loop_promotes_due_task_after_wake(redis_client: redis.Redis, loop: Sche
     assert redis_client.llen(keys.SCHEDULER_WAKE) == 0
 
 
+@pytest.mark.slow
 def test_idle_loop_does_not_poll_fast(redis_client: redis.Redis, loop: Scheduler) -> None:
     time.sleep(0.2)
     redis_client.config_resetstat()

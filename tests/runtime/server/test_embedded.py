@@ -81,6 +81,7 @@ SUPERVISE = (
 )
 
 
+@pytest.mark.processes
 def test_first_command_starts_a_private_unix_socket_server(state_dir: Path) -> None:
     url = embedded.ensure_running(state_dir)
     assert url.startswith("unix://")
@@ -94,6 +95,7 @@ def test_first_command_starts_a_private_unix_socket_server(state_dir: Path) -> N
     client.close()
 
 
+@pytest.mark.processes
 def test_a_second_process_reuses_the_server(state_dir: Path, tmp_path: Path) -> None:
     embedded.ensure_running(state_dir)
     pid = embedded.status(state_dir).pid
@@ -104,6 +106,7 @@ def test_a_second_process_reuses_the_server(state_dir: Path, tmp_path: Path) -> 
     assert embedded.status(state_dir).pid == pid
 
 
+@pytest.mark.processes
 def test_concurrent_starts_give_one_server(state_dir: Path, tmp_path: Path) -> None:
     env = cli_env(None, tmp_path, WASMQ_STATE_DIR=str(state_dir))
     code = (
@@ -125,6 +128,7 @@ def test_concurrent_starts_give_one_server(state_dir: Path, tmp_path: Path) -> N
     assert len(_valkey_processes(state_dir)) == 1
 
 
+@pytest.mark.processes
 def test_sigkilled_server_is_replaced_and_keeps_its_data(state_dir: Path) -> None:
     embedded.ensure_running(state_dir)
     client = _client(state_dir)
@@ -141,6 +145,7 @@ def test_sigkilled_server_is_replaced_and_keeps_its_data(state_dir: Path) -> Non
     client.close()
 
 
+@pytest.mark.processes
 def test_stale_pid_file_is_ignored(state_dir: Path) -> None:
     paths = embedded.ServerPaths(state_dir)
     state_dir.mkdir(parents=True, mode=0o700)
@@ -149,6 +154,7 @@ def test_stale_pid_file_is_ignored(state_dir: Path) -> None:
     assert embedded.status(state_dir).running
 
 
+@pytest.mark.processes
 def test_commands_after_a_sigkill_are_fast(state_dir: Path) -> None:
     # The stale socket refuses at once: no redis-py retries, no timeouts. Before, the
     # status took about 3.5 s and the restarting connect 6 to 8 s; both bounds are loose.
@@ -166,6 +172,7 @@ def test_commands_after_a_sigkill_are_fast(state_dir: Path) -> None:
     client.close()
 
 
+@pytest.mark.processes
 def test_a_death_is_logged_once_with_where_to_look(state_dir: Path, tmp_path: Path) -> None:
     embedded.ensure_running(state_dir)
     old_pid = _kill(state_dir)
@@ -194,6 +201,7 @@ def test_a_death_is_logged_once_with_where_to_look(state_dir: Path, tmp_path: Pa
     assert len(_valkey_processes(state_dir)) == 1
 
 
+@pytest.mark.processes
 def test_supervisor_restarts_a_dead_server_and_leaves_a_stopped_one(state_dir: Path) -> None:
     embedded.ensure_running(state_dir)
     client = _client(state_dir)
@@ -228,6 +236,7 @@ def test_supervisor_restarts_a_dead_server_and_leaves_a_stopped_one(state_dir: P
     assert not watcher.is_alive()
 
 
+@pytest.mark.processes
 def test_a_server_that_keeps_dying_is_restarted_with_a_delay(state_dir: Path) -> None:
     embedded.ensure_running(state_dir)
     stop = threading.Event()
@@ -243,6 +252,7 @@ def test_a_server_that_keeps_dying_is_restarted_with_a_delay(state_dir: Path) ->
         watcher.join(timeout=5)
 
 
+@pytest.mark.processes
 def test_supervisor_retries_a_server_that_fails_to_start(state_dir: Path) -> None:
     embedded.ensure_running(state_dir)
     incr = next((state_dir / "data" / "appendonlydir").glob("*.incr.aof"))
@@ -265,6 +275,7 @@ def test_supervisor_retries_a_server_that_fails_to_start(state_dir: Path) -> Non
         watcher.join(timeout=5)
 
 
+@pytest.mark.processes
 def test_two_supervisors_restart_the_server_once(state_dir: Path, tmp_path: Path) -> None:
     embedded.ensure_running(state_dir)
     env = cli_env(None, tmp_path)
@@ -296,6 +307,7 @@ def test_two_supervisors_restart_the_server_once(state_dir: Path, tmp_path: Path
     assert logs.count("restarted by another process") == 1, logs
 
 
+@pytest.mark.processes
 def test_stop_then_status_reports_not_running(state_dir: Path, tmp_path: Path) -> None:
     embedded.ensure_running(state_dir)
     assert embedded.stop(state_dir) is True

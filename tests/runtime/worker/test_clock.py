@@ -139,6 +139,7 @@ def test_worker_reports_the_real_duration(
     assert 150 <= duration <= 2000, duration
 
 
+@pytest.mark.toolchain
 def test_c_clock_gettime_busy_wait(registry: Registry, settings: Settings, tmp_path: Path) -> None:
     source = tmp_path / "spin_c.c"
     source.write_text(C_SPIN)

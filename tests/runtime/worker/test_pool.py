@@ -1,20 +1,20 @@
 """The worker pool end to end: real processes, real registry and sandbox, real server.
 
 Crash recovery (SIGKILL mid-task), draining on SIGTERM, two pools on one queue, a
-server restart with AOF under load, and bounded results. The task is a small WAT
-module: payload ``spin:<ms>`` busy-waits on the WASI clock and returns ``done``;
-anything else is echoed.
+server restart with AOF under load, and bounded results. The task is SPIN_WAT
+(tests/support/pools.py). Every test waits for what it can observe (idle workers, a
+task running) before enqueuing or signalling: on a loaded machine a pool takes
+seconds to start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,108 +25,14 @@ from runtime.queue import keys
 from runtime.server import embedded
 from runtime.settings import Settings
 from tests.support.cli import cli_env
-
-SPIN_WAT = """
-(module
-  (import "wasi_snapshot_preview1" "clock_time_get"
-    (func $clock_time_get (param i32 i64 i32) (result i32)))
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 1024))
-  (data (i32.const 16) "done")
-  (func (export "alloc") (param $n i32) (result i32)
-    (local $p i32)
-    (local.set $p (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
-    (local.get $p))
-  (func $now (result i64)
-    (drop (call $clock_time_get (i32.const 1) (i64.const 1) (i32.const 0)))
-    (i64.load (i32.const 0)))
-  (func (export "execute") (param $ptr i32) (param $len i32) (result i64)
-    (local $i i32) (local $ms i64) (local $start i64)
-    (if (i32.and (i32.ge_u (local.get $len) (i32.const 6))
-                 (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 115)))
-      (then
-        (local.set $i (i32.const 5))
-        (block $end
-          (loop $digits
-            (br_if $end (i32.ge_u (local.get $i) (local.get $len)))
-            (local.set $ms (i64.add (i64.mul (local.get $ms) (i64.const 10))
-              (i64.extend_i32_u (i32.sub
-                (i32.load8_u (i32.add (local.get $ptr) (local.get $i))) (i32.const 48)))))
-            (local.set $i (i32.add (local.get $i) (i32.const 1)))
-            (br $digits)))
-        (local.set $start (call $now))
-        (block $done
-          (loop $spin
-            (br_if $done (i64.ge_u (i64.sub (call $now) (local.get $start))
-                                   (i64.mul (local.get $ms) (i64.const 1000000))))
-            (br $spin)))
-        (return (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 4)))))
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
-            (i64.extend_i32_u (local.get $len))))
+from tests.support.pools import (
+    FAST,
+    Pools,
+    client_for,
+    register_spin,
+    running_tasks,
+    wait_for,
 )
-"""
-
-FAST = {
-    "WASMQ_LEASE_GRACE": "1s",
-    "WASMQ_REAPER_INTERVAL": "300ms",
-    "WASMQ_HEARTBEAT_INTERVAL": "300ms",
-    "WASMQ_DRAIN_TIMEOUT": "15s",
-}
-
-
-def register_spin(settings: Settings, client: redis.Redis, tmp_path: Path) -> None:
-    from runtime.modules.registry import Registry
-
-    source = tmp_path / "spin.wat"
-    source.write_text(SPIN_WAT)
-    Registry(settings, client).register(source)
-
-
-def client_for(url: str, tmp_path: Path, client: redis.Redis) -> Any:
-    from runtime.client import Client
-
-    settings = Settings.load(
-        {"redis_url": url, "module_dir": tmp_path / "modules"}, environ={}, env_file=None
-    )
-    return Client(settings=settings, client=client)
-
-
-class Pools:
-    """Starts ``wasmq worker`` supervisors and stops them at the end of the test."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = env
-        self.cwd = cwd
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
-        with open(self.cwd / f"worker-{len(self.procs)}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", "from runtime.cli import main; main()", "worker", *args],
-                env={**self.env, **extra_env},
-                cwd=self.cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # A group of its own, as under systemd: tests signal the whole group.
-                start_new_session=True,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.cwd.glob("worker-*.log"))
 
 
 @pytest.fixture
@@ -138,20 +44,13 @@ def pools(redis_url: str, tmp_path: Path) -> Iterator[Pools]:
         p.stop_all()
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{logs()[-4000:]}")
-        time.sleep(0.02)
-
-
 def stage(client: redis.Redis, task_id: str) -> bytes | None:
     value = client.hget(keys.task(task_id), "task_stage")
     return value if isinstance(value, bytes) else None
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_sigkilled_worker_task_completes_once_elsewhere(
     settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
 ) -> None:
@@ -159,8 +58,10 @@ def test_sigkilled_worker_task_completes_once_elsewhere(
     client = client_for(redis_url, tmp_path, redis_client)
     pools.start("--concurrency", "1")
     pools.start("--concurrency", "1", "--no-scheduler")
+    # The other pool must be up to take the task over within the bound below.
+    pools.wait_idle(redis_client, 2)
     task = client.enqueue("spin", b"spin:2000", timeout="3s")
-    wait_for(lambda: stage(redis_client, task.id) == b"in_progress", 30, "claim", pools.logs)
+    wait_for(lambda: task.id in running_tasks(redis_client), 30, "the task to run", pools.logs)
     first = redis_client.hget(keys.task(task.id), "worker").decode()  # type: ignore[union-attr]
     os.kill(int(first.rsplit(":", 2)[1]), signal.SIGKILL)
     killed_at = time.monotonic()
@@ -182,7 +83,31 @@ def test_sigkilled_worker_task_completes_once_elsewhere(
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_sigterm_drains_running_task(
+    settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
+) -> None:
+    register_spin(settings, redis_client, tmp_path)
+    client = client_for(redis_url, tmp_path, redis_client)
+    proc = pools.start("--concurrency", "1")
+    task = client.enqueue("spin", b"spin:4000")
+    wait_for(lambda: task.id in running_tasks(redis_client), 30, "the task to run", pools.logs)
+    signalled_ms = int(time.time() * 1000)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, pools.logs()
+    raw = redis_client.hgetall(keys.task(task.id))
+    assert raw[b"task_stage"] == b"completed" and raw[b"attempts"] == b"1"
+    # Acked after the signal: the drain waited for a task that was still running.
+    assert int(raw[b"finished_ms"]) >= signalled_ms
+    assert redis_client.get(keys.result(task.id)) == b"done"
+    assert redis_client.llen(keys.processing()) == 0
+    assert redis_client.zcard(keys.TIMEOUT) == 0
+    assert redis_client.zcard(keys.WORKERS) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.processes
+def test_workers_lists_the_running_task(
     settings: Settings,
     redis_client: redis.Redis,
     redis_url: str,
@@ -192,28 +117,20 @@ def test_sigterm_drains_running_task(
 ) -> None:
     register_spin(settings, redis_client, tmp_path)
     client = client_for(redis_url, tmp_path, redis_client)
-    proc = pools.start("--concurrency", "1")
-    task = client.enqueue("spin", b"spin:4000")
-    wait_for(lambda: stage(redis_client, task.id) == b"in_progress", 30, "claim", pools.logs)
-
-    def listed() -> bool:
-        rows = json.loads(cli("workers", "--json", check=True).stdout)
-        return any(r["current_task"] == task.id and r["alive"] for r in rows)
-
-    wait_for(listed, 5, "wasmq workers to show the running task", pools.logs)
+    # The task outlasts two CLI runs, however slow the machine; the short drain timeout
+    # ends it when the pool is stopped.
+    pools.start("--concurrency", "1", WASMQ_DRAIN_TIMEOUT="1s")
+    task = client.enqueue("spin", b"spin:60000", timeout="90s")
+    wait_for(lambda: task.id in running_tasks(redis_client), 60, "the task to run", pools.logs)
+    rows = json.loads(cli("workers", "--json", check=True).stdout)
+    assert [(r["current_task"], r["alive"]) for r in rows] == [(task.id, True)]
     table = cli("workers", check=True).stdout
     assert "CURRENT" in table and task.id in table
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0, pools.logs()
-    raw = redis_client.hgetall(keys.task(task.id))
-    assert raw[b"task_stage"] == b"completed" and raw[b"attempts"] == b"1"
-    assert redis_client.get(keys.result(task.id)) == b"done"
-    assert redis_client.llen(keys.processing()) == 0
-    assert redis_client.zcard(keys.TIMEOUT) == 0
-    assert redis_client.zcard(keys.WORKERS) == 0
+    assert stage(redis_client, task.id) == b"in_progress"
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_two_pools_never_run_a_task_twice(
     settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
 ) -> None:
@@ -221,10 +138,14 @@ def test_two_pools_never_run_a_task_twice(
     client = client_for(redis_url, tmp_path, redis_client)
     pools.start("--concurrency", "1")
     pools.start("--concurrency", "1")
+    # Both idle: the first two enqueues wake one worker each.
+    pools.wait_idle(redis_client, 2)
     tasks = client.enqueue_many([("spin", f"echo-{i}".encode()) for i in range(600)])
     finished = keys.finished()
     wait_for(lambda: redis_client.llen(finished) >= 600, 60, "600 completions", pools.logs)
-    time.sleep(0.3)
+    # Stopped, the pools can ack nothing more: a task run twice would show by now.
+    pools.stop_all()
+    assert [p.returncode for p in pools.procs] == [0, 0], pools.logs()
     ids = [t.id.encode() for t in tasks]
     done = redis_client.lrange(finished, 0, -1)
     assert sorted(done) == sorted(ids)  # each completed exactly once
@@ -243,6 +164,7 @@ def test_two_pools_never_run_a_task_twice(
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_burst_and_bounded_results(
     settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
 ) -> None:
@@ -262,6 +184,7 @@ def test_burst_and_bounded_results(
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_server_restart_loses_no_acknowledged_enqueue(
     settings: Settings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -272,13 +195,13 @@ def test_server_restart_loses_no_acknowledged_enqueue(
     own = redis.Redis.from_url(url)
     pools = Pools(cli_env(None, tmp_path, WASMQ_STATE_DIR=str(state), **FAST), tmp_path)
     try:
-        import dataclasses
-
         register_spin(dataclasses.replace(settings, redis_url=url), own, tmp_path)
         client = client_for(url, tmp_path, own)
         pools.start("--concurrency", "2")
         watching = "watching the embedded server"
         wait_for(lambda: watching in pools.logs(), 60, "the server watcher", pools.logs)
+        # Workers connected before the kill, so they see the server go and come back.
+        pools.wait_idle(own, 2)
         acknowledged: list[str] = []
         killed_at = back_at = 0.0
         start = time.monotonic()
@@ -337,12 +260,15 @@ def task_states(client: redis.Redis, ids: list[str]) -> list[tuple[bytes, bytes]
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_sigterm_to_the_process_group_drains_and_strands_nothing(
     settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
 ) -> None:
     register_spin(settings, redis_client, tmp_path)
     client = client_for(redis_url, tmp_path, redis_client)
     proc = pools.start("--concurrency", "3")
+    # Every child up, its signal handlers set, before the work that the signal interrupts.
+    pools.wait_idle(redis_client, 3)
     # Fast tasks first, so each child measures them and claims batches of slow ones.
     warm = client.enqueue_many([("spin", b"w%d" % i) for i in range(60)])
     wait_for(lambda: completed_all(redis_client, [t.id for t in warm]), 60, "warm-up", pools.logs)
@@ -351,15 +277,16 @@ def test_sigterm_to_the_process_group_drains_and_strands_nothing(
     wait_for(
         lambda: sum(s == b"in_progress" for s, _ in task_states(redis_client, ids)) >= 3,
         30,
-        "three tasks running",
+        "three tasks claimed",
         pools.logs,
     )
     os.killpg(proc.pid, signal.SIGTERM)  # what systemd and `kill -- -PGID` send
     assert proc.wait(timeout=30) == 0, pools.logs()
     states = task_states(redis_client, ids)
-    assert all(stage in (b"completed", b"pending") for stage, _ in states), states
-    assert all(attempts == b"0" for stage, attempts in states if stage == b"pending"), states
-    assert all(attempts == b"1" for stage, attempts in states if stage == b"completed"), states
+    report = f"{states}\n{pools.logs()[-4000:]}"
+    assert all(stage in (b"completed", b"pending") for stage, _ in states), report
+    assert all(attempts == b"0" for stage, attempts in states if stage == b"pending"), report
+    assert all(attempts == b"1" for stage, attempts in states if stage == b"completed"), report
     assert redis_client.llen(keys.pending()) == sum(s == b"pending" for s, _ in states)
     assert redis_client.llen(keys.processing()) == 0
     assert redis_client.zcard(keys.TIMEOUT) == 0
@@ -371,6 +298,7 @@ def completed_all(client: redis.Redis, ids: list[str]) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 def test_drain_timeout_requeues_the_running_task_at_once(
     settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
 ) -> None:
@@ -378,7 +306,7 @@ def test_drain_timeout_requeues_the_running_task_at_once(
     client = client_for(redis_url, tmp_path, redis_client)
     proc = pools.start("--concurrency", "1", WASMQ_DRAIN_TIMEOUT="1s")
     task = client.enqueue("spin", b"spin:8000", timeout="20s")
-    wait_for(lambda: stage(redis_client, task.id) == b"in_progress", 30, "claim", pools.logs)
+    wait_for(lambda: task.id in running_tasks(redis_client), 30, "the task to run", pools.logs)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, pools.logs()
     raw = redis_client.hgetall(keys.task(task.id))
@@ -388,3 +316,35 @@ def test_drain_timeout_requeues_the_running_task_at_once(
     assert redis_client.lrange(keys.pending(), 0, -1) == [task.id.encode()]
     assert redis_client.llen(keys.processing()) == 0
     assert redis_client.zcard(keys.TIMEOUT) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.processes
+def test_a_burst_of_sigterms_to_a_worker_is_one_drain(
+    settings: Settings, redis_client: redis.Redis, redis_url: str, tmp_path: Path, pools: Pools
+) -> None:
+    # A child gets two SIGTERMs in production (the group's and the supervisor's); a burst
+    # lands some of them while the child is already handling the first. Handling a
+    # signal inside the stop event's own lock once hung the drain for good.
+    register_spin(settings, redis_client, tmp_path)
+    proc = pools.start("--concurrency", "1")
+    (worker_id,) = pools.wait_idle(redis_client, 1)
+    pid = int(redis_client.hget(keys.worker(worker_id), "pid"))
+    for _ in range(2000):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            break
+    wait_for(lambda: not _alive(pid), 15, "the signalled worker to exit", pools.logs)
+    # It drained and exited cleanly; the supervisor, not stopping, starts a new one.
+    assert "exitcode=0" in pools.logs(), pools.logs()[-2000:]
+    pools.wait_idle(redis_client, 1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, pools.logs()

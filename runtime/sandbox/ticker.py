@@ -85,11 +85,15 @@ class _Sigevent(ctypes.Structure):
 
 
 def _libc() -> Any:
-    for name in (None, ctypes.util.find_library("rt")):
-        lib = ctypes.CDLL(name, use_errno=True)
-        if hasattr(lib, "timer_create"):
-            return lib
-    return None
+    lib = ctypes.CDLL(None, use_errno=True)
+    if hasattr(lib, "timer_create"):
+        return lib
+    # Only an old glibc keeps timers in librt; finding it runs ldconfig, so not first.
+    rt = ctypes.util.find_library("rt")
+    if rt is None:
+        return None
+    lib = ctypes.CDLL(rt, use_errno=True)
+    return lib if hasattr(lib, "timer_create") else None
 
 
 def _native_supported() -> bool:

@@ -33,7 +33,7 @@ SIGNAL_EVENTS = frozenset({"os.kill", "os.killpg"})
 #: Where a spawn comes from when it runs a toolchain (or bubblewrap around one).
 TOOLCHAIN_PACKAGE = "compiler"
 #: Standard modules that run a program to answer a question about the host: ``ctypes.util``
-#: runs ldconfig to find a library (the sandbox's ticker asks), ``platform.architecture``
+#: runs ldconfig to find a library (the ticker, on an old glibc), ``platform.architecture``
 #: runs file (croniter asks on import). Any tier may ask; no test runs those processes.
 LOOKUP_PACKAGES = frozenset({"ctypes", "platform"})
 

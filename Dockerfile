@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
-# wasmq with every toolchain it drives: Go, TinyGo and Zig (through the ziglang wheel).
+# wasmq with every toolchain it drives: Go, TinyGo, Zig (through the ziglang wheel) and
+# AssemblyScript (asc from npm, at the version sdk/assemblyscript/package-lock.json pins).
 
 ARG PYTHON_VERSION=3.12
 ARG GO_VERSION=1.25
 ARG TINYGO_VERSION=0.39.0
+ARG ASSEMBLYSCRIPT_VERSION=0.28.20
 
 # --- build the wheel -------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
@@ -12,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY runtime ./runtime
 COPY compiler ./compiler
 COPY wasmq ./wasmq
+COPY sdk ./sdk
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- the Go toolchain (also what TinyGo builds against) -------------------------------
@@ -20,6 +23,7 @@ FROM golang:${GO_VERSION}-bookworm AS go
 # --- runtime image ---------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm
 ARG TINYGO_VERSION
+ARG ASSEMBLYSCRIPT_VERSION
 # Set by BuildKit (amd64, arm64): TinyGo publishes a .deb for each.
 ARG TARGETARCH=amd64
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -39,8 +43,12 @@ ENV PATH="/usr/local/go/bin:${PATH}" \
 ADD https://github.com/tinygo-org/tinygo/releases/download/v${TINYGO_VERSION}/tinygo_${TINYGO_VERSION}_${TARGETARCH}.deb /tmp/tinygo.deb
 RUN apt-get update \
     && apt-get install -y --no-install-recommends /tmp/tinygo.deb bubblewrap ca-certificates \
+        nodejs npm \
+    && npm install --global --no-audit --no-fund "assemblyscript@${ASSEMBLYSCRIPT_VERSION}" \
+    && npm cache clean --force \
     && rm -rf /var/lib/apt/lists/* /tmp/tinygo.deb \
-    && tinygo version
+    && tinygo version \
+    && asc --version
 
 COPY --from=build /wheels /wheels
 RUN WHEEL="$(ls /wheels/wasmq-*.whl)" \

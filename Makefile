@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/dev.lock
 
-.PHONY: venv system-deps test lint typecheck pytest demo bench bench-peers clean cov lock test-fast
+.PHONY: venv system-deps toolchains test lint typecheck pytest demo bench bench-peers clean cov lock test-fast
 
 # Every library and tool at the version and hash the lock names; the package itself goes in
 # without dependencies, so nothing the lock does not name is installed.
@@ -34,15 +34,29 @@ system-deps:
 		fi; \
 	}
 
+# The AssemblyScript compiler (.ts tasks) at the version sdk/assemblyscript's lock pins,
+# into its node_modules; needs Node.js 20+ with npm, without which .ts builds (and their
+# tests) say what is missing.
+ASC_DIR := sdk/assemblyscript
+ASC_STAMP := $(ASC_DIR)/node_modules/.package-lock.json
+toolchains: $(ASC_STAMP)
+
+$(ASC_STAMP): $(ASC_DIR)/package.json $(ASC_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(ASC_DIR) --ignore-scripts --no-audit --no-fund --silent && touch $@; \
+	else \
+		echo "npm is missing: install Node.js 20+ to build AssemblyScript (.ts) tasks" >&2; \
+	fi
+
 lint: $(STAMP)
-	$(BIN)/ruff check wasmq runtime compiler tests benchmarks
-	$(BIN)/ruff format --check wasmq runtime compiler tests benchmarks
+	$(BIN)/ruff check wasmq runtime compiler sdk tests benchmarks
+	$(BIN)/ruff format --check wasmq runtime compiler sdk tests benchmarks
 	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps toolchains
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The edit loop, well under a minute: no toolchain compiles, no subprocesses, nothing slow
@@ -54,10 +68,10 @@ test: system-deps lint typecheck pytest
 
 # The suite with line and branch coverage of wasmq, runtime and compiler ([tool.coverage] in
 # pyproject.toml): missing lines in the terminal, the browsable report in htmlcov/.
-cov: $(STAMP) system-deps
+cov: $(STAMP) system-deps toolchains
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-report=html $(PYTEST_ARGS)
 
-demo: $(STAMP) system-deps
+demo: $(STAMP) system-deps toolchains
 	$(BIN)/python -m runtime.demo
 
 bench: $(STAMP)

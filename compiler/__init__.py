@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from compiler.assemblyscript import AssemblyScriptAdapter
 from compiler.base import Adapter, invocation_count
 from compiler.go import GoAdapter
 from compiler.isolation import bwrap_for
@@ -52,6 +53,7 @@ EXTENSIONS: dict[str, Callable[[str, Path | None, str], Adapter]] = {
     ".cc": lambda _go, cache, isolation: ZigCppAdapter(cache, isolation),
     ".cpp": lambda _go, cache, isolation: ZigCppAdapter(cache, isolation),
     ".zig": lambda _go, cache, isolation: ZigAdapter(cache, isolation),
+    ".ts": lambda _go, cache, isolation: AssemblyScriptAdapter(cache, isolation),
     ".wat": lambda _go, _cache, _isolation: WatAdapter(),
     ".wasm": lambda _go, _cache, _isolation: WasmAdapter(),
 }

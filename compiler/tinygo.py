@@ -3,7 +3,7 @@
 TinyGo is a dynamically linked binary that runs ``go`` (for package lists and the
 standard library sources) and may run ``wasm-opt``: its sandbox shows TinyGo's install
 dir, the Go installation, a ``wasm-opt`` from PATH when TinyGo carries none, and the
-host's shared-library dirs.
+host's shared-library dirs. The guest SDK is shown and required as in :mod:`compiler.go`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import functools
 import shutil
 from pathlib import Path
 
+from compiler import sdk
 from compiler.base import MINIMAL_PATH, base_env, probe, read_output, run_tool, workspace
-from compiler.go import GO_MOD, find_go, show_go
+from compiler.go import find_go, go_mod, show_go, show_sdk
 from compiler.isolation import CACHE, TOOLCHAIN, WORK, Sandbox, bwrap_for
 from runtime.errors import ToolchainMissing
 
@@ -87,7 +88,8 @@ class TinyGoAdapter:
         return binary
 
     def version(self) -> str:
-        return tinygo_version(self._binary(), bwrap_for(self.isolation))
+        toolchain = tinygo_version(self._binary(), bwrap_for(self.isolation))
+        return f"{toolchain} wasmq-sdk {sdk.digest('go')}"
 
     def flags(self) -> tuple[str, ...]:
         return ("-target=wasip1", "-buildmode=c-shared", "-opt=2", "-no-debug", "-panic=trap")
@@ -96,7 +98,7 @@ class TinyGoAdapter:
         binary = self._binary()
         sandbox = Sandbox(bwrap_for(self.isolation))
         with workspace(source) as (tmp, copy):
-            (copy.parent / "go.mod").write_text(GO_MOD)
+            (copy.parent / "go.mod").write_text(go_mod(show_sdk(sandbox)))
             cache = (self.cache_dir / "tinygo") if self.cache_dir else tmp / "tinygo-cache"
             cache.mkdir(parents=True, exist_ok=True)
             work = sandbox.bind(tmp, WORK, writable=True)

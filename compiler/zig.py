@@ -1,7 +1,10 @@
 """C, C++ and Zig through Zig (the ``ziglang`` Python package): wasm32-wasi reactors.
 
-C/C++ handlers mark their exports with ``__attribute__((export_name("alloc")))``; Zig
-handlers with ``export fn``. Builds are optimised for size and stripped.
+Raw C/C++ handlers mark their exports with ``__attribute__((export_name("alloc")))``,
+raw Zig handlers with ``export fn``. Handlers using the guest SDK (shown read-only in the
+sandbox) ``#include "wasmq.h"``, found through ``-I``, or ``@import("wasmq")``, a module
+every Zig compile declares: unused, it costs nothing and changes no output. Builds are
+optimised for size and stripped.
 
 The package holds a static ``zig`` binary next to its ``lib/``; the sandbox shows that
 directory alone, and Zig finds ``lib/`` from its own path (``/proc/self/exe``).
@@ -15,11 +18,21 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+from compiler import sdk
 from compiler.base import base_env, read_output, run_tool, workspace
 from compiler.isolation import CACHE, TOOLCHAIN, WORK, Sandbox, bwrap_for
 from runtime.errors import CompileError, ToolchainMissing
 
-_C_FLAGS = ("-target", "wasm32-wasi", "-mexec-model=reactor", "-Os", "-s")
+# The exported stack pointer lets the sandbox tell a result left in a returned frame
+# (a local buffer) from one that outlives the call; Zig exports it on its own.
+_C_FLAGS = (
+    "-target",
+    "wasm32-wasi",
+    "-mexec-model=reactor",
+    "-Os",
+    "-s",
+    "-Wl,--export=__stack_pointer",
+)
 
 # With the -MD zig cc passes, clang takes an #embed of a missing file for a generated one
 # and writes no dependency file: zig then reports only the missing dependency file.
@@ -41,6 +54,8 @@ class _ZigBase:
     name = "zig"
     language = ""
     runs_toolchain = True
+    #: Which guest SDK (``compiler.sdk``) this language's sources may use.
+    sdk_language = ""
 
     def __init__(self, cache_dir: Path | None = None, isolation: str = "bwrap") -> None:
         self.cache_dir = cache_dir
@@ -56,14 +71,16 @@ class _ZigBase:
         if not self.available():
             raise ToolchainMissing(f"Zig is not installed: {self.install_hint()}")
         try:
-            return f"zig {metadata.version('ziglang')}"
+            zig = f"zig {metadata.version('ziglang')}"
         except metadata.PackageNotFoundError:
-            return "zig unknown"
+            zig = "zig unknown"
+        # The SDK is part of every build: changing it must rebuild handlers.
+        return f"{zig} wasmq-sdk {sdk.digest(self.sdk_language)}"
 
     def flags(self) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _command(self, source: str, out: Path) -> list[str]:
+    def _command(self, source: str, out: Path, sdk_dir: Path) -> list[str]:
         raise NotImplementedError
 
     def compile(self, source: Path, *, timeout: float, output_limit: int) -> bytes:
@@ -80,12 +97,13 @@ class _ZigBase:
             cache.mkdir(parents=True, exist_ok=True)
             work = sandbox.bind(tmp, WORK, writable=True)
             zig = sandbox.bind(root, TOOLCHAIN)
+            sdk_dir = sandbox.bind(sdk.path(self.sdk_language), sdk.SDK_MOUNT / self.sdk_language)
             extra = {
                 "ZIG_GLOBAL_CACHE_DIR": str(sandbox.bind(cache, CACHE, writable=True)),
                 "ZIG_LOCAL_CACHE_DIR": str(work / "zig-local"),
             }
             # "./": a file named like an option ("-o.c") stays a file name.
-            command = self._command(f"./{copy.name}", work / "out.wasm")
+            command = self._command(f"./{copy.name}", work / "out.wasm", sdk_dir)
             try:
                 run_tool(
                     [str(zig / "zig"), *command],
@@ -108,30 +126,33 @@ class ZigCAdapter(_ZigBase):
     """``.c`` with ``zig cc``."""
 
     language = "c"
+    sdk_language = "c"
 
     def flags(self) -> tuple[str, ...]:
         return _C_FLAGS
 
-    def _command(self, source: str, out: Path) -> list[str]:
-        return ["cc", *self.flags(), "-o", str(out), source]
+    def _command(self, source: str, out: Path, sdk_dir: Path) -> list[str]:
+        return ["cc", *self.flags(), "-I", str(sdk_dir), "-o", str(out), source]
 
 
 class ZigCppAdapter(_ZigBase):
     """``.cc`` / ``.cpp`` with ``zig c++`` (no exceptions: wasm32-wasi has none)."""
 
     language = "cpp"
+    sdk_language = "c"
 
     def flags(self) -> tuple[str, ...]:
         return (*_C_FLAGS, "-fno-exceptions")
 
-    def _command(self, source: str, out: Path) -> list[str]:
-        return ["c++", *self.flags(), "-o", str(out), source]
+    def _command(self, source: str, out: Path, sdk_dir: Path) -> list[str]:
+        return ["c++", *self.flags(), "-I", str(sdk_dir), "-o", str(out), source]
 
 
 class ZigAdapter(_ZigBase):
     """``.zig`` with ``zig build-exe`` as a reactor."""
 
     language = "zig"
+    sdk_language = "zig"
 
     def flags(self) -> tuple[str, ...]:
         return (
@@ -145,5 +166,15 @@ class ZigAdapter(_ZigBase):
             "-fstrip",
         )
 
-    def _command(self, source: str, out: Path) -> list[str]:
-        return ["build-exe", *self.flags(), f"-femit-bin={out}", source]
+    def _command(self, source: str, out: Path, sdk_dir: Path) -> list[str]:
+        # Per-module options (target, -O, strip) precede the -M they apply to; the
+        # wasmq module inherits them from the root module.
+        return [
+            "build-exe",
+            *self.flags(),
+            f"-femit-bin={out}",
+            "--dep",
+            "wasmq",
+            f"-Mroot={source}",
+            f"-Mwasmq={sdk_dir / 'wasmq.zig'}",
+        ]

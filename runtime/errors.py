@@ -44,15 +44,24 @@ class ToolchainMissing(CompileError):
 
 
 class TaskFailed(WasmqError):
-    """A task ended failed or cancelled; carries its stage, error kind and error."""
+    """A task ended failed or cancelled; carries its stage, error kind and error, and
+    whether that error was retryable (a handler's error says which it was)."""
 
-    def __init__(self, task_id: str, stage: str, error: str = "", error_kind: str = "") -> None:
+    def __init__(
+        self,
+        task_id: str,
+        stage: str,
+        error: str = "",
+        error_kind: str = "",
+        retryable: bool | None = None,
+    ) -> None:
         what = error or error_kind or "no error recorded"
         super().__init__(f"task {task_id} {stage}: {what}")
         self.task_id = task_id
         self.stage = stage
         self.error = error
         self.error_kind = error_kind
+        self.retryable = retryable
 
 
 class TaskNotFinished(WasmqError):

@@ -1,68 +1,43 @@
-// flaky: how a Go handler fails. The sandbox's retry convention:
+// flaky: how a Go handler fails, with the wasmq SDK.
 //
-//   - os.Exit(75) (EX_TEMPFAIL) asks for a retry: the task goes back to the queue with
-//     backoff, until its retries are used up;
-//   - any other non-zero exit code fails the task terminally, without retries;
-//   - a panic traps, and traps (like timeouts) are retried: use os.Exit(1) for errors
-//     that a retry cannot fix.
+//   - a returned error asks for a retry: the task goes back to the queue with backoff,
+//     until its retries are used up;
+//   - an error wrapped with wasmq.Terminal fails the task at once, without retries
+//     (it goes to the dead-letter queue);
+//   - a panic traps, and traps (like timeouts) are retried: return a terminal error for
+//     what a retry cannot fix.
 //
-// Write the reason to stderr first: it is kept with the task and shown in the error.
-// Payload {"mode": "ok" | "retry" | "fail", "name": ...}.
+// The error's message is kept with the task and shown wherever the task is.
+// Payload {"mode": "ok" | "retry" | "fail", "name": ...}; a payload that is not JSON is
+// a terminal error of the SDK's.
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"unsafe"
+	"errors"
+
+	"wasmq.dev/wasmq"
 )
-
-// Exit codes of the convention.
-const (
-	exitRetry    = 75 // EX_TEMPFAIL: try again later
-	exitTerminal = 1  // do not retry
-)
-
-var live = map[uintptr][]byte{}
-
-func keep(buf []byte) uint32 {
-	if len(buf) == 0 {
-		buf = make([]byte, 1)
-	}
-	ptr := uintptr(unsafe.Pointer(&buf[0]))
-	live[ptr] = buf
-	return uint32(ptr)
-}
-
-//go:wasmexport alloc
-func alloc(size uint32) uint32 {
-	return keep(make([]byte, size))
-}
 
 type request struct {
 	Mode string `json:"mode"`
 	Name string `json:"name"`
 }
 
-//go:wasmexport execute
-func execute(ptr, size uint32) uint64 {
-	payload := unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), size)
-	var req request
-	if err := json.Unmarshal(payload, &req); err != nil {
-		fmt.Fprintf(os.Stderr, "bad payload: %v\n", err)
-		os.Exit(exitTerminal) // the same payload will never parse: do not retry
-	}
-	delete(live, uintptr(ptr))
-	switch req.Mode {
-	case "retry":
-		fmt.Fprintln(os.Stderr, "upstream unavailable, asking for a retry")
-		os.Exit(exitRetry)
-	case "fail":
-		fmt.Fprintln(os.Stderr, "invalid request, giving up")
-		os.Exit(exitTerminal)
-	}
-	out := []byte(fmt.Sprintf(`{"ok":true,"name":%q}`, req.Name))
-	return uint64(keep(out))<<32 | uint64(len(out))
+type response struct {
+	OK   bool   `json:"ok"`
+	Name string `json:"name"`
 }
 
 func main() {}
+
+func init() { wasmq.HandleJSON(handle) }
+
+func handle(req request) (response, error) {
+	switch req.Mode {
+	case "retry":
+		return response{}, errors.New("upstream unavailable, asking for a retry")
+	case "fail":
+		return response{}, wasmq.Terminal(errors.New("invalid request, giving up"))
+	}
+	return response{OK: true, Name: req.Name}, nil
+}

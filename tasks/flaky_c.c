@@ -1,44 +1,24 @@
-/* flaky_c: how a C handler fails. The sandbox's retry convention:
+/* flaky_c: how a C handler fails, with the wasmq SDK.
  *
- *   exit(75)  (EX_TEMPFAIL) asks for a retry: the task goes back to the queue with
- *             backoff, until its retries are used up;
- *   exit(n)   with any other non-zero n fails the task terminally, without retries;
- *   abort()   traps, which is retried (like a crash or a timeout).
+ *   wasmq_retry(msg)  asks for a retry: the task goes back to the queue with backoff,
+ *                     until its retries are used up;
+ *   wasmq_error(msg)  fails the task at once, without retries (it goes to the
+ *                     dead-letter queue);
+ *   abort()           traps, and traps (like timeouts) are retried: return
+ *                     wasmq_error for what a retry cannot fix.
  *
- * Write the reason to stderr first: it is kept with the task and shown in the error.
- * Payload {"mode": "ok" | "retry" | "fail"}. Built with zig cc as a wasm32-wasi reactor. */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
+ * The message is kept with the task and shown wherever the task is.
+ * Payload {"mode": "ok" | "retry" | "fail"}. */
 #include <string.h>
 
-#define EXPORT(name) __attribute__((export_name(name)))
-#define EXIT_RETRY 75   /* EX_TEMPFAIL: try again later */
-#define EXIT_TERMINAL 1 /* do not retry */
+#include "wasmq.h"
 
-EXPORT("alloc") uint32_t alloc(uint32_t size) {
-    return (uint32_t)(uintptr_t)malloc(size ? size : 1);
+static wasmq_result handle(wasmq_bytes payload) {
+    /* The SDK ends the payload with a NUL, so string functions take it as it is. */
+    if (strstr(payload.data, "\"retry\""))
+        return wasmq_retry("upstream unavailable, asking for a retry");
+    if (strstr(payload.data, "\"fail\"")) return wasmq_error("invalid request, giving up");
+    return wasmq_ok_str("{\"ok\":true}");
 }
 
-static int has(const char *payload, size_t len, const char *word) {
-    size_t n = strlen(word);
-    for (size_t i = 0; i + n <= len; i++)
-        if (memcmp(payload + i, word, n) == 0) return 1;
-    return 0;
-}
-
-EXPORT("execute") uint64_t execute(uint32_t ptr, uint32_t len) {
-    const char *payload = (const char *)(uintptr_t)ptr;
-    if (has(payload, len, "\"retry\"")) {
-        fprintf(stderr, "upstream unavailable, asking for a retry\n");
-        exit(EXIT_RETRY);
-    }
-    if (has(payload, len, "\"fail\"")) {
-        fprintf(stderr, "invalid request, giving up\n");
-        exit(EXIT_TERMINAL);
-    }
-    static const char ok[] = "{\"ok\":true}";
-    char *out = malloc(sizeof ok);
-    memcpy(out, ok, sizeof ok);
-    return ((uint64_t)(uintptr_t)out << 32) | (uint32_t)(sizeof ok - 1);
-}
+WASMQ_HANDLER(handle)

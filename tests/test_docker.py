@@ -110,3 +110,14 @@ def test_hadolint_passes() -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_wheel_stage_copies_every_packaged_directory() -> None:
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = setuptools.get("package-dir", {})
+    roots = {mapped.get(name.split(".")[0], name.split(".")[0]) for name in setuptools["packages"]}
+    build = DOCKERFILE.split("FROM ", 2)[1]
+    copied = set(re.findall(r"^COPY (\S+) \./\1$", build, re.M))
+    assert roots <= copied, f"the wheel stage must COPY {sorted(roots - copied)}"

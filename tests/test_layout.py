@@ -11,7 +11,17 @@ import tomllib
 import wasmq
 from tests.support.paths import ROOT
 
-PACKAGES = ("cli", "modules", "output", "queue", "sandbox", "scheduling", "server", "worker")
+PACKAGES = (
+    "cli",
+    "develop",
+    "modules",
+    "output",
+    "queue",
+    "sandbox",
+    "scheduling",
+    "server",
+    "worker",
+)
 
 
 def test_facade_exports_the_api_users_import() -> None:

@@ -14,6 +14,7 @@ import redis
 import typer
 
 from runtime.cli import bench as bench_cmds
+from runtime.cli import develop as develop_cmds
 from runtime.cli import inspect as inspect_cmds
 from runtime.cli import queue as queue_cmds
 from runtime.cli import registry as registry_cmds
@@ -72,7 +73,15 @@ def _common(
     )
 
 
-for _module in (server_cmds, registry_cmds, queue_cmds, schedule_cmds, inspect_cmds, bench_cmds):
+for _module in (
+    server_cmds,
+    registry_cmds,
+    queue_cmds,
+    schedule_cmds,
+    inspect_cmds,
+    bench_cmds,
+    develop_cmds,
+):
     _module.install(app)
 
 

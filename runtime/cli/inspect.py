@@ -51,15 +51,55 @@ def _age(ms: int | None) -> str:
 def status_cmd(
     ctx: typer.Context,
     task_id: str = typer.Argument(..., help="Task id."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print each change of stage or progress until it ends."
+    ),
+    wait_timeout: str | None = typer.Option(
+        None, "--wait-timeout", help="With --follow: stop following after this long, e.g. 5m."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Show a task's stage, attempts, timings, outcome, error, worker and module."""
-    st = _client(ctx).status(task_id)
-    if as_json:
-        typer.echo(json.dumps(st.to_json()))
-        return
+    """Show a task's stage, attempts, progress, timings, outcome, error, worker and module."""
+    client = _client(ctx)
+    if follow:
+        limit = parse_duration(wait_timeout) if wait_timeout else None
+        last = None
+        for last in client.watch(task_id, timeout=limit):
+            if as_json:
+                typer.echo(json.dumps(last.to_json()))
+            elif not last.terminal:
+                typer.echo(_change_line(last))
+        if as_json or last is None:
+            return
+        st = last
+    else:
+        st = client.status(task_id)
+        if as_json:
+            typer.echo(json.dumps(st.to_json()))
+            return
     for label, value in _status_rows(st):
         typer.echo(f"{label:<12} {value}")
+
+
+def _progress_text(st: TaskStatus) -> str:
+    if st.progress is None:
+        return ""
+    value = f"{st.progress:g}"
+    text = f"{value}%" if 0 <= st.progress <= 100 else value
+    if st.progress_message:
+        text += f" {st.progress_message}"
+    return text
+
+
+def _change_line(st: TaskStatus) -> str:
+    """One line of ``status --follow``: time, stage, attempt and progress."""
+    line = f"{format_time(now_ms())[11:23]}  {st.stage:<11} attempt {st.attempts}"
+    progress = _progress_text(st)
+    if progress:
+        line += f"  {progress}"
+    if st.error and st.stage != "in_progress":
+        line += f"  ({st.error_label}: {st.error})"
+    return line
 
 
 def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
@@ -70,8 +110,12 @@ def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
         ("kind", st.kind),
         ("stage", st.stage),
         ("attempts", f"{st.attempts} (max retries {st.max_retries})"),
-        ("outcome", st.outcome or "-"),
+        ("outcome", st.error_label or "-"),
     ]
+    progress = _progress_text(st)
+    if progress:
+        when = f" ({_age(now_ms() - st.progress_ms)} ago)" if st.progress_ms else ""
+        rows.append(("progress", progress + when))
     if st.error:
         rows.append(("error", st.error))
     rows += [

@@ -245,8 +245,9 @@ def dlq_list(
     limit: int = typer.Option(100, "--limit", help="Most tasks to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List dead-lettered tasks, newest first, with their last error."""
+    """List dead-lettered tasks, newest first, with their last error and its kind."""
     from runtime.queue.broker import BadTask
+    from runtime.queue.queries import error_label
 
     client = _client(ctx)
     items = client.dlq_list(queue, limit)
@@ -259,6 +260,8 @@ def dlq_list(
                     "task_name": "",
                     "queue": item.queue,
                     "attempts": None,
+                    "error_kind": "invalid",
+                    "retryable": False,
                     "error": item.error,
                     "failed_at": None,
                 }
@@ -271,6 +274,8 @@ def dlq_list(
                     "task_name": item.task_name,
                     "queue": item.queue,
                     "attempts": item.attempts,
+                    "error_kind": item.error_kind,
+                    "retryable": item.extra.get("retryable") == "1",
                     "error": item.error,
                     "failed_at": format_time(failed) if failed else None,
                 }
@@ -281,7 +286,7 @@ def dlq_list(
     if not rows:
         typer.echo("dead-letter list is empty")
         return
-    table = [("ID", "TASK", "QUEUE", "ATTEMPTS", "FAILED", "ERROR")]
+    table = [("ID", "TASK", "QUEUE", "ATTEMPTS", "FAILED", "KIND", "ERROR")]
     for r in rows:
         table.append(
             (
@@ -290,6 +295,7 @@ def dlq_list(
                 str(r["queue"]),
                 str(r["attempts"] or "-"),
                 str(r["failed_at"] or "-"),
+                error_label(str(r["error_kind"] or ""), bool(r["retryable"])) or "-",
                 str(r["error"] or "")[:100],
             )
         )

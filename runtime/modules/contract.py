@@ -3,8 +3,10 @@
 A task module is a WASI preview 1 reactor: it exports what
 :mod:`runtime.sandbox.exports` lists (``memory``, ``alloc(i32) -> i32`` and
 ``execute(i32, i32) -> i64``, optionally ``_initialize()``), and imports nothing but
-the ``wasi_snapshot_preview1`` functions :data:`runtime.sandbox.wasi.FUNCTIONS` lists,
-each with its exact preview1 signature. Other exports (globals a toolchain leaves
+the ``wasi_snapshot_preview1`` functions :data:`runtime.sandbox.wasi.FUNCTIONS` lists and
+the ``wasmq`` host functions :data:`runtime.sandbox.host.FUNCTIONS` lists, each with its
+exact signature. A ``wasmq`` import this wasmq does not know means the module was built
+for a newer guest ABI: it is refused with that said, by registration and by workers. Other exports (globals a toolchain leaves
 behind, helper functions) are harmless and allowed, except ``_start``: a module with
 ``_start`` is a WASI *command*, whose ``main`` would never run here.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import wasmtime
 
 from runtime.errors import RegistryError
-from runtime.sandbox import exports, wasi
+from runtime.sandbox import exports, host, wasi
 from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS
 
 #: Function exports in the order they are checked: the required ones first.
@@ -97,24 +99,43 @@ def _check_memory(memory: object, memory_ceiling: int | None) -> None:
 def _check_imports(module: wasmtime.Module) -> None:
     for imp in module.imports:
         what = f"{imp.module}.{imp.name}"
-        if imp.module != wasi.MODULE:
+        if imp.module not in (wasi.MODULE, host.MODULE):
             raise RegistryError(
-                f"unexpected import `{what}`: task modules may import only {wasi.MODULE} functions"
+                f"unexpected import `{what}`: task modules may import only {wasi.MODULE} and"
+                f" {host.MODULE} functions"
             )
         if not isinstance(imp.type, wasmtime.FuncType):
             raise RegistryError(
                 f"unexpected import `{what}`: only functions may be imported (a task's memory"
                 " and tables are its own)"
             )
+        actual = (tuple(str(p) for p in imp.type.params), tuple(str(r) for r in imp.type.results))
+        if imp.module == host.MODULE:
+            _check_host_import(what, imp.name or "", actual)
+            continue
         if imp.name not in wasi.FUNCTIONS:
             raise RegistryError(f"unexpected import `{what}`: not a WASI preview 1 function")
         expected = wasi.signature(imp.name)
-        actual = (tuple(str(p) for p in imp.type.params), tuple(str(r) for r in imp.type.results))
         if actual != expected:
             raise RegistryError(
                 f"import `{what}` has type {_show(actual)}; WASI preview 1 defines it as"
                 f" {_show(expected)}"
             )
+
+
+def _check_host_import(what: str, name: str, actual: tuple[tuple[str, ...], ...]) -> None:
+    known = host.FUNCTIONS.get(name)
+    provides = f"guest ABI {host.ABI_VERSION}: {', '.join(host.FUNCTIONS)}"
+    if known is None:
+        raise RegistryError(
+            f"the module imports `{what}`, which this wasmq ({provides}) does not provide: it"
+            " was built for a newer wasmq; upgrade wasmq where it registers and runs tasks"
+        )
+    if actual != known.signature:
+        raise RegistryError(
+            f"import `{what}` has type {_show(actual)}; this wasmq ({provides}) defines it as"
+            f" {_show(known.signature)}: build against a matching SDK, or upgrade wasmq"
+        )
 
 
 def _check_function(name: str, kind: object, expected: tuple[tuple[str, ...], ...]) -> None:

@@ -11,7 +11,6 @@ layers (memory, files, native code).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -22,16 +21,14 @@ from typing import Any
 import redis
 import wasmtime
 
-import compiler
 from runtime.clock import now_ms
 from runtime.errors import RegistryError, WasmqError
 from runtime.logging_config import get_logger
-from runtime.modules.cache import ModuleCache, check_digest, remember, sha256
-from runtime.modules.contract import compile_checked
+from runtime.modules.build import SourceBuild
+from runtime.modules.cache import ModuleCache, check_digest, remember
 from runtime.queue import keys, scripts
 from runtime.queue.names import check_task_name
 from runtime.queue.scripts import Scripts
-from runtime.sandbox.engine import get_engine
 from runtime.sandbox.limits import Capabilities
 from runtime.settings import Settings
 
@@ -154,47 +151,33 @@ class Registry:
         task_name = check_task_name(name if name is not None else path.stem)
         if not path.is_file():
             raise RegistryError(f"{path} is not a file; pass a task source or .wasm file")
-        adapter = compiler.adapter_for(
-            path, self.settings.go_toolchain, self.toolchain_cache, self.settings.compile_isolation
-        )
-        toolchain_version = adapter.version()
-        try:
-            source = path.read_bytes()
-        except OSError as exc:
-            raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
-        compile_key = _compile_key(
-            source, adapter.language, adapter.name, toolchain_version, adapter.flags()
-        )
-        indexed = self._indexed(compile_key)
+        build = SourceBuild.open(path, self.settings, self.toolchain_cache)
+        adapter, key = build.adapter, build.key
+        indexed = self._indexed(key)
         data = self._cached_bytes(indexed) if indexed is not None else None
         cache_hit = indexed is not None and data is not None
         if indexed is not None and data is not None:
             digest = indexed
         else:
-            data = adapter.compile(
-                path,
-                timeout=self.settings.compile_timeout,
-                output_limit=self.settings.compile_output_limit,
-            )
-            digest = sha256(data)
-            module = compile_checked(get_engine(False), data, self.settings.max_memory_limit)
+            built = build.compile(self.settings)
+            data, digest = built.data, built.digest
             # The check compiled it; keep that work for workers on this machine.
-            self.cache.save_native(digest, module)
-            remember(digest, False, module)
+            self.cache.save_native(digest, built.module)
+            remember(digest, False, built.module)
         record = TaskRecord(
             name=task_name,
             digest=digest,
             version=0,
             language=adapter.language,
             toolchain=adapter.name,
-            toolchain_version=toolchain_version,
-            source_hash=compile_key,
+            toolchain_version=build.toolchain_version,
+            source_hash=key,
             size=len(data),
             source=path.name,
             capabilities=_capabilities(capabilities),
         )
         self.cache.store_local(digest, data, task_name)
-        changed, version, registered_at = self._record(record, compile_key, data, cache_hit)
+        changed, version, registered_at = self._record(record, key, data, cache_hit)
         record.version, record.registered_at = version, registered_at
         log.info(
             "task registered",
@@ -332,17 +315,6 @@ class Registry:
     def load_module(self, digest: str, fuel: bool = False) -> wasmtime.Module:
         """Compiled module: memory, else native artifact on disk, else compile (and save)."""
         return self.cache.load(digest, fuel)
-
-
-def _compile_key(
-    source: bytes, language: str, toolchain: str, version: str, flags: tuple[str, ...]
-) -> str:
-    h = hashlib.sha256()
-    for part in (language, toolchain, version, "\0".join(flags)):
-        h.update(part.encode())
-        h.update(b"\n")
-    h.update(source)
-    return h.hexdigest()
 
 
 __all__ = ["Registration", "Registry", "TaskRecord", "capabilities_json"]

@@ -1,10 +1,15 @@
-"""The live stream of a running task's output, published from a worker thread.
+"""The live stream of a running task's output and progress, published from a worker thread.
 
 While a task runs, :class:`LiveLogPublisher` also appends its chunks to the Redis
 stream ``task_log_stream:<id>`` so ``wasmq logs ID --follow`` sees them as they are
 printed. Only tasks still running after :data:`LIVE_DELAY` seconds are streamed: most
 tasks finish sooner, and for them the stored list (written with the ack) serves
 ``--follow`` just as well, so the hot path costs one in-memory queue put per chunk.
+
+Progress reports go the same way, rate-limited: the latest report of a task waits in
+one slot (a handler calling progress in a tight loop only overwrites it), and is
+written at most every :data:`PROGRESS_INTERVAL` seconds once the task has run for
+:data:`LIVE_DELAY`. The ack writes the last report of the attempt.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -28,7 +34,11 @@ LIVE_MAXLEN = 1000
 LIVE_TTL_MS = 10 * 60 * 1000
 #: ...and this long after the attempt ends (late followers read the stored list).
 LIVE_TTL_AFTER_END_MS = 60 * 1000
-#: Longest a follower blocks on the stream before it looks at the task's stage again.
+#: Shortest time (s) between two progress writes of one task.
+PROGRESS_INTERVAL = 0.25
+
+#: Writes progress reports: (task id, value, message) each.
+ProgressWriter = Callable[[Sequence[tuple[str, float, str]]], None]
 
 log = get_logger("worker")
 
@@ -39,6 +49,8 @@ class _LiveTask:
     buffered: list[LogChunk]
     next_index: int = 0
     streaming: bool = False
+    #: When this task's progress was last written (monotonic s).
+    progress_sent: float = 0.0
 
 
 _Event = tuple[str, str, "LogChunk | None", float]
@@ -59,12 +71,19 @@ class LiveLogPublisher:
         *,
         delay: float = LIVE_DELAY,
         maxlen: int = LIVE_MAXLEN,
+        progress_writer: ProgressWriter | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         self.client = client
         self.delay = delay
         self.maxlen = maxlen
+        self.progress_writer = progress_writer
+        self.progress_interval = progress_interval
         self._events: queue.SimpleQueue[_Event | None] = queue.SimpleQueue()
         self._tasks: dict[str, _LiveTask] = {}
+        #: The latest unwritten progress report of each task: one slot per task.
+        self._progress: dict[str, tuple[float, str]] = {}
+        self._progress_lock = threading.Lock()
         self._current = threading.local()
         self._thread = threading.Thread(target=self._run, name="wasmq-live-logs", daemon=True)
         self._thread.start()
@@ -80,6 +99,16 @@ class LiveLogPublisher:
         if target:
             self._events.put(("chunk", target, chunk, 0.0))
 
+    def progress(self, task_id: str, value: float, message: str) -> None:
+        """The latest progress of ``task_id`` (started with :meth:`start_task`): it
+        replaces any report not written yet, and wakes the thread only when the slot
+        was empty."""
+        with self._progress_lock:
+            fresh = task_id not in self._progress
+            self._progress[task_id] = (value, message)
+        if fresh:
+            self._events.put(("progress", task_id, None, 0.0))
+
     def end_task(self, task_id: str) -> None:
         if getattr(self._current, "task_id", None) == task_id:
             self._current.task_id = None
@@ -92,6 +121,10 @@ class LiveLogPublisher:
 
     def _next_deadline(self) -> float | None:
         waiting = [t.started + self.delay for t in self._tasks.values() if not t.streaming]
+        for task_id in list(self._progress):
+            task = self._tasks.get(task_id)
+            if task is not None and task.streaming:
+                waiting.append(task.progress_sent + self.progress_interval)
         return min(waiting) if waiting else None
 
     def _run(self) -> None:
@@ -137,6 +170,21 @@ class LiveLogPublisher:
             pipe.pexpire(keys.log_stream(task_id), LIVE_TTL_MS)
         if len(pipe):
             pipe.execute()
+        self._write_progress(now)
+
+    def _write_progress(self, now: float) -> None:
+        due: list[tuple[str, float, str]] = []
+        with self._progress_lock:
+            for task_id, (value, message) in list(self._progress.items()):
+                task = self._tasks.get(task_id)
+                if task is None:
+                    del self._progress[task_id]  # ended: the ack wrote its last report
+                elif task.streaming and now >= task.progress_sent + self.progress_interval:
+                    del self._progress[task_id]
+                    task.progress_sent = now
+                    due.append((task_id, value, message))
+        if due and self.progress_writer is not None:
+            self.progress_writer(due)
 
     def _apply(self, pipe: redis.client.Pipeline, touched: set[str], event: _Event) -> None:
         kind, task_id, chunk, started = event

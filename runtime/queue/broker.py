@@ -95,6 +95,8 @@ class Report:
     log_bytes: int = 0
     log_dropped: int = 0
     log_file: str = ""
+    #: The handler's last progress report of this attempt: (value, message).
+    progress: tuple[float, str] | None = None
 
 
 #: A plain command sent in the same MULTI as script calls, before them.
@@ -348,6 +350,7 @@ class Broker:
             flags=flags,
             result=report.result if inline else None,
             logs=report.logs,
+            progress=report.progress,
         )
 
     def _nack_call(self, report: Report, now: int, now_text: str, ttl: int) -> Call:
@@ -370,7 +373,19 @@ class Broker:
             log_file=report.log_file,
             started_ms=report.started_ms or now,
             logs=report.logs,
+            progress=report.progress,
         )
+
+    def progress(self, updates: Sequence[tuple[str, float, str]], worker_id: str) -> None:
+        """Record running tasks' progress, (task id, value, message) each, in one round
+        trip; a task that is no longer this worker's is left alone."""
+        now = now_ms()
+        calls = [
+            scripts.progress(task_id=i, worker_id=worker_id, value=v, message=m, now=now)
+            for i, v, m in updates
+        ]
+        if calls:
+            self._run(calls, [])
 
     def release(self, tasks: Sequence[Task], worker_id: str) -> int:
         """Give claimed tasks that never started back to the front of their queue."""

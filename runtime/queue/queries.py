@@ -24,6 +24,7 @@ from runtime.output.follow import subscribe_done, wait_message
 from runtime.queue import keys
 from runtime.queue.task import (
     TERMINAL_STAGES,
+    ErrorKind,
     Kind,
     OutcomeKind,
     Stage,
@@ -74,11 +75,23 @@ class TaskStatus:
     log_bytes: int
     log_dropped: int
     log_file: str
+    #: Whether the last failed attempt could be retried (None: nothing failed).
+    retryable: bool | None = None
+    #: The handler's latest progress report (``wasmq.progress``): value and message,
+    #: and when it was recorded.
+    progress: float | None = None
+    progress_message: str = ""
+    progress_ms: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
         return self.stage in TERMINAL_STAGES
+
+    @property
+    def error_label(self) -> str:
+        """The last error's kind in words: ``handler error (retryable)``, ``trap``, ..."""
+        return error_label(self.outcome, self.retryable)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -99,6 +112,13 @@ class TaskStatus:
         except ValueError:
             duration = None
         outcome = OutcomeKind.OK if task.stage == Stage.COMPLETED else task.error_kind
+        retryable_text = extra.pop("retryable", "")
+        progress_text = extra.pop("progress", "")
+        try:
+            progress = float(progress_text) if progress_text else None
+        except ValueError:
+            progress = None
+        progress_message = extra.pop("progress_message", "")
         return cls(
             id=task.id,
             task_name=task.task_name,
@@ -123,12 +143,23 @@ class TaskStatus:
             log_bytes=number("log_bytes"),
             log_dropped=number("log_dropped"),
             log_file=extra.pop("log_file", ""),
+            retryable=None if not task.error_kind else retryable_text == "1",
+            progress=progress,
+            progress_message=progress_message,
+            progress_ms=number("progress_ms") or None,
             extra={k: v for k, v in extra.items() if k not in _HIDDEN_EXTRA},
         )
 
 
+def error_label(kind: str, retryable: bool | None) -> str:
+    """An error kind as people read it; a handler's own error says which kind it was."""
+    if kind == ErrorKind.HANDLER:
+        return "handler error (retryable)" if retryable else "handler error (terminal)"
+    return kind
+
+
 # Hash fields that are internal bookkeeping or shown elsewhere.
-_HIDDEN_EXTRA = frozenset({"retryable", "paused", "attempt_id", "lease"})
+_HIDDEN_EXTRA = frozenset({"paused", "attempt_id", "lease"})
 
 
 @dataclass
@@ -219,6 +250,26 @@ class Queries:
         task = Task.from_hash(raw)
         task.id = task.id or task_id
         return TaskStatus.from_task(task)
+
+    def watch(
+        self, task_id: str, interval: float = 0.25, timeout: float | None = None
+    ) -> Iterator[TaskStatus]:
+        """The task's status now, then again each time its stage, attempt or progress
+        changes, until it ends (the last one yielded is terminal) or ``timeout`` passes.
+
+        Progress is written at most every quarter second, so polling at ``interval``
+        misses no report worth showing."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: tuple[object, ...] | None = None
+        while True:
+            st = self.status(task_id)
+            key = (st.stage, st.attempts, st.progress, st.progress_message, st.error)
+            if key != seen:
+                seen = key
+                yield st
+            if st.terminal or (deadline is not None and time.monotonic() >= deadline):
+                return
+            time.sleep(interval)
 
     def result(self, task_id: str, wait: bool = False, timeout: float | None = None) -> bytes:
         """The task's result bytes.
@@ -402,9 +453,9 @@ class Queries:
                 )
             return bytes(value)
         if stage in (Stage.FAILED, Stage.CANCELLED):
-            fields = self.redis.hmget(keys.task(task_id), ["error", "error_kind"])
-            error, kind = (f.decode("utf-8", "replace") if f else "" for f in fields)
-            raise TaskFailed(task_id, stage, error, kind)
+            fields = self.redis.hmget(keys.task(task_id), ["error", "error_kind", "retryable"])
+            error, kind, retryable = (f.decode("utf-8", "replace") if f else "" for f in fields)
+            raise TaskFailed(task_id, stage, error, kind, retryable == "1" if kind else None)
         raise TaskNotFinished(f"task {task_id} is {stage}; wait for it with --wait")
 
     def _list_source(self, key: str) -> _Source:

@@ -39,6 +39,7 @@ class Script(enum.Enum):
     DLQ_REDRIVE = "dlq_redrive"
     ENQUEUE = "enqueue"
     NACK = "nack"
+    PROGRESS = "progress"
     PROMOTE = "promote"
     PRUNE_MODULES = "prune_modules"
     REAP = "reap"
@@ -211,7 +212,8 @@ def claim(
 @dataclass(frozen=True)
 class Acked:
     """One task of an ``ack.lua`` call. ``flags`` are ack.lua's k, e, l and p; the r flag
-    is added when ``result`` is given (a small result, passed inline)."""
+    is added when ``result`` is given (a small result, passed inline), the g flag when
+    ``progress`` is (the handler's last progress report)."""
 
     id: str
     retention_ms: int
@@ -223,9 +225,13 @@ class Acked:
     flags: str
     result: bytes | None
     logs: Sequence[bytes]
+    progress: tuple[float, str] | None = None
 
     def args(self) -> list[EncodableT]:
         inline = self.result is not None
+        progress: list[EncodableT] = []
+        if self.progress is not None:
+            progress = [repr(self.progress[0]), self.progress[1]]
         return [
             self.id,
             self.retention_ms,
@@ -234,9 +240,10 @@ class Acked:
             self.log_dropped,
             self.log_file,
             self.started_ms,
-            self.flags + ("r" if inline else ""),
+            self.flags + ("r" if inline else "") + ("g" if progress else ""),
             len(self.logs),
             *([self.result] if self.result is not None else []),
+            *progress,
             *self.logs,
         ]
 
@@ -282,6 +289,7 @@ def nack(
     log_file: str,
     started_ms: int,
     logs: Sequence[bytes],
+    progress: tuple[float, str] | None = None,
 ) -> Call:
     """``nack.lua``: retry or dead-letter one failed attempt."""
     call_keys: list[KeyT] = [
@@ -308,9 +316,16 @@ def nack(
         log_dropped,
         log_file,
         started_ms,
+        "" if progress is None else repr(progress[0]),
+        "" if progress is None else progress[1],
         *logs,
     ]
     return Call(Script.NACK, call_keys, args)
+
+
+def progress(*, task_id: str, worker_id: str, value: float, message: str, now: int) -> Call:
+    """``progress.lua``: a running task's progress, unless it is no longer this worker's."""
+    return Call(Script.PROGRESS, [keys.task(task_id)], [worker_id, repr(value), message, now])
 
 
 def release(*, queue: str, worker_id: str, now_text: str, ids: Sequence[str]) -> Call:

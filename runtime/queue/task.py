@@ -74,6 +74,8 @@ class ErrorKind(TextEnum):
     BAD_RESULT = "bad_result"
     INSTANTIATE = "instantiate"
     INTERNAL = "internal"
+    #: The handler returned an error (``wasmq.fail``); ``retryable`` says which kind.
+    HANDLER = "handler"
     #: The worker could not load the task's module (unregistered, missing, invalid).
     MODULE = "module"
     #: Redis failed while the worker loaded the task's module.
@@ -98,6 +100,7 @@ class OutcomeKind(TextEnum):
     BAD_RESULT = ErrorKind.BAD_RESULT.value
     INSTANTIATE = ErrorKind.INSTANTIATE.value
     INTERNAL = ErrorKind.INTERNAL.value
+    HANDLER = ErrorKind.HANDLER.value
 
 
 TERMINAL_STAGES = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.CANCELLED})

@@ -23,6 +23,8 @@ from runtime.clock import now_ms
 from runtime.output.chunks import LogChunk
 
 OutputHook = Callable[[LogChunk], None]
+#: Hears a handler's progress reports: (value, message); called on the task's thread.
+ProgressHook = Callable[[float, str], None]
 
 #: Chunks after which same-stream writes always coalesce (their timestamps blur).
 COALESCE_AFTER = 1024
@@ -43,11 +45,15 @@ class TaskIO:
         "dropped",
         "exit_code",
         "files",
+        "handler_error",
         "host_error",
         "kept",
         "live_left",
         "memory",
+        "memory_size",
         "on_output",
+        "on_progress",
+        "progress",
         "room",
         "timed_out",
     )
@@ -59,6 +65,7 @@ class TaskIO:
         deadline: float,
         on_output: OutputHook | None,
         backend: Any = None,
+        on_progress: ProgressHook | None = None,
     ) -> None:
         self.argv0 = task_name.encode() + b"\0"
         self.room = log_limit
@@ -70,12 +77,19 @@ class TaskIO:
         self.exit_code: int | None = None
         self.timed_out = False
         self.host_error: str | None = None
+        #: What the handler reported through ``wasmq.fail``: (retryable, message).
+        self.handler_error: tuple[bool, str] | None = None
+        #: The handler's latest ``wasmq.progress``: (value, message).
+        self.progress: tuple[float, str] | None = None
+        self.on_progress = on_progress
         #: Whether the operator granted the task files (wasmtime's WASI serves them).
         self.files = False
         #: The backend running the task (:mod:`runtime.sandbox.raw`).
         self.backend = backend
         #: The instance's memory (backend-specific) once instantiated.
         self.memory: Any = None
+        #: The memory's size (bytes) when last looked at.
+        self.memory_size = 0
         self._chunks: list[list[Any]] = []  # [stream, ts_ms, bytearray]
 
     def overdue(self) -> bool:
@@ -136,6 +150,15 @@ class TaskIO:
         if take:
             self.write(stream, ctypes.string_at(address, take))
         return True
+
+    def report_progress(self, value: float, message: str) -> None:
+        self.progress = (value, message)
+        hook = self.on_progress
+        if hook is not None:
+            try:
+                hook(value, message)
+            except Exception:  # like the live log: a broken hook must not fail the task
+                self.on_progress = None
 
     def logs(self) -> list[LogChunk]:
         return [LogChunk(s, t, bytes(d)) for s, t, d in self._chunks]

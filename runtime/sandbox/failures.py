@@ -177,3 +177,69 @@ def instantiate_failed(reason: str) -> Outcome:
 
 def bad_result(message: str, phase: str = EXECUTE.name) -> Outcome:
     return Outcome(OutcomeKind.BAD_RESULT, message=message, phase=phase)
+
+
+#: Where a module built by wasm-ld or Zig keeps its stack pointer, when it exports it.
+STACK_POINTER = b"__stack_pointer"
+_SDK_HINT = " The guest SDKs (sdk/ in wasmq) own alloc, execute and result packing."
+
+
+def in_stack(ptr: int, length: int, stack_top: int | None) -> bool:
+    """Whether ``ptr..ptr+length`` lies in the shadow stack below ``stack_top``.
+
+    wasm-ld's and Zig's stack-first layout puts the stack at ``[0, stack top)`` and
+    data and heap above it; once a call has returned, the stack pointer is back at the
+    top, so anything below it belongs to frames that no longer exist."""
+    return stack_top is not None and length > 0 and ptr + length <= stack_top
+
+
+def alloc_problem(ptr: int, size: int, mem_size: int, stack_top: int | None) -> str:
+    """Why the payload cannot go where ``alloc`` said, or ''."""
+    if ptr + size > mem_size:
+        return (
+            f"alloc returned {ptr}, where a {size}-byte payload does not fit in the"
+            f" task's {mem_size}-byte memory."
+        )
+    if in_stack(ptr, size, stack_top):
+        return (
+            f"alloc returned {ptr}, an address in its stack (below {stack_top}): that memory"
+            " is freed when alloc returns, and execute's own calls would overwrite the"
+            f" payload; allocate it on the heap.{_SDK_HINT}"
+        )
+    return ""
+
+
+def result_problem(ptr: int, length: int, mem_size: int, limit: int, stack_top: int | None) -> str:
+    """Why ``execute``'s packed result (``ptr << 32 | length``) cannot be read, or ''.
+
+    Says which half is wrong, and recognises the halves swapped: a "length" that is a
+    plausible address and a "pointer" that is a plausible length."""
+    fits = ptr + length <= mem_size
+    # Swapped: the "length" is a plausible address and the "pointer" a plausible length.
+    swapped = 0 < ptr < length and length + ptr <= mem_size and ptr <= limit
+    if swapped and (not fits or length > limit):
+        return (
+            f"execute returned pointer {ptr} and length {length}: they look swapped (a"
+            f" {ptr}-byte result at offset {length}?); pack the result as"
+            f" pointer << 32 | length.{_SDK_HINT}"
+        )
+    if ptr >= mem_size:
+        return (
+            f"execute returned a result pointer (high 32 bits) of {ptr}, past the end of the"
+            f" task's {mem_size}-byte memory.{_SDK_HINT}"
+        )
+    if not fits:
+        return (
+            f"execute returned a result length (low 32 bits) of {length}: from offset {ptr}"
+            f" it runs {ptr + length - mem_size} bytes past the end of the task's"
+            f" {mem_size}-byte memory.{_SDK_HINT}"
+        )
+    if length > limit:
+        return f"The task's result is {length} bytes, over its result limit of {size_text(limit)}."
+    if in_stack(ptr, length, stack_top):
+        return (
+            f"execute returned a result at offset {ptr}, in its stack (below {stack_top}):"
+            " a local buffer, freed when execute returned, so the bytes there are not"
+            f" reliable; return memory that outlives the call (heap or static).{_SDK_HINT}"
+        )
+    return ""

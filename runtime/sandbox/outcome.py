@@ -10,8 +10,11 @@ Failure kinds (:class:`~runtime.queue.task.OutcomeKind`), and whether a retry co
   (EX_TEMPFAIL) asks for a retry; any other code fails terminally. ``proc_exit(0)`` is
   success with an empty result.
 - ``memory_limit`` (terminal): the module needed more linear memory than allowed.
-- ``bad_result`` (terminal): ``execute`` returned a pointer/length outside memory, or a
-  result over the result limit.
+- ``bad_result`` (terminal): ``execute`` returned a pointer/length outside memory, a
+  result over the result limit, or a result (or ``alloc`` a payload buffer) in the
+  stack, which is freed when the call returns.
+- ``handler`` (retried when the handler says so): the handler reported an error
+  through ``wasmq.fail`` (:mod:`runtime.sandbox.host`); the message is its own.
 - ``instantiate`` (terminal): the module could not be instantiated (its initial memory
   is over the limit, an unknown import, a missing ``alloc``/``execute``).
 - ``internal`` (terminal): a bug in the sandbox itself (logged with a traceback).
@@ -52,6 +55,11 @@ class Outcome:
     frames: list[str] = field(default_factory=list)
     #: Which call failed: ``instantiate``, ``_initialize``, ``alloc`` or ``execute``.
     phase: str = ""
+    #: The handler's last ``wasmq.progress`` of this run: (value, message).
+    progress: tuple[float, str] | None = None
+    #: The size of the task's linear memory when it ended (wasm memory never shrinks,
+    #: so this is its peak).
+    memory_bytes: int = 0
 
     @property
     def ok(self) -> bool:

@@ -65,6 +65,10 @@ class Instance(Protocol):
         """(address, size in bytes) of a linear memory now; it moves when it grows."""
         ...
 
+    def global_i32(self, name: bytes) -> int | None:
+        """The value of an exported i32 global, or None when there is none."""
+        ...
+
 
 class Backend(Protocol):
     name: str
@@ -107,6 +111,10 @@ _FFI_SYMBOLS = (
     "wasm_trap_t",
     "WASMTIME_EXTERN_FUNC",
     "WASMTIME_EXTERN_MEMORY",
+    "WASMTIME_EXTERN_GLOBAL",
+    "WASMTIME_I32",
+    "wasmtime_val_t",
+    "wasmtime_global_get",
     "wasmtime_instance_pre_instantiate",
     "wasmtime_instance_export_get",
     "wasmtime_func_call_unchecked",
@@ -164,6 +172,8 @@ if not FAST_PROBLEM:
     _VALS = ffi.wasmtime_val_raw_t * CALL_SLOTS
     _EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
     _EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
+    _EXTERN_GLOBAL = int(ffi.WASMTIME_EXTERN_GLOBAL.value)
+    _KIND_I32 = int(ffi.WASMTIME_I32.value)
     _TRAP_PTR = ctypes.POINTER(ffi.wasm_trap_t)
     _OUTPUT_CALLBACK = ctypes.CFUNCTYPE(
         ctypes.c_ssize_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_size_t
@@ -212,6 +222,14 @@ class _FastInstance:
 
     def memory_span(self, memory: Any) -> tuple[int, int]:
         return _span(self.ctx, memory)
+
+    def global_i32(self, name: bytes) -> int | None:
+        item = self._get(name, _EXTERN_GLOBAL)
+        if item is None:
+            return None
+        val: Any = ffi.wasmtime_val_t()
+        ffi.wasmtime_global_get(self.ctx, byref(item.of.global_), byref(val))
+        return int(val.of.i32) if val.kind == _KIND_I32 else None
 
 
 def _span(ctx: Any, memory: Any) -> tuple[int, int]:
@@ -305,11 +323,13 @@ class FastBackend:
 class _Val:
     """One argument/result slot, shaped like ``wasmtime_val_raw_t`` for host functions."""
 
-    __slots__ = ("i32", "i64")
+    __slots__ = ("f64", "i32", "i64")
 
-    def __init__(self, value: int = 0) -> None:
-        self.i32 = value
-        self.i64 = value
+    def __init__(self, value: float = 0) -> None:
+        # An f64 argument (wasmq.progress) fills only the f64 slot.
+        self.i32: int = value if isinstance(value, int) else 0
+        self.i64: int = self.i32
+        self.f64: float = value
 
 
 class _PublicInstance:
@@ -338,6 +358,13 @@ class _PublicInstance:
 
     def memory_span(self, memory: Any) -> tuple[int, int]:
         return _public_span(self.store, memory)
+
+    def global_i32(self, name: bytes) -> int | None:
+        item = self.exports.get(name.decode())
+        if not isinstance(item, wasmtime.Global):
+            return None
+        value = item.value(self.store)
+        return value if isinstance(value, int) else None
 
 
 def _public_span(store: Any, memory: wasmtime.Memory) -> tuple[int, int]:
@@ -371,7 +398,7 @@ class PublicBackend:
     ) -> None:
         returns = bool(results)
 
-        def host(caller: wasmtime.Caller, *args: int) -> int | None:
+        def host(caller: wasmtime.Caller, *args: float) -> int | None:
             vals = [_Val(a) for a in args] or [_Val()]
             trap = func(caller, vals)
             if trap:

@@ -42,11 +42,18 @@ from runtime.logging_config import get_logger
 from runtime.modules import contract
 from runtime.output.chunks import STDERR, STDOUT, LogChunk
 from runtime.queue.task import OutcomeKind
-from runtime.sandbox import capture, raw, ticker, wasi
-from runtime.sandbox.capture import TaskIO
+from runtime.sandbox import capture, host, raw, ticker, wasi
+from runtime.sandbox.capture import ProgressHook, TaskIO
 from runtime.sandbox.engine import get_engine
 from runtime.sandbox.exports import ALLOC, EXECUTE, INITIALIZE
-from runtime.sandbox.failures import bad_result, classify, instantiate_failed, size_text
+from runtime.sandbox.failures import (
+    STACK_POINTER,
+    alloc_problem,
+    bad_result,
+    classify,
+    instantiate_failed,
+    result_problem,
+)
 from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS, Capabilities, TaskLimits
 from runtime.sandbox.outcome import Outcome
 from runtime.settings import Settings
@@ -66,17 +73,20 @@ class Prepared:
     pre: wasmtime.InstancePre | None
     problem: str = ""
     has_initialize: bool = False
+    #: Whether it exports its stack pointer (see :func:`~runtime.sandbox.failures.in_stack`).
+    has_stack_pointer: bool = False
 
 
-def _check(module: wasmtime.Module) -> tuple[str, bool]:
-    """('' or the problem, has _initialize): calls below skip type checks, so check here,
-    against the same contract registration checks (a module cached before a rule was
-    added is refused here too)."""
+def _check(module: wasmtime.Module) -> tuple[str, bool, bool]:
+    """('' or the problem, has _initialize, exports its stack pointer): calls below skip
+    type checks, so check here, against the same contract registration checks (a module
+    cached before a rule was added is refused here too)."""
     try:
         contract.check_module(module)
     except RegistryError as exc:
-        return str(exc), False
-    return "", any(e.name == INITIALIZE.name for e in module.exports)
+        return str(exc), False, False
+    names = {e.name for e in module.exports}
+    return "", INITIALIZE.name in names, STACK_POINTER.decode() in names
 
 
 class Sandbox:
@@ -115,6 +125,7 @@ class Sandbox:
                 wasi.define(linker, self.backend, only=wasi.SHADOWED)
             else:
                 wasi.define(linker, self.backend)
+            host.define(linker, self.backend)
             self._linkers[key] = linker
         return linker
 
@@ -128,13 +139,13 @@ class Sandbox:
             if prepared is not None:
                 self._prepared.move_to_end(key)
                 return prepared
-            problem, has_init = _check(module)
+            problem, has_init, has_sp = _check(module)
             if problem:
                 prepared = Prepared(None, problem)
             else:
                 try:
                     pre = self._linker(fuel, full_wasi).instantiate_pre(module)
-                    prepared = Prepared(pre, has_initialize=has_init)
+                    prepared = Prepared(pre, has_initialize=has_init, has_stack_pointer=has_sp)
                 except wasmtime.WasmtimeError as exc:
                     prepared = Prepared(None, str(exc).strip().splitlines()[0])
             self._prepared[key] = prepared
@@ -154,11 +165,20 @@ class Sandbox:
         task_name: str,
         capabilities: Capabilities | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
+        on_progress: ProgressHook | None = None,
     ) -> Outcome:
-        """Runs one task; every failure is an :class:`Outcome`, never an exception."""
+        """Runs one task; every failure is an :class:`Outcome`, never an exception.
+
+        ``on_output`` hears each piece of output and ``on_progress`` each progress report
+        as they happen, on this thread."""
         started = time.perf_counter()
         io = TaskIO(
-            task_name, limits.logs, time.monotonic() + limits.timeout, on_output, self.backend
+            task_name,
+            limits.logs,
+            time.monotonic() + limits.timeout,
+            on_output,
+            self.backend,
+            on_progress,
         )
         try:
             outcome = self._run(module, digest, payload, limits, io, capabilities)
@@ -166,6 +186,16 @@ class Sandbox:
             log.exception("sandbox failed", task_name=task_name)
             message = f"The sandbox failed running the task: {exc}."
             outcome = Outcome(OutcomeKind.INTERNAL, message=message)
+        if outcome.ok and io.handler_error is not None:
+            retryable, said = io.handler_error
+            outcome = Outcome(
+                OutcomeKind.HANDLER,
+                message=said or "The handler reported an error without a message.",
+                retryable=retryable,
+                phase=outcome.phase,
+            )
+        outcome.progress = io.progress
+        outcome.memory_bytes = io.memory_size
         outcome.logs = io.logs()
         outcome.log_bytes = io.kept
         outcome.log_dropped = io.dropped
@@ -216,39 +246,37 @@ class Sandbox:
             size = len(payload)
             ptr = instance.call(instance.func(ALLOC.symbol), size)[0].i32 & _M32
             base, mem_size = instance.memory_span(memory)
-            if ptr + size > mem_size:
-                return bad_result(
-                    f"alloc returned {ptr}, where a {size}-byte payload does not fit in the"
-                    f" task's {mem_size}-byte memory.",
-                    ALLOC.name,
-                )
+            io.memory_size = mem_size
+            stack_top = instance.global_i32(STACK_POINTER) if prepared.has_stack_pointer else None
+            problem = alloc_problem(ptr, size, mem_size, stack_top)
+            if problem:
+                return bad_result(problem, ALLOC.name)
             ctypes.memmove(base + ptr, payload, size)
             phase = EXECUTE.name
             packed = instance.call(instance.func(EXECUTE.symbol), ptr, size)[0].i64 & _M64
-            return _result(packed, *instance.memory_span(memory), limits)
+            base, mem_size = instance.memory_span(memory)
+            io.memory_size = mem_size
+            if stack_top is not None:
+                stack_top = instance.global_i32(STACK_POINTER)
+            return _result(packed, base, mem_size, limits, stack_top)
         except raw.CallFailed as failure:
             mem = io.memory
             final_size = None
             if mem is not None and instance is not None:
-                final_size = instance.memory_span(mem)[1]
+                final_size = io.memory_size = instance.memory_span(mem)[1]
             return classify(failure, io, phase, final_size, limits)
         finally:
             ticker.end()
             capture.enter(None)
 
 
-def _result(packed: int, base: int, mem_size: int, limits: TaskLimits) -> Outcome:
+def _result(
+    packed: int, base: int, mem_size: int, limits: TaskLimits, stack_top: int | None
+) -> Outcome:
     ptr, length = packed >> 32, packed & _M32
-    if ptr + length > mem_size:
-        return bad_result(
-            f"execute returned a result at offset {ptr} of length {length}, outside the"
-            f" task's {mem_size}-byte memory."
-        )
-    if length > limits.result:
-        return bad_result(
-            f"The task's result is {length} bytes, over its result limit of"
-            f" {size_text(limits.result)}."
-        )
+    problem = result_problem(ptr, length, mem_size, limits.result, stack_top)
+    if problem:
+        return bad_result(problem)
     result = ctypes.string_at(base + ptr, length)
     return Outcome(OutcomeKind.OK, result=result, phase=EXECUTE.name)
 
@@ -260,8 +288,8 @@ def _wasi_config(
     config = wasmtime.WasiConfig()
     config.argv = [io.argv0[:-1].decode()]
     config.env = list(capabilities.env.items())
-    for host, guest, readonly in capabilities.dirs:
-        config.preopen_dir(host, guest, not readonly)
+    for outside, guest, readonly in capabilities.dirs:
+        config.preopen_dir(outside, guest, not readonly)
     for stream in (STDOUT, STDERR):
         backend.set_output(config, stream, functools.partial(io.write_from, stream))
     return config

@@ -81,7 +81,7 @@ class Fault(Exception):
     """A guest pointer outside its memory."""
 
 
-def _memory(caller: Any) -> tuple[int, int]:
+def memory_span(caller: Any) -> tuple[int, int]:
     io = current()
     # Before the host knows the memory (a start function), the caller's export is used.
     span: tuple[int, int] | None = io.backend.caller_span(caller, io.memory)
@@ -90,7 +90,7 @@ def _memory(caller: Any) -> tuple[int, int]:
     return span
 
 
-def _check(size: int, ptr: int, length: int) -> None:
+def check_span(size: int, ptr: int, length: int) -> None:
     if ptr + length > size:
         raise Fault
 
@@ -107,13 +107,13 @@ def fd_write(caller: Any, vals: Any) -> int:
     if count > MAX_IOVECS:
         vals[0].i32 = EINVAL
         return 0
-    base, size = _memory(caller)
-    _check(size, iovs, 8 * count)
-    _check(size, out, 4)
+    base, size = memory_span(caller)
+    check_span(size, iovs, 8 * count)
+    check_span(size, out, 4)
     fields = struct.unpack(f"<{2 * count}I", _string_at(base + iovs, 8 * count))
     total = 0
     for i in range(0, 2 * count, 2):
-        _check(size, fields[i], fields[i + 1])
+        check_span(size, fields[i], fields[i + 1])
         total += fields[i + 1]
     if total > _M32:  # the count written would not fit its u32 (Linux: over SSIZE_MAX)
         vals[0].i32 = EINVAL
@@ -143,9 +143,9 @@ def fd_read(caller: Any, vals: Any) -> int:
     if vals[0].i32 != 0:
         vals[0].i32 = EBADF
         return 0
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     out = vals[3].i32 & _M32
-    _check(size, out, 4)
+    check_span(size, out, 4)
     _u32(base + out).value = 0  # stdin is empty: end of file
     vals[0].i32 = SUCCESS
     return 0
@@ -156,9 +156,9 @@ def fd_fdstat_get(caller: Any, vals: Any) -> int:
     if fd not in (0, 1, 2):
         vals[0].i32 = EBADF
         return 0
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     out = vals[1].i32 & _M32
-    _check(size, out, _FDSTAT.size)
+    check_span(size, out, _FDSTAT.size)
     rights = (_RIGHT_READ if fd == 0 else _RIGHT_WRITE) | _RIGHT_POLL
     # A character device, like a terminal: C's stdio line-buffers it, so output written
     # before a crash is not lost in a buffer.
@@ -171,9 +171,9 @@ def fd_filestat_get(caller: Any, vals: Any) -> int:
     if vals[0].i32 not in (0, 1, 2):
         vals[0].i32 = EBADF
         return 0
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     out = vals[1].i32 & _M32
-    _check(size, out, _FILESTAT.size)
+    check_span(size, out, _FILESTAT.size)
     _memmove(base + out, _FILESTAT.pack(0, 0, _CHAR_DEVICE, 1, 0, 0, 0, 0), _FILESTAT.size)
     vals[0].i32 = SUCCESS
     return 0
@@ -211,10 +211,10 @@ def _nosys(_caller: Any, vals: Any) -> int:
 
 
 def args_sizes_get(caller: Any, vals: Any) -> int:
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     argc, buf_size = vals[0].i32 & _M32, vals[1].i32 & _M32
-    _check(size, argc, 4)
-    _check(size, buf_size, 4)
+    check_span(size, argc, 4)
+    check_span(size, buf_size, 4)
     _u32(base + argc).value = 1
     _u32(base + buf_size).value = len(current().argv0)
     vals[0].i32 = SUCCESS
@@ -222,11 +222,11 @@ def args_sizes_get(caller: Any, vals: Any) -> int:
 
 
 def args_get(caller: Any, vals: Any) -> int:
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     argv, buf = vals[0].i32 & _M32, vals[1].i32 & _M32
     arg = current().argv0
-    _check(size, argv, 4)
-    _check(size, buf, len(arg))
+    check_span(size, argv, 4)
+    check_span(size, buf, len(arg))
     _u32(base + argv).value = buf
     _memmove(base + buf, arg, len(arg))
     vals[0].i32 = SUCCESS
@@ -234,10 +234,10 @@ def args_get(caller: Any, vals: Any) -> int:
 
 
 def environ_sizes_get(caller: Any, vals: Any) -> int:
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     count, buf_size = vals[0].i32 & _M32, vals[1].i32 & _M32
-    _check(size, count, 4)
-    _check(size, buf_size, 4)
+    check_span(size, count, 4)
+    check_span(size, buf_size, 4)
     _u32(base + count).value = 0
     _u32(base + buf_size).value = 0
     vals[0].i32 = SUCCESS
@@ -262,9 +262,9 @@ def clock_time_get(caller: Any, vals: Any) -> int:
     if clock is None:
         vals[0].i32 = EINVAL
         return 0
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     out = vals[2].i32 & _M32
-    _check(size, out, 8)
+    check_span(size, out, 8)
     _u64(base + out).value = clock()
     vals[0].i32 = SUCCESS
     return 0
@@ -274,18 +274,18 @@ def clock_res_get(caller: Any, vals: Any) -> int:
     if vals[0].i32 not in _CLOCKS:
         vals[0].i32 = EINVAL
         return 0
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     out = vals[1].i32 & _M32
-    _check(size, out, 8)
+    check_span(size, out, 8)
     _u64(base + out).value = 1000
     vals[0].i32 = SUCCESS
     return 0
 
 
 def random_get(caller: Any, vals: Any) -> int:
-    base, size = _memory(caller)
+    base, size = memory_span(caller)
     buf, length = vals[0].i32 & _M32, vals[1].i32 & _M32
-    _check(size, buf, length)
+    check_span(size, buf, length)
     io = current()
     for offset in range(0, length, RANDOM_CHUNK):
         if offset and io.overdue():
@@ -317,10 +317,10 @@ def poll_oneoff(caller: Any, vals: Any) -> int:
     if count > MAX_SUBSCRIPTIONS:
         vals[0].i32 = EINVAL
         return 0
-    base, size = _memory(caller)
-    _check(size, subs, _SUB_SIZE * count)
-    _check(size, events_out, _EVENT.size * count)
-    _check(size, nevents, 4)
+    base, size = memory_span(caller)
+    check_span(size, subs, _SUB_SIZE * count)
+    check_span(size, events_out, _EVENT.size * count)
+    check_span(size, nevents, 4)
     if count == 0:
         vals[0].i32 = EINVAL
         return 0
@@ -356,7 +356,7 @@ def poll_oneoff(caller: Any, vals: Any) -> int:
             time.sleep(wait / 1e9)
         ready = [(userdata, SUCCESS, 0) for userdata, ns in clocks if ns <= wait]
     out = b"".join(_EVENT.pack(userdata, err, tag, 0, 0) for userdata, err, tag in ready)
-    base, size = _memory(caller)  # sleeping did not move memory, but be exact
+    base, size = memory_span(caller)  # sleeping did not move memory, but be exact
     _memmove(base + events_out, out, len(out))
     _u32(base + nevents).value = len(ready)
     vals[0].i32 = SUCCESS
@@ -431,7 +431,7 @@ def signature(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(_TYPES[c] for c in letters), results
 
 
-def _guarded(name: str, func: Callable[[Any, Any], int]) -> Callable[[Any, Any], int]:
+def guarded(name: str, func: Callable[[Any, Any], int]) -> Callable[[Any, Any], int]:
     def host(caller: Any, vals: Any) -> int:
         io = current()
         # The deadline holds inside the host too: a loop of host calls gives wasm's own
@@ -468,5 +468,5 @@ def define(linker: wasmtime.Linker, backend: raw.Backend, only: tuple[str, ...] 
             name,
             [types[p] for p in params],
             [types[r] for r in results],
-            _guarded(name, func),
+            guarded(name, func),
         )

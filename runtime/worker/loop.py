@@ -333,15 +333,24 @@ class Worker:
         live = self._live
         streaming = False
         on_output: Callable[[LogChunk], None] | None = None
+        on_progress: Callable[[float, str], None] | None = None
         if live is not None:
-            # The live publisher hears of a task only once it prints: most tasks print
-            # nothing, and two hand-offs to its thread per task cost the hot path.
+            # The live publisher hears of a task only once it prints or reports progress:
+            # most tasks do neither, and two hand-offs to its thread per task cost the
+            # hot path.
             def on_output(chunk: LogChunk) -> None:
                 nonlocal streaming
                 if not streaming:
                     streaming = True
                     live.start_task(task.id)
                 live.publish(chunk, task.id)
+
+            def on_progress(value: float, message: str) -> None:
+                nonlocal streaming
+                if not streaming:
+                    streaming = True
+                    live.start_task(task.id)
+                live.progress(task.id, value, message)
 
         try:
             outcome = self.sandbox.run(
@@ -352,6 +361,7 @@ class Worker:
                 task_name=task.task_name,
                 capabilities=capabilities,
                 on_output=on_output,
+                on_progress=on_progress,
             )
         except Exception as exc:
             # The sandbox promises never to raise; if it does, the task fails, not the worker.
@@ -404,6 +414,7 @@ class Worker:
             log_bytes=int(outcome.log_bytes),
             log_dropped=int(outcome.log_dropped),
             log_file=log_file,
+            progress=outcome.progress,
         )
         if outcome.ok:
             if log_file:
@@ -550,7 +561,10 @@ class Worker:
             from runtime.output.live import LiveLogPublisher
         except ImportError:  # pragma: no cover - task logs are part of the package
             return
-        self._live = LiveLogPublisher(self.redis)
+        self._live = LiveLogPublisher(
+            self.redis,
+            progress_writer=lambda updates: self.broker.progress(updates, self.worker_id),
+        )
 
     def _close(self) -> None:
         with contextlib.suppress(redis.RedisError, OSError):

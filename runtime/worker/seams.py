@@ -46,6 +46,7 @@ class TaskRunner(Protocol):
         task_name: str,
         capabilities: Capabilities | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
     ) -> Outcome: ...
 
     def idle(self) -> None:

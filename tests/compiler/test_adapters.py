@@ -65,7 +65,16 @@ def test_echo_returns_its_payload(source: str, toolchain_cache: Path, tmp_path: 
 
 @pytest.mark.toolchain
 def test_extension_table() -> None:
-    assert {".go", ".c", ".cc", ".cpp", ".zig", ".wat", ".wasm"} == compiler.SUPPORTED_EXTENSIONS
+    assert {
+        ".go",
+        ".c",
+        ".cc",
+        ".cpp",
+        ".zig",
+        ".wat",
+        ".wasm",
+        ".ts",
+    } == compiler.SUPPORTED_EXTENSIONS
     languages = {
         ext: compiler.adapter_for(Path("x" + ext), "go").language
         for ext in compiler.SUPPORTED_EXTENSIONS
@@ -78,6 +87,7 @@ def test_extension_table() -> None:
         ".zig": "zig",
         ".wat": "wat",
         ".wasm": "wasm",
+        ".ts": "assemblyscript",
     }
     with pytest.raises(CompileError, match=r"task\.rs: unsupported file type \(use one of"):
         compiler.adapter_for(Path("task.rs"))

@@ -230,15 +230,20 @@ LIMITS = TaskLimits(timeout=1.0, memory=1 << 20, result=1024, logs=1024)
 
 
 @FAST
-@given(st.integers(min_value=0, max_value=2**64 - 1))
-def test_result_unpacking(packed: int) -> None:
+@given(
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.none() | st.integers(min_value=0, max_value=MEM),
+)
+def test_result_unpacking(packed: int, stack_top: int | None) -> None:
     buf = ctypes.create_string_buffer(bytes(i % 251 for i in range(MEM)), MEM)
-    outcome = _result(packed, ctypes.addressof(buf), MEM, LIMITS)
+    outcome = _result(packed, ctypes.addressof(buf), MEM, LIMITS, stack_top)
     ptr, length = packed >> 32, packed & 0xFFFFFFFF
-    if ptr + length <= MEM and length <= LIMITS.result:
+    in_stack = stack_top is not None and length > 0 and ptr + length <= stack_top
+    if ptr + length <= MEM and length <= LIMITS.result and not in_stack:
         assert outcome.kind == "ok" and outcome.result == buf.raw[ptr : ptr + length]
     else:
         assert outcome.kind == "bad_result" and not outcome.ok
+        assert outcome.message
 
 
 @FAST
@@ -246,7 +251,7 @@ def test_result_unpacking(packed: int) -> None:
 def test_result_unpacking_in_bounds(ptr: int, length: int) -> None:
     assume(ptr + length <= MEM and length <= LIMITS.result)
     buf = ctypes.create_string_buffer(bytes(i % 251 for i in range(MEM)), MEM)
-    outcome = _result((ptr << 32) | length, ctypes.addressof(buf), MEM, LIMITS)
+    outcome = _result((ptr << 32) | length, ctypes.addressof(buf), MEM, LIMITS, None)
     assert outcome.ok and outcome.result == buf.raw[ptr : ptr + length]
 
 

@@ -67,6 +67,7 @@ class StandInSandbox:
         task_name: str,
         capabilities: Capabilities | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
     ) -> Outcome:
         self.runs.append(payload)
         try:

@@ -11,12 +11,15 @@
 -- ARGV[3] finished list cap (ids kept in the list)
 -- ARGV[4] completed record cap: beyond it the oldest completed records are deleted
 --         (0 = none; they expire with their retention)
--- ARGV[5] number of tasks, then per task 9 (+1 with flag "r") + nchunks values:
+-- ARGV[5] number of tasks, then per task 9 (+1 with flag "r", +2 with flag "g") +
+--         nchunks values:
 --         id, retention ms, duration_ms, log_bytes, log_dropped, log_file, started_ms,
---         flags, nchunks, [result,] chunk 1 .. chunk nchunks
---         flags: "r" the result follows (a small one), "k" keep the payload, "p" the
---         payload is stored apart, "e" the record holds an earlier attempt's error,
---         "l" it may hold earlier logs
+--         flags, nchunks, [result,] [progress value, progress message,]
+--         chunk 1 .. chunk nchunks
+--         flags: "r" the result follows (a small one), "g" the handler's last progress
+--         follows, "k" keep the payload, "p" the payload is stored apart, "e" the record
+--         holds an earlier attempt's error (and maybe its progress), "l" it may hold
+--         earlier logs
 -- Per-task keys derived here: task_metadata:<id>, task_result:<id>, task_logs:<id>,
 -- task_payload:<id>, channel task_done:<id>.
 --
@@ -44,6 +47,11 @@ for _ = 1, n do
   if string.find(flags, 'r', 1, true) then
     result = ARGV[i + 9]
     chunks = i + 10
+  end
+  local progress = false
+  if string.find(flags, 'g', 1, true) then
+    progress = chunks
+    chunks = chunks + 2
   end
   local key = TASK_PREFIX .. id
   leased[#leased + 1] = id
@@ -74,8 +82,15 @@ for _ = 1, n do
         'finished_ms', ARGV[1], 'started_ms', ARGV[i + 6], 'duration_ms', ARGV[i + 2],
         'log_bytes', ARGV[i + 3], 'log_dropped', ARGV[i + 4], 'log_file', ARGV[i + 5])
     end
+    if progress then
+      redis.call('HSET', key, 'progress', ARGV[progress], 'progress_message',
+        ARGV[progress + 1], 'progress_ms', ARGV[1])
+    end
     if string.find(flags, 'e', 1, true) then
       redis.call('HDEL', key, 'error', 'error_kind', 'retryable')
+      if not progress then
+        redis.call('HDEL', key, 'progress', 'progress_message', 'progress_ms')
+      end
     end
     local apart = string.find(flags, 'p', 1, true)
     if string.find(flags, 'k', 1, true) then

@@ -18,13 +18,15 @@
 -- ARGV[8] result retention ms (for the logs)
 -- ARGV[9] duration_ms, ARGV[10] log_bytes, ARGV[11] log_dropped, ARGV[12] log_file,
 -- ARGV[13] started_ms
--- ARGV[14..] log chunks
+-- ARGV[14] the handler's last progress value ("" when it reported none), ARGV[15] its
+--          message
+-- ARGV[16..] log chunks
 -- Channel published: task_done:<id> (when the task fails for good).
 --
 -- Retry when the outcome is retryable and attempts <= max_retries (max_retries counts
 -- retries after the first attempt): stage retrying, due in task_set:scheduled at now +
 -- delay. Otherwise stage failed and the id goes to the dead-letter list. Either way the
--- error stays on the task. Returns retrying, failed, cancelled, duplicate or missing.
+-- error, and the attempt's last progress, stay on the task. Returns retrying, failed, cancelled, duplicate or missing.
 
 local id = ARGV[1]
 redis.call('LREM', KEYS[2], -1, id)
@@ -49,9 +51,15 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[3], 'error', ARGV[4], 'error_kind
 if ARGV[12] ~= '' then
   redis.call('HSET', KEYS[1], 'log_file', ARGV[12])
 end
+if ARGV[14] ~= '' then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[14], 'progress_message', ARGV[15],
+    'progress_ms', ARGV[2])
+else
+  redis.call('HDEL', KEYS[1], 'progress', 'progress_message', 'progress_ms')
+end
 redis.call('DEL', KEYS[6])
-if #ARGV >= 14 then
-  for c = 14, #ARGV do
+if #ARGV >= 16 then
+  for c = 16, #ARGV do
     redis.call('RPUSH', KEYS[6], ARGV[c])
   end
   redis.call('PEXPIRE', KEYS[6], ARGV[8])

@@ -47,6 +47,10 @@ STATUS_KEYS = {
     "log_bytes",
     "log_dropped",
     "log_file",
+    "retryable",
+    "progress",
+    "progress_message",
+    "progress_ms",
     "extra",
 }
 STATS_KEYS = {

@@ -126,7 +126,7 @@ def test_refusals_are_one_line(cli: Any, tmp_path: Path) -> None:
         "error: invalid task name 'no way'"
     )
     assert error_line(cli("register", str(src / "README.txt"))).endswith(
-        "README.txt: unsupported file type (use one of .c, .cc, .cpp, .go, .wasm, .wat, .zig)"
+        "README.txt: unsupported file type (use one of .c, .cc, .cpp, .go, .ts, .wasm, .wat, .zig)"
     )
     assert error_line(cli("register", str(tmp_path / "nope.go"))).endswith("nope.go does not exist")
     assert "use HOST:GUEST or HOST:GUEST:ro" in error_line(

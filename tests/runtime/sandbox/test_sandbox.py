@@ -205,14 +205,15 @@ def test_result_pointer_out_of_bounds(sandbox: Sandbox) -> None:
     outcome = run(sandbox, "bad_pointer")
     assert outcome.kind == "bad_result"
     assert not outcome.retryable
-    assert "outside the task's 65536-byte memory" in outcome.message
+    assert "result pointer (high 32 bits) of 4026531840" in outcome.message
+    assert "past the end of the task's 65536-byte memory" in outcome.message
     assert_healthy(sandbox)
 
 
 def test_result_length_out_of_bounds(sandbox: Sandbox) -> None:
     outcome = run(sandbox, "bad_length")
     assert outcome.kind == "bad_result"
-    assert "length 4294967295" in outcome.message
+    assert "result length (low 32 bits) of 4294967295" in outcome.message
     assert_healthy(sandbox)
 
 

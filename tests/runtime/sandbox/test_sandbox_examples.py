@@ -151,12 +151,13 @@ def test_retry_convention_examples(sandbox: Sandbox, build: object, source: str)
     ok = run(sandbox, build, path, b'{"mode": "ok", "name": "n"}')
     assert ok.ok, ok.message
     assert json.loads(ok.result)["ok"] is True
+    # The SDKs report errors through wasmq.fail: retryable unless marked terminal.
     retry = run(sandbox, build, path, b'{"mode": "retry"}')
-    assert (retry.kind, retry.exit_code, retry.retryable) == ("exit", 75, True)
-    assert "upstream unavailable, asking for a retry" in retry.message
+    assert (retry.kind, retry.retryable) == ("handler", True)
+    assert retry.message == "upstream unavailable, asking for a retry"
     fail = run(sandbox, build, path, b'{"mode": "fail"}')
-    assert (fail.kind, fail.exit_code, fail.retryable) == ("exit", 1, False)
-    assert fail.stderr == b"invalid request, giving up\n"
+    assert (fail.kind, fail.retryable) == ("handler", False)
+    assert fail.message == "invalid request, giving up"
 
 
 def test_go_runtime_behaviour(sandbox: Sandbox, build: object, tmp_path: Path) -> None:

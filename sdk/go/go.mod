@@ -1,0 +1,3 @@
+module wasmq.dev/wasmq
+
+go 1.24

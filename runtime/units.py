@@ -100,6 +100,15 @@ def _fixed(value: float, places: int) -> str:
     return f"{value:.{places}f}".rstrip("0").rstrip(".") or "0"
 
 
+def format_size(n: int) -> str:
+    """A byte count as people read it: ``512 B``, ``1.5 KiB``, ``16.0 MiB``."""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.1f} MiB"
+
+
 def parse_size(text: str | int) -> int:
     """Bytes in ``text`` (``1MiB``, ``512k``, ``1048576``); raises ``ValueError``."""
     if isinstance(text, bool):

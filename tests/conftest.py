@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from runtime.sandbox import Sandbox
 from runtime.server import embedded
 from runtime.settings import Settings
 from tests.support import tiers
@@ -88,3 +89,22 @@ def cli(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Any:
 
     run.env = env  # type: ignore[attr-defined]
     return run
+
+
+@pytest.fixture(scope="session")
+def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toolchains' own build caches (Go's GOCACHE, Zig's prebuilt libc), shared by
+    every test of the session: building them again per test would take minutes."""
+    path = tmp_path_factory.getbasetemp() / "toolchain-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """A sandbox with default settings (no Redis needed), closed after the module."""
+    box = Sandbox(Settings.load({}, environ={}, env_file=None))
+    try:
+        yield box
+    finally:
+        box.close()

@@ -13,6 +13,7 @@ import typer
 from runtime.cli.context import state
 from runtime.errors import RegistryError, WasmqError
 from runtime.queue.task import format_time
+from runtime.units import format_size
 
 tasks_app = typer.Typer(
     help="Registered tasks: list them, `tasks rm NAME` to unregister one, `tasks prune`"
@@ -70,19 +71,11 @@ def source_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024**2:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1024**2:.1f} MiB"
-
-
 def _describe(reg: Any) -> str:
     r = reg.record
     how = "cache hit" if reg.cache_hit else f"compiled with {r.toolchain_version or r.toolchain}"
     state_ = "new version" if reg.changed else "unchanged"
-    return f"{r.name} v{r.version} {r.digest[:12]} {_size(r.size)} ({how}, {state_})"
+    return f"{r.name} v{r.version} {r.digest[:12]} {format_size(r.size)} ({how}, {state_})"
 
 
 def _as_json(reg: Any) -> dict[str, Any]:
@@ -183,7 +176,7 @@ def tasks(
             r.language,
             r.toolchain,
             r.digest[:12],
-            _size(r.size),
+            format_size(r.size),
             format_time(r.registered_at),
         )
         for r in records

@@ -14,6 +14,7 @@ from typing import Any
 
 from runtime.develop.local_run import LocalRun
 from runtime.output.chunks import LogChunk, stream_name
+from runtime.units import format_size
 
 #: Bytes of a non-UTF-8 result shown as hex.
 HEX_BYTES = 1024
@@ -46,14 +47,6 @@ def hex_dump(data: bytes, limit: int = HEX_BYTES) -> Iterator[str]:
         yield f"{offset:08x}  {row.hex(' '):<{_HEX_ROW * 3 - 1}}  |{text}|"
 
 
-def size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024**2:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1024**2:.1f} MiB"
-
-
 def summary_lines(run: LocalRun) -> Iterator[str]:
     """The outcome, the last progress, and time and memory, one line each."""
     outcome = run.outcome
@@ -65,11 +58,11 @@ def summary_lines(run: LocalRun) -> Iterator[str]:
     if outcome.progress is not None:
         value, message = outcome.progress
         yield f"progress: {value:g}" + (f" {message}" if message else "")
-    memory = size(outcome.memory_bytes) if outcome.memory_bytes else "-"
+    memory = format_size(outcome.memory_bytes) if outcome.memory_bytes else "-"
     yield (
         f"time: {outcome.duration_ms:.2f} ms (limit {run.limits.timeout:g} s), "
-        f"memory: {memory} (limit {size(run.limits.memory)}), "
-        f"result: {size(len(outcome.result))}"
+        f"memory: {memory} (limit {format_size(run.limits.memory)}), "
+        f"result: {format_size(len(outcome.result))}"
     )
 
 

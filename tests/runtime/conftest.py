@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from runtime.queue import keys
 from runtime.queue.broker import Broker
-from runtime.sandbox import Sandbox
 from runtime.settings import Settings
 from tests.support.standins import DIGEST
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    """A sandbox with default settings (no Redis needed), closed after the module."""
-    box = Sandbox(Settings.load({}, environ={}, env_file=None))
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 @pytest.fixture

@@ -10,30 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-import wasmtime
 
 import compiler
 from compiler import sdk
 from compiler.assemblyscript import ASC_ENV, AssemblyScriptAdapter, find_asc
 from runtime.errors import CompileError, ToolchainMissing
 from runtime.modules.cache import forget_memory
-from runtime.modules.contract import compile_checked
 from runtime.modules.registry import Registry
 from runtime.queue.task import Limits
-from runtime.sandbox import Outcome, Sandbox, TaskLimits
-from runtime.sandbox.engine import get_engine
+from runtime.sandbox import Sandbox, TaskLimits
 from runtime.settings import Settings
+from tests.support.guest import Built, assert_handler_error, build, run
 from tests.support.paths import TASKS
 
 pytestmark = pytest.mark.toolchain
 
-LIMITS = TaskLimits(timeout=20.0, memory=256 << 20, result=4 << 20, logs=1 << 20)
 MIB = 1 << 20
 
 # The payload is "<command> <argument>"; each command exercises one part of the SDK.
@@ -118,15 +113,6 @@ export function execute(ptr: usize, size: i32): u64 {
 """
 
 
-@dataclass(frozen=True)
-class Built:
-    """A compiled module and its digest (the sandbox caches instantiation by digest)."""
-
-    module: wasmtime.Module
-    digest: str
-    data: bytes
-
-
 @pytest.fixture(scope="module")
 def adapter() -> AssemblyScriptAdapter:
     found = AssemblyScriptAdapter()
@@ -138,10 +124,7 @@ def adapter() -> AssemblyScriptAdapter:
 
 
 def compile_module(source: Path, isolation: str = "bwrap") -> Built:
-    built = compiler.adapter_for(source, isolation=isolation)
-    data = built.compile(source, timeout=600, output_limit=64 << 20)
-    module = compile_checked(get_engine(), data)
-    return Built(module, hashlib.sha256(data).hexdigest(), data)
+    return build(source, isolation=isolation)
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -155,102 +138,84 @@ def probe(adapter: AssemblyScriptAdapter, tmp_path_factory: pytest.TempPathFacto
     return compile_module(write(tmp_path_factory.mktemp("as-sdk"), "probe.ts", PROBE))
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[Sandbox]:
-    sandbox = Sandbox(Settings.load({}, environ={}, env_file=None))
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
-
-
-def run(box: Sandbox, built: Built, payload: bytes) -> Outcome:
-    return box.run(built.module, built.digest, payload, LIMITS, task_name="as-sdk")
-
-
-def assert_handler_error(outcome: Outcome, *, retryable: bool, message: str) -> None:
-    assert (outcome.kind, outcome.retryable, outcome.message) == ("handler", retryable, message)
-    assert outcome.result == b""
-
-
-def test_echo(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"echo hello, world")
+def test_echo(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"echo hello, world")
     assert outcome.ok, outcome.message
     assert outcome.result == b"hello, world"
     assert outcome.progress is None
     assert (outcome.stdout, outcome.stderr) == (b"", b"")
 
 
-def test_empty_payload_and_result(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"empty")
+def test_empty_payload_and_result(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"empty")
     assert outcome.ok, outcome.message
     assert outcome.result == b""
     # A zero-length payload still reaches the handler, which says it is no command.
-    assert_handler_error(run(box, probe, b""), retryable=False, message='unknown command ""')
+    assert_handler_error(run(sandbox, probe, b""), retryable=False, message='unknown command ""')
 
 
-def test_large_payload_and_result_intact(box: Sandbox, probe: Built) -> None:
+def test_large_payload_and_result_intact(sandbox: Sandbox, probe: Built) -> None:
     data = hashlib.shake_256(b"assemblyscript sdk").digest(MIB)
-    echoed = run(box, probe, b"echo " + data)
+    echoed = run(sandbox, probe, b"echo " + data)
     assert echoed.ok, echoed.message
     assert echoed.result == data
-    big = run(box, probe, b"big %d" % (2 * MIB))
+    big = run(sandbox, probe, b"big %d" % (2 * MIB))
     assert big.ok, big.message
     assert big.result == bytes(i % 251 for i in range(2 * MIB))
 
 
-def test_payload_and_result_survive_garbage_collection(box: Sandbox, probe: Built) -> None:
+def test_payload_and_result_survive_garbage_collection(sandbox: Sandbox, probe: Built) -> None:
     data = hashlib.shake_256(b"garbage").digest(MIB)
-    outcome = run(box, probe, b"garbage " + data)
+    outcome = run(sandbox, probe, b"garbage " + data)
     assert outcome.ok, outcome.message
     assert outcome.result == data
     # 500 MiB were allocated in all; the collector kept the memory near what was live.
     assert outcome.memory_bytes < 64 * MIB
 
 
-def test_fail_is_terminal(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, "fail the order does not exist: ø".encode())
+def test_fail_is_terminal(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, "fail the order does not exist: ø".encode())
     assert_handler_error(outcome, retryable=False, message="the order does not exist: ø")
 
 
-def test_retry_is_retryable(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"retry upstream timed out")
+def test_retry_is_retryable(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"retry upstream timed out")
     assert_handler_error(outcome, retryable=True, message="upstream timed out")
 
 
-def test_result_after_fail_is_discarded(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"fail-then-result")
+def test_result_after_fail_is_discarded(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"fail-then-result")
     assert_handler_error(outcome, retryable=False, message="changed my mind")
 
 
-def test_progress_is_reported(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"progress halfway there")
+def test_progress_is_reported(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"progress halfway there")
     assert outcome.ok, outcome.message
     assert outcome.progress == (42.5, "halfway there")
-    looped = run(box, probe, b"progress-loop")
+    looped = run(sandbox, probe, b"progress-loop")
     assert looped.ok, looped.message
     assert looped.progress == (100.0, "step 10000")
 
 
-def test_throw_is_a_retried_trap_with_its_message(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"throw boom")
+def test_throw_is_a_retried_trap_with_its_message(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"throw boom")
     assert (outcome.kind, outcome.trap_code, outcome.retryable) == ("trap", "unreachable", True)
     assert outcome.stderr.startswith(b"abort: boom at probe.ts:")
     assert "abort: boom at probe.ts:" in outcome.message
 
 
-def test_runtime_abort_is_reported(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"index")
+def test_runtime_abort_is_reported(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"index")
     assert (outcome.kind, outcome.trap_code) == ("trap", "unreachable")
     assert outcome.stderr.startswith(b"abort: Index out of range at ~lib/")
 
 
-def test_console_trace_and_random(box: Sandbox, probe: Built) -> None:
-    logged = run(box, probe, b"console")
+def test_console_trace_and_random(sandbox: Sandbox, probe: Built) -> None:
+    logged = run(sandbox, probe, b"console")
     assert logged.ok, logged.message
     assert logged.stdout == b"to stdout\n"
     assert logged.stderr == b"to stderr\ntrace: traced 1.5, 2.0\n"
-    random = run(box, probe, b"random")
+    random = run(sandbox, probe, b"random")
     assert (random.ok, random.result) == (True, b"true"), random.message
 
 
@@ -271,21 +236,21 @@ def test_console_trace_and_random(box: Sandbox, probe: Built) -> None:
         ("", "<null>"),
     ],
 )
-def test_json_field(box: Sandbox, probe: Built, document: str, value: str) -> None:
-    outcome = run(box, probe, b"field " + document.encode())
+def test_json_field(sandbox: Sandbox, probe: Built, document: str, value: str) -> None:
+    outcome = run(sandbox, probe, b"field " + document.encode())
     assert outcome.ok, outcome.message
     assert outcome.result.decode() == value
 
 
-def test_json_string(box: Sandbox, probe: Built) -> None:
+def test_json_string(sandbox: Sandbox, probe: Built) -> None:
     text = 'quote " backslash \\ newline \n tab \t bell \x07 é 😀'
-    outcome = run(box, probe, b"quote " + text.encode())
+    outcome = run(sandbox, probe, b"quote " + text.encode())
     assert outcome.ok, outcome.message
     assert json.loads(outcome.result) == text
 
 
 def test_modules_import_only_wasi_and_wasmq(
-    adapter: AssemblyScriptAdapter, probe: Built, tmp_path: Path, box: Sandbox
+    adapter: AssemblyScriptAdapter, probe: Built, tmp_path: Path, sandbox: Sandbox
 ) -> None:
     """The standard library's host imports (env.abort, env.trace, env.seed, env.console)
     are served by the SDK's hooks, with or without the SDK; an unsandboxed build works
@@ -295,18 +260,18 @@ def test_modules_import_only_wasi_and_wasmq(
     assert ("wasmq", "fail") in imports
     raw = compile_module(write(tmp_path, "raw.ts", RAW), isolation="none")
     assert {i.module for i in raw.module.imports} <= {"wasi_snapshot_preview1", "wasmq"}
-    outcome = run(box, raw, b"four")
+    outcome = run(sandbox, raw, b"four")
     assert (outcome.ok, outcome.result, outcome.stdout) == (True, b"four", b"raw 4\n")
-    refused = run(box, raw, b"333")
+    refused = run(sandbox, raw, b"333")
     assert refused.stderr.startswith(b"abort: three is refused at raw.ts:")
     assert compile_module(write(tmp_path, "raw.ts", RAW)).data == raw.data
 
 
 def test_handler_never_registered_is_a_terminal_error(
-    adapter: AssemblyScriptAdapter, tmp_path: Path, box: Sandbox
+    adapter: AssemblyScriptAdapter, tmp_path: Path, sandbox: Sandbox
 ) -> None:
     source = write(tmp_path, "forgot.ts", 'export { alloc, execute } from "wasmq";\n')
-    outcome = run(box, compile_module(source), b"hello")
+    outcome = run(sandbox, compile_module(source), b"hello")
     assert_handler_error(
         outcome,
         retryable=False,
@@ -315,17 +280,17 @@ def test_handler_never_registered_is_a_terminal_error(
 
 
 def test_template_runs_its_payload(
-    adapter: AssemblyScriptAdapter, tmp_path: Path, box: Sandbox
+    adapter: AssemblyScriptAdapter, tmp_path: Path, sandbox: Sandbox
 ) -> None:
     template = sdk.path("assemblyscript") / "template"
     handler = (template / "handler.ts").read_text().replace("__NAME__", "tpl")
     built = compile_module(write(tmp_path, "tpl.ts", handler))
-    greeted = run(box, built, (template / "payload.json").read_bytes())
+    greeted = run(sandbox, built, (template / "payload.json").read_bytes())
     assert greeted.ok, greeted.message
     assert json.loads(greeted.result) == {"greeting": "Hello, Ada! (from tpl)"}
     assert greeted.progress == (50.0, "greeting Ada")
     assert_handler_error(
-        run(box, built, b'{"name": " "}'),
+        run(sandbox, built, b'{"name": " "}'),
         retryable=False,
         message='the payload has no "name": send {"name": "Ada"}',
     )
@@ -364,7 +329,7 @@ def test_hello_as_registers_through_the_registry(
     settings: Settings,
     redis_client: redis.Redis,
     tmp_path: Path,
-    box: Sandbox,
+    sandbox: Sandbox,
 ) -> None:
     forget_memory()
     registry = Registry(settings, redis_client, toolchain_cache=tmp_path / "cache")
@@ -375,7 +340,7 @@ def test_hello_as_registers_through_the_registry(
         "asc",
     )
     assert record.toolchain_version.endswith(f" wasmq-sdk {sdk.digest('assemblyscript')}")
-    outcome = box.run(
+    outcome = sandbox.run(
         registry.load_module(record.digest),
         record.digest,
         b'{"name": "Grace"}',

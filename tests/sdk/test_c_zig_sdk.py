@@ -10,7 +10,6 @@ is compiled once per module.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,22 +161,6 @@ comptime {
 
 def pattern(n: int) -> bytes:
     return bytes(i % 251 for i in range(n))
-
-
-@pytest.fixture(scope="session")
-def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "toolchain-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Settings.load({}, environ={}, env_file=None))
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 def build(path: Path, cache: Path) -> wasmtime.Module:

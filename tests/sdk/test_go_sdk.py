@@ -10,27 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-import wasmtime
 
-import compiler
 from compiler import sdk
 from runtime.modules.cache import forget_memory
 from runtime.modules.registry import Registry
 from runtime.queue.task import Limits
-from runtime.sandbox import Outcome, Sandbox, TaskLimits
-from runtime.sandbox.engine import get_engine
+from runtime.sandbox import Sandbox, TaskLimits
 from runtime.settings import Settings
+from tests.support.guest import Built, assert_handler_error, build, run
 from tests.support.paths import TASKS
 
 pytestmark = pytest.mark.toolchain
 
-LIMITS = TaskLimits(timeout=20.0, memory=256 << 20, result=4 << 20, logs=1 << 20)
 MIB = 1 << 20
 
 # The payload is "<command> <argument>"; each command exercises one part of the SDK.
@@ -124,26 +119,8 @@ func handle(payload []byte) ([]byte, error) {
 """
 
 
-@dataclass(frozen=True)
-class Built:
-    """A compiled module and its digest (the sandbox caches instantiation by digest)."""
-
-    module: wasmtime.Module
-    digest: str
-
-
 def compile_module(source: Path, toolchain: str, cache: Path, isolation: str = "bwrap") -> Built:
-    adapter = compiler.adapter_for(source, toolchain, cache, isolation)
-    data = adapter.compile(source, timeout=600, output_limit=64 << 20)
-    return Built(wasmtime.Module(get_engine(), data), hashlib.sha256(data).hexdigest())
-
-
-@pytest.fixture(scope="module")
-def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's shared Go build cache (the other toolchain tests use it too)."""
-    path = tmp_path_factory.getbasetemp() / "toolchain-cache"
-    path.mkdir(exist_ok=True)
-    return path
+    return build(source, toolchain, cache, isolation)
 
 
 @pytest.fixture(scope="module")
@@ -165,110 +142,92 @@ def greet(toolchain_cache: Path) -> Built:
     return compile_module(TASKS / "greet.go", "go", toolchain_cache)
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[Sandbox]:
-    sandbox = Sandbox(Settings.load({}, environ={}, env_file=None))
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
-
-
-def run(box: Sandbox, built: Built, payload: bytes) -> Outcome:
-    return box.run(built.module, built.digest, payload, LIMITS, task_name="go-sdk")
-
-
-def assert_handler_error(outcome: Outcome, *, retryable: bool, message: str) -> None:
-    assert (outcome.kind, outcome.retryable, outcome.message) == ("handler", retryable, message)
-    assert outcome.result == b""
-
-
-def test_echo(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"echo hello, world")
+def test_echo(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"echo hello, world")
     assert outcome.ok, outcome.message
     assert outcome.result == b"hello, world"
     assert outcome.progress is None
 
 
-def test_empty_payload_and_result(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"empty")
+def test_empty_payload_and_result(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"empty")
     assert outcome.ok, outcome.message
     assert outcome.result == b""
     # A zero-length payload still reaches the handler, which says it is no command.
-    nothing = run(box, probe, b"")
+    nothing = run(sandbox, probe, b"")
     assert_handler_error(nothing, retryable=False, message='unknown command ""')
 
 
-def test_large_payload_and_result_intact(box: Sandbox, probe: Built) -> None:
+def test_large_payload_and_result_intact(sandbox: Sandbox, probe: Built) -> None:
     data = hashlib.shake_256(b"go sdk").digest(MIB)
-    echoed = run(box, probe, b"echo " + data)
+    echoed = run(sandbox, probe, b"echo " + data)
     assert echoed.ok, echoed.message
     assert echoed.result == data
-    big = run(box, probe, b"big %d" % (2 * MIB))
+    big = run(sandbox, probe, b"big %d" % (2 * MIB))
     assert big.ok, big.message
     assert big.result == bytes(i % 251 for i in range(2 * MIB))
 
 
-def test_payload_and_result_survive_garbage_collection(box: Sandbox, probe: Built) -> None:
+def test_payload_and_result_survive_garbage_collection(sandbox: Sandbox, probe: Built) -> None:
     data = hashlib.shake_256(b"garbage").digest(MIB)
-    outcome = run(box, probe, b"garbage " + data)
+    outcome = run(sandbox, probe, b"garbage " + data)
     assert outcome.ok, outcome.message
     assert outcome.result == hashlib.sha256(data).hexdigest().encode()
 
 
-def test_returned_error_is_retryable(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"retry upstream timed out")
+def test_returned_error_is_retryable(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"retry upstream timed out")
     assert_handler_error(outcome, retryable=True, message="upstream timed out")
 
 
-def test_terminal_error_is_not_retried(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"terminal the order does not exist")
+def test_terminal_error_is_not_retried(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"terminal the order does not exist")
     assert_handler_error(outcome, retryable=False, message="the order does not exist")
     # Wrapping keeps the mark and the whole message.
-    wrapped = run(box, probe, b"wrapped")
+    wrapped = run(sandbox, probe, b"wrapped")
     assert_handler_error(wrapped, retryable=False, message="outer: inner 7")
 
 
-def test_terminal_errors_work_with_errors_is(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"errors")
+def test_terminal_errors_work_with_errors_is(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"errors")
     assert outcome.ok, outcome.message
     assert outcome.result == b"[true true true true true true true true]"
 
 
-def test_progress_is_reported(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"progress halfway there")
+def test_progress_is_reported(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"progress halfway there")
     assert outcome.ok, outcome.message
     assert outcome.progress == (42.5, "halfway there")
-    looped = run(box, probe, b"progress-loop")
+    looped = run(sandbox, probe, b"progress-loop")
     assert looped.ok, looped.message
     assert looped.progress == (100.0, "step 10000")
 
 
-def test_panic_is_a_retried_trap(box: Sandbox, probe: Built) -> None:
-    outcome = run(box, probe, b"panic")
+def test_panic_is_a_retried_trap(sandbox: Sandbox, probe: Built) -> None:
+    outcome = run(sandbox, probe, b"panic")
     assert (outcome.kind, outcome.trap_code, outcome.retryable) == ("trap", "unreachable", True)
     assert "panic: boom" in outcome.message
 
 
-def test_handle_json(box: Sandbox, greet: Built) -> None:
-    outcome = run(box, greet, b'{"name": "Ada"}')
+def test_handle_json(sandbox: Sandbox, greet: Built) -> None:
+    outcome = run(sandbox, greet, b'{"name": "Ada"}')
     assert outcome.ok, outcome.message
     assert json.loads(outcome.result) == {"greeting": "Hello, Ada!"}
     assert outcome.progress == (100.0, "greeted Ada")
-    missing = run(box, greet, b'{"nom": "Ada"}')
+    missing = run(sandbox, greet, b'{"nom": "Ada"}')
     assert_handler_error(
         missing, retryable=False, message='the payload has no "name": send {"name": "Ada"}'
     )
     # An empty payload is the zero request: the handler's own check answers.
-    assert run(box, greet, b"").message == missing.message
+    assert run(sandbox, greet, b"").message == missing.message
 
 
-def test_handle_json_refuses_bad_json(box: Sandbox, greet: Built) -> None:
-    broken = run(box, greet, b'{"name": ')
+def test_handle_json_refuses_bad_json(sandbox: Sandbox, greet: Built) -> None:
+    broken = run(sandbox, greet, b'{"name": ')
     assert_handler_error(
         broken, retryable=False, message="invalid JSON payload: unexpected end of JSON input"
     )
-    mistyped = run(box, greet, b'{"name": 7}')
+    mistyped = run(sandbox, greet, b'{"name": 7}')
     assert_handler_error(
         mistyped,
         retryable=False,
@@ -278,14 +237,14 @@ def test_handle_json_refuses_bad_json(box: Sandbox, greet: Built) -> None:
 
 
 def test_greet_registers_through_the_registry(
-    settings: Settings, redis_client: redis.Redis, toolchain_cache: Path, box: Sandbox
+    settings: Settings, redis_client: redis.Redis, toolchain_cache: Path, sandbox: Sandbox
 ) -> None:
     forget_memory()
     registry = Registry(settings, redis_client, toolchain_cache=toolchain_cache)
     record = registry.register(TASKS / "greet.go").record
     assert (record.name, record.language, record.toolchain) == ("greet", "go", "go")
     assert record.toolchain_version.endswith(f" wasmq-sdk {sdk.digest('go')}")
-    outcome = box.run(
+    outcome = sandbox.run(
         registry.load_module(record.digest),
         record.digest,
         b'{"name": "Grace"}',
@@ -297,7 +256,7 @@ def test_greet_registers_through_the_registry(
 
 
 def test_handler_registered_in_main_is_a_terminal_error(
-    tmp_path: Path, toolchain_cache: Path, box: Sandbox
+    tmp_path: Path, toolchain_cache: Path, sandbox: Sandbox
 ) -> None:
     """The likeliest mistake: main never runs in a reactor, so nothing is registered."""
     source = tmp_path / "in_main.go"
@@ -305,7 +264,7 @@ def test_handler_registered_in_main_is_a_terminal_error(
         'package main\n\nimport "wasmq.dev/wasmq"\n\n'
         "func main() { wasmq.Handle(func(p []byte) ([]byte, error) { return p, nil }) }\n"
     )
-    outcome = run(box, compile_module(source, "go", toolchain_cache), b"hello")
+    outcome = run(sandbox, compile_module(source, "go", toolchain_cache), b"hello")
     assert_handler_error(
         outcome,
         retryable=False,
@@ -322,25 +281,27 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_unsandboxed_build_uses_the_sdk_in_place_and_leaves_it_alone(
-    probe_source: Path, toolchain_cache: Path, box: Sandbox
+    probe_source: Path, toolchain_cache: Path, sandbox: Sandbox
 ) -> None:
     """Without the sandbox's read-only mount the toolchain sees the SDK's own directory:
     the build still resolves it offline and writes nothing there (no go.sum, no cache)."""
     before = snapshot(sdk.path("go"))
     module = compile_module(probe_source, "go", toolchain_cache, isolation="none")
-    assert run(box, module, b"echo in place").result == b"in place"
+    assert run(sandbox, module, b"echo in place").result == b"in place"
     assert snapshot(sdk.path("go")) == before
 
 
-def test_tinygo_builds_the_probe(probe_source: Path, toolchain_cache: Path, box: Sandbox) -> None:
+def test_tinygo_builds_the_probe(
+    probe_source: Path, toolchain_cache: Path, sandbox: Sandbox
+) -> None:
     if shutil.which("tinygo") is None:
         pytest.skip("TinyGo is not installed")
     module = compile_module(probe_source, "tinygo", toolchain_cache)
-    echoed = run(box, module, b"echo tiny")
+    echoed = run(sandbox, module, b"echo tiny")
     assert (echoed.ok, echoed.result) == (True, b"tiny"), echoed.message
-    assert_handler_error(run(box, module, b"retry later"), retryable=True, message="later")
-    assert_handler_error(run(box, module, b"terminal never"), retryable=False, message="never")
-    assert run(box, module, b"progress tiny").progress == (42.5, "tiny")
+    assert_handler_error(run(sandbox, module, b"retry later"), retryable=True, message="later")
+    assert_handler_error(run(sandbox, module, b"terminal never"), retryable=False, message="never")
+    assert run(sandbox, module, b"progress tiny").progress == (42.5, "tiny")
     data = hashlib.shake_256(b"tinygo").digest(MIB)
-    collected = run(box, module, b"garbage " + data)
+    collected = run(sandbox, module, b"garbage " + data)
     assert collected.result == hashlib.sha256(data).hexdigest().encode(), collected.message

@@ -27,13 +27,6 @@ from tests.support.paths import TASKS, WAT
 Invoke = Callable[..., Result]
 
 
-@pytest.fixture(scope="session")
-def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "toolchain-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.fixture
 def wasmq(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toolchain_cache: Path

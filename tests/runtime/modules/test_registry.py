@@ -23,13 +23,6 @@ from runtime.settings import Settings
 from tests.support.paths import TASKS
 
 
-@pytest.fixture(scope="session")
-def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "toolchain-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.fixture
 def registry(settings: Settings, redis_client: redis.Redis, toolchain_cache: Path) -> Registry:
     forget_memory()

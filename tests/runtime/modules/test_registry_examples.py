@@ -23,13 +23,6 @@ pytestmark = pytest.mark.toolchain
 GREETERS = ["task_1.go", "task_1_c.c", "task_1_zig.zig", "task_1_wat.wat"]
 
 
-@pytest.fixture(scope="session")
-def toolchain_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "toolchain-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.fixture
 def sandbox(settings: Settings) -> Iterator[Sandbox]:
     box = Sandbox(settings)

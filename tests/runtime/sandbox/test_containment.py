@@ -71,6 +71,7 @@ CASES: dict[str, tuple[float, int, str]] = {
     "poll_million": (2.0, 128, "ok"),
     "poll_loop": (1.5, 128, "timeout"),
     "clock_loop": (1.5, 128, "timeout"),
+    "guest_abi_loop": (1.5, 128, "timeout"),
     "empty_writes": (20.0, 128, "ok"),
     "alternating_bytes": (20.0, 128, "ok"),
     "table_grow": (2.0, 128, "ok"),

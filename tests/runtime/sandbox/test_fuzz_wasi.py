@@ -1,7 +1,8 @@
-"""Fuzzing the host boundary: every WASI function with random and extreme arguments.
+"""Fuzzing the host boundary: every host function with random and extreme arguments.
 
 Hypothesis writes modules that fill memory with random bytes (iovec arrays, subscriptions,
-strings), then call one or a few preview1 functions with arguments drawn from the values
+strings), then call one or a few preview1 or ``wasmq`` functions with arguments drawn from
+the values
 that break hosts (0, -1, page and memory edges, huge lengths, random). Each run must end
 in a recorded outcome within its time bound, and the next normal task must succeed: the
 host neither crashes, hangs, nor carries anything over. Runs on our WASI and on
@@ -17,15 +18,20 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.sandbox import Capabilities, Sandbox, TaskLimits
+from runtime.sandbox import Capabilities, Sandbox, TaskLimits, host, wasi
 from runtime.sandbox.engine import get_engine
-from runtime.sandbox.wasi import FUNCTIONS, MODULE, signature
 from tests.support.paths import WAT
 
 pytestmark = pytest.mark.slow
 
 LIMITS = TaskLimits(timeout=0.3, memory=4 << 20, result=1 << 16, logs=1 << 16)
-OUTCOMES = {"ok", "exit", "trap", "timeout", "memory_limit", "bad_result"}
+OUTCOMES = {"ok", "exit", "trap", "timeout", "memory_limit", "bad_result", "handler"}
+
+#: Every function a task may import: (module, name) -> (params, results).
+SIGNATURES: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **{(wasi.MODULE, name): wasi.signature(name) for name in wasi.FUNCTIONS},
+    **{(host.MODULE, f.name): f.signature for f in host.FUNCTIONS.values()},
+}
 PAGE = 65536
 PAGES = 2
 
@@ -61,31 +67,50 @@ def i64s() -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(I64_EDGES), st.integers(-(2**63), 2**63 - 1))
 
 
+def f64s() -> st.SearchStrategy[float]:
+    return st.floats(allow_nan=True, allow_infinity=True)
+
+
+def _const(kind: str, value: float) -> str:
+    if kind != "f64":
+        return f"({kind}.const {int(value)})"
+    if value != value:
+        return "(f64.const nan)"
+    if value in (float("inf"), float("-inf")):
+        return f"(f64.const {'-' if value < 0 else ''}inf)"
+    return f"(f64.const {value.hex()})"
+
+
+Call = tuple[tuple[str, str], list[float]]
+_DRAW = {"i32": i32s, "i64": i64s, "f64": f64s}
+
+
 @st.composite
-def calls(draw: st.DrawFn) -> list[tuple[str, list[int]]]:
-    """One to three calls, each a function name and arguments fitting its signature."""
+def calls(draw: st.DrawFn) -> list[Call]:
+    """One to three calls, each a function and arguments fitting its signature."""
     out = []
     for _ in range(draw(st.integers(1, 3))):
-        name = draw(st.sampled_from(sorted(FUNCTIONS)))
-        params, _ = signature(name)
-        out.append((name, [draw(i64s() if p == "i64" else i32s()) for p in params]))
+        function = draw(st.sampled_from(sorted(SIGNATURES)))
+        params, _ = SIGNATURES[function]
+        out.append((function, [draw(_DRAW[p]()) for p in params]))
     return out
 
 
-def module_text(sequence: list[tuple[str, list[int]]], data: bytes, repeat: int) -> str:
-    names = sorted({name for name, _ in sequence})
+def module_text(sequence: list[Call], data: bytes, repeat: int) -> str:
+    functions = sorted({function for function, _ in sequence})
     imports = []
-    for name in names:
-        params, results = signature(name)
+    for module, name in functions:
+        params, results = SIGNATURES[(module, name)]
         result = f" (result {' '.join(results)})" if results else ""
         imports.append(
-            f'(import "{MODULE}" "{name}" (func ${name} (param {" ".join(params)}){result}))'
+            f'(import "{module}" "{name}" (func ${module}.{name} (param {" ".join(params)})'
+            f"{result}))"
         )
     body = []
-    for name, args in sequence:
-        params, results = signature(name)
-        consts = " ".join(f"({p}.const {a})" for p, a in zip(params, args, strict=True))
-        call = f"(call ${name} {consts})"
+    for (module, name), args in sequence:
+        params, results = SIGNATURES[(module, name)]
+        consts = " ".join(_const(p, a) for p, a in zip(params, args, strict=True))
+        call = f"(call ${module}.{name} {consts})"
         body.append(f"(drop {call})" if results else call)
     hexdata = "".join(f"\\{b:02x}" for b in data)
     return f"""(module
@@ -120,7 +145,7 @@ CAPS = {"own": None, "wasmtime": Capabilities(env={"FUZZ": "1"})}
 def test_random_host_calls_end_in_a_recorded_outcome(
     sandbox: Sandbox,
     wasi_impl: str,
-    sequence: list[tuple[str, list[int]]],
+    sequence: list[Call],
     data: bytes,
     repeat: int,
 ) -> None:

@@ -6,18 +6,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/dev.lock
 
-.PHONY: venv system-deps toolchains test lint typecheck pytest demo bench bench-peers clean cov lock test-fast
+.PHONY: venv shell system-deps toolchains test lint typecheck pytest demo bench bench-peers clean cov lock test-fast
 
 # Every library and tool at the version and hash the lock names; the package itself goes in
-# without dependencies, so nothing the lock does not name is installed.
+# without dependencies, so nothing the lock does not name is installed. Quiet: `make demo`'s
+# first screen is the demo, not the install.
+#
+# The editable install filters exactly one message. setuptools installs every layout but a
+# single source root (ours maps wasmq_sdk to sdk/) through an import hook and then emits an
+# "Editable installation" notice, which pip 25+ shows as a warning for local directories; its
+# other editable modes emit a notice of their own (strict) or cannot map wasmq_sdk (compat).
+EDITABLE_NOTICE := ignore:Editable installation
 $(STAMP): pyproject.toml $(LOCK)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@if test -x $(BIN)/python; then echo "updating $(VENV) from $(LOCK)"; \
+	else echo "setting up $(VENV) from $(LOCK) (first run only: about a minute)"; fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	@PYTHONWARNINGS="$(EDITABLE_NOTICE)" $(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# An interactive shell with the venv's bin first on PATH, as `source .venv/bin/activate`
+# leaves it; `exit` returns to the shell that ran make.
+shell: $(STAMP)
+	@echo "a shell with $(BIN) on PATH (wasmq, pytest, ruff...): 'exit' or Ctrl-D leaves it"
+	@VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" "$${SHELL:-/bin/sh}" -i
 
 # Compiles of untrusted source run in bubblewrap. A fresh machine (CI runs as root) gets it
 # from apt; the package lists are fetched only when the install cannot find it.
@@ -71,8 +86,10 @@ test: system-deps lint typecheck pytest
 cov: $(STAMP) system-deps toolchains
 	$(BIN)/pytest --cov --cov-report=term-missing --cov-report=html $(PYTEST_ARGS)
 
+# On the `demo` queue, so the user's own workers never run a demo task; an embedded server
+# that was running stays running (runtime/demo.py).
 demo: $(STAMP) system-deps toolchains
-	$(BIN)/python -m runtime.demo
+	@$(BIN)/python -m runtime.demo
 
 bench: $(STAMP)
 	$(BIN)/wasmq bench

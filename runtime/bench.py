@@ -188,11 +188,11 @@ def server_delta(before: ServerUsage, after: ServerUsage, tasks: int) -> dict[st
             {
                 "command": name,
                 "calls_per_task": round(d_calls / tasks, 3),
-                "usec_per_call": round(d_usec / d_calls, 2),
-                "usec_per_task": round(d_usec / tasks, 2),
+                "per_call_us": round(d_usec / d_calls, 2),
+                "per_task_us": round(d_usec / tasks, 2),
             }
         )
-    rows.sort(key=lambda row: row["usec_per_task"], reverse=True)
+    rows.sort(key=lambda row: row["per_task_us"], reverse=True)
     out["server_commands"] = rows[:TOP_COMMANDS]
     return out
 
@@ -661,7 +661,7 @@ class Bench:
         # Hundreds of MiB of results: not kept for the cleanup at the end.
         self.delete_tasks(ids)
         return {
-            "payload_size": len(payload),
+            "payload_bytes": len(payload),
             "tasks": n,
             "enqueue_rate": round(enqueue_rate, 1),
             "process_rate": drained["process_rate"],
@@ -724,7 +724,7 @@ class Bench:
             "workers": opts.workers,
             "cores": os.cpu_count() or 1,
             "module": (opts.module or default_module()).name,
-            "payload_size": len(payload),
+            "payload_bytes": len(payload),
             "enqueue_rate": round(bulk_rate, 1),
             "enqueue_one_rate": round(one_rate, 1),
             "enqueue_server_cpu_per_task_us": enqueue_server["server_cpu_per_task_us"],
@@ -737,14 +737,17 @@ class Bench:
             "latency_p50_ms": idle_p["p50"],
             "latency_p90_ms": idle_p["p90"],
             "latency_p99_ms": idle_p["p99"],
-            "idle_latency": {k: idle[k] for k in sorted(idle, key=int)},
+            "idle_latency": [
+                {"workers": int(k), **{f"{q}_ms": v for q, v in idle[k].items()}}
+                for k in sorted(idle, key=int)
+            ],
             "load_latency_p50_ms": load["p50"],
             "load_latency_p90_ms": load["p90"],
             "load_latency_p99_ms": load["p99"],
             "trickle": trickle,
             "large": large,
             "incomplete": drained["incomplete"],
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "finished_ms": int(time.time() * 1000),
         }
 
 

@@ -17,17 +17,20 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask
-from runtime.queue import keys
+from runtime.logging_config import get_logger
+from runtime.queue import ceilings, keys
 from runtime.queue.broker import BadTask, Broker
+from runtime.queue.ceilings import check_at_most
 from runtime.queue.names import check_queue_name, check_task_id, check_task_name
-from runtime.queue.queries import Queries
-from runtime.queue.task import Kind, Limits, Task, parse_time
+from runtime.queue.queries import LIST_SCAN, Queries, TaskPage
+from runtime.queue.task import Kind, Limits, Stage, Task, parse_time
 from runtime.server.connection import connect
 from runtime.settings import Settings
 from runtime.units import parse_duration, parse_size
@@ -35,6 +38,17 @@ from runtime.worker.heartbeats import WorkerInfo, list_workers
 
 #: A payload: raw bytes, text (sent as UTF-8) or anything JSON can encode.
 Payload = bytes | str | dict[str, Any] | list[Any] | int | float | bool | None
+
+
+#: Every value of ``--stage`` / ``stage=`` (from :class:`Stage`, the one source).
+STAGE_NAMES = tuple(s.value for s in Stage)
+
+
+def _new_server(state_dir: Path) -> None:
+    get_logger("client").warning(
+        "started a new, empty embedded server; register tasks with wasmq register PATH",
+        state_dir=str(state_dir),
+    )
 
 
 def encode_payload(payload: Payload) -> bytes:
@@ -66,7 +80,7 @@ class Client(Queries):
         elif url:
             settings = dataclasses.replace(settings, redis_url=url)
         self.settings = settings
-        self.redis = client if client is not None else connect(settings)
+        self.redis = client if client is not None else connect(settings, on_new_server=_new_server)
         self.broker = Broker(self.redis, settings)
 
     def close(self) -> None:
@@ -109,6 +123,7 @@ class Client(Queries):
         retries = self.settings.max_retries if max_retries is None else max_retries
         if retries < 0:
             raise InvalidTask(f"invalid max retries {retries}: use 0 or more")
+        check_at_most("max retries", retries, ceilings.MAX_RETRIES)
         seconds = self.settings.task_timeout
         if timeout is not None:
             try:
@@ -218,6 +233,24 @@ class Client(Queries):
         except ValueError as exc:
             raise InvalidTask(f"invalid time: {exc}") from None
 
+    # -- reading -------------------------------------------------------------------------
+
+    def list_page(
+        self,
+        queue: str | None = None,
+        stage: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        scan: int = LIST_SCAN,
+    ) -> TaskPage:
+        """:meth:`Queries.list_page`, refusing an unknown stage and counts over their
+        ceilings (a bad filter would otherwise just match nothing)."""
+        if stage is not None and stage not in STAGE_NAMES:
+            raise InvalidTask(f"invalid stage {stage!r}: use one of {', '.join(STAGE_NAMES)}")
+        check_at_most("list limit", limit, ceilings.LIST_LIMIT)
+        check_at_most("list scan", scan, ceilings.LIST_SCAN)
+        return super().list_page(queue, stage, task, limit, scan)
+
     # -- control -------------------------------------------------------------------------
 
     def cancel(self, task_id: str) -> str:
@@ -230,6 +263,7 @@ class Client(Queries):
 
     def dlq_list(self, queue: str | None = None, limit: int = 100) -> list[Task | BadTask]:
         """Dead-lettered tasks, newest first (all queues unless ``queue``)."""
+        check_at_most("dead-letter limit", limit, ceilings.DLQ_LIMIT)
         out: list[Task | BadTask] = []
         for name in self._queues(queue):
             out.extend(self.broker.dlq_list(name, limit))

@@ -1,22 +1,30 @@
 """The demo behind ``make demo``: the whole life of a task, on the embedded server.
 
-It registers ``tasks/``, starts ``wasmq worker --concurrency 2`` as a subprocess,
-enqueues an immediate task (Go), a task scheduled a few seconds ahead (C) and a cron
-task every 2 s (WAT; removed after three runs), prints each result and its captured
-logs as ``wasmq result`` and ``wasmq logs`` show them, then stops the worker (SIGTERM:
-it drains) and the embedded server. :func:`run_demo` holds the steps and takes any
-settings, so the tests run exactly these steps against their private server.
+It registers ``tasks/``, starts ``wasmq worker --queue demo --concurrency 2`` as a
+subprocess, enqueues an immediate task (Go), a task scheduled a few seconds ahead (C) and a
+cron task every 2 s (WAT; removed after three runs), all on the ``demo`` queue, prints each
+result and its captured logs as ``wasmq result`` and ``wasmq logs`` show them, then stops
+the worker (SIGTERM: it drains) and says what to run next.
+
+The demo may share a server with the user's own workers, so it keeps out of their way: a
+worker serving ``default`` never sees a demo task, and an embedded server that was running
+before the demo is left running (one the demo started is stopped at the end).
+:func:`run_demo` holds the steps and :func:`run` the whole demo; both take any settings,
+so the tests run exactly these steps against their own servers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,10 +38,19 @@ if TYPE_CHECKING:
     from runtime.settings import Settings
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"
+#: Every demo task runs here, so a worker serving another queue never runs one.
+DEMO_QUEUE = "demo"
 #: The cron entry's fixed id: a rerun replaces the entry of an interrupted run.
 CRON_ID = "demo-cron"
 CRON_RUNS = 3
 SCHEDULE_DELAY = 3.0
+#: What to try after the demo: each command, and what it shows.
+NEXT_COMMANDS = (
+    (f"wasmq list --queue {DEMO_QUEUE}", "the demo's tasks"),
+    ("wasmq worker", "serve the default queue (Ctrl-C stops it)"),
+    ("wasmq new hello --lang go", "start a handler: hello/hello.go"),
+    ("wasmq run hello/hello.go --payload @hello/payload.json", "build and run it, no queue"),
+)
 #: Longest wait for any one step (a cold Go compile happens before the clock starts).
 STEP_TIMEOUT = 60.0
 
@@ -60,11 +77,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    """``wasmq worker --concurrency 2``, its own log output going to ``log_path``."""
+    """``wasmq worker --queue demo --concurrency 2``, its log output going to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = ["worker", "--queue", DEMO_QUEUE, "--concurrency", "2"]
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-c", "from runtime.cli import main; main()", "worker", "-c", "2"],
+            [sys.executable, "-c", "from runtime.cli import main; main()", *command],
             env=worker_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -83,11 +101,12 @@ def stop_worker(proc: subprocess.Popen[bytes], settings: Settings) -> int:
 
 
 def wait_ready(client: Client, worker: subprocess.Popen[bytes], log_path: Path) -> None:
-    """Until the worker's processes report in; a worker that exits is an error, not a hang."""
+    """Until the demo worker's processes report in (other workers may share the server); a
+    worker that exits is an error, not a hang."""
     from runtime.errors import WasmqError
 
     deadline = time.monotonic() + STEP_TIMEOUT
-    while not any(w.alive for w in client.workers()):
+    while not any(w.alive and w.queues == [DEMO_QUEUE] for w in client.workers()):
         if worker.poll() is not None:
             raise WasmqError(f"the worker exited with code {worker.returncode}: see {log_path}")
         if time.monotonic() > deadline:
@@ -121,7 +140,7 @@ def cron_runs(client: Client, entry_id: str, since_ms: int) -> list[str]:
 
     runs = [
         s
-        for s in client.list_tasks(task=None, limit=200)
+        for s in client.list_tasks(queue=DEMO_QUEUE, limit=200)
         if s.cron_id == entry_id and s.stage in TERMINAL_STAGES and (s.enqueued_ms or 0) >= since_ms
     ]
     return [s.id for s in sorted(runs, key=lambda s: (s.scheduled_ms or 0, s.id))]
@@ -155,12 +174,16 @@ def run_demo(
 
         worker_log = settings.state_dir / "demo-worker.log"
         worker = start_worker(settings, worker_log)
-        out(f"worker started (pid {worker.pid}, concurrency 2)")
+        out(f"worker started for queue {DEMO_QUEUE} (pid {worker.pid}, concurrency 2)")
         try:
-            now = client.enqueue("task_1", {"name": "demo"})
-            later = client.schedule("task_1_c", {"name": "later"}, delay=SCHEDULE_DELAY)
+            now = client.enqueue("task_1", {"name": "demo"}, queue=DEMO_QUEUE)
+            later = client.schedule(
+                "task_1_c", {"name": "later"}, delay=SCHEDULE_DELAY, queue=DEMO_QUEUE
+            )
             started = now_ms()
-            entry = client.cron("task_1_wat", "@every 2s", {"name": "cron"}, id=CRON_ID)
+            entry = client.cron(
+                "task_1_wat", "@every 2s", {"name": "cron"}, id=CRON_ID, queue=DEMO_QUEUE
+            )
             out(f"enqueued {now.id}; scheduled {later.id} in {SCHEDULE_DELAY:g}s;")
             out(f"cron entry {entry.id} runs task_1_wat every 2s")
             wait_ready(client, worker, worker_log)
@@ -181,37 +204,118 @@ def run_demo(
     return shown
 
 
+def display(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def next_steps(bin_dir: Path, on_path: bool) -> list[str]:
+    """What to type after the demo; how to get ``wasmq`` on PATH only when it is not."""
+    where = display(bin_dir)
+    if on_path:
+        first = "next, try:"
+    elif (bin_dir.parent / "pyvenv.cfg").is_file():
+        shell = " (or 'make shell')" if display(bin_dir.parent) == ".venv" else ""
+        first = f"wasmq is installed in {where}: run 'source {where}/activate'{shell}, then:"
+    else:
+        first = f"wasmq is installed in {where}: put it on PATH, then:"
+    width = max(len(command) for command, _ in NEXT_COMMANDS)
+    return [first, *(f"  {command:<{width}}  # {what}" for command, what in NEXT_COMMANDS)]
+
+
+def installed_bin() -> tuple[Path, bool]:
+    """The directory of this interpreter's ``wasmq`` script, and whether PATH finds it."""
+    bin_dir = Path(sys.prefix) / "bin"
+    found = shutil.which("wasmq")
+    on_path = found is not None and Path(found).resolve() == (bin_dir / "wasmq").resolve()
+    return bin_dir, on_path
+
+
+@contextlib.contextmanager
+def embedded_server(state_dir: Path, out: Callable[[str], None]) -> Iterator[str]:
+    """The embedded server's URL. One that was running before stays running; one started
+    here is stopped on the way out, unless someone else's worker has come to use it."""
+    from runtime.server import embedded
+
+    paths = embedded.ServerPaths(state_dir)
+    was_running = embedded.status(state_dir).running
+    embedded.ensure_running(state_dir)
+    where = display(state_dir)
+    if was_running:
+        out(f"using the embedded server already running in {where}/ (it stays running)")
+    else:
+        out(f"embedded server started in {where}/ (the demo stops it at the end)")
+    try:
+        yield paths.url
+    finally:
+        if not was_running:
+            users = other_workers(paths.url)
+            if users:
+                out(f"embedded server left running: {len(users)} other worker(s) use it")
+            else:
+                embedded.stop(state_dir)
+                out("embedded server stopped")
+
+
+def other_workers(url: str) -> list[str]:
+    """Live workers on the server other than the demo's (stopped by now); none when the
+    server no longer answers."""
+    import redis
+
+    from runtime.client import Client
+    from runtime.errors import WasmqError
+
+    with contextlib.suppress(WasmqError, redis.RedisError), Client(url) as client:
+        return [w.id for w in client.workers() if w.alive and w.queues != [DEMO_QUEUE]]
+    return []
+
+
+def run(
+    settings: Settings,
+    tasks_dir: Path = TASKS,
+    *,
+    out: Callable[[str], None] = print,
+    toolchain_cache: Path | None = None,
+) -> list[Shown]:
+    """The whole demo: on ``settings.redis_url``, or on the embedded server of
+    ``settings.state_dir`` (started and stopped here only if it was not running), then
+    the next steps."""
+    with contextlib.ExitStack() as stack:
+        if not settings.redis_url:
+            url = stack.enter_context(embedded_server(settings.state_dir, out))
+            settings = dataclasses.replace(settings, redis_url=url)
+        shown = run_demo(settings, tasks_dir, out=out, toolchain_cache=toolchain_cache)
+    out("")
+    for line in next_steps(*installed_bin()):
+        out(line)
+    return shown
+
+
 def main() -> None:
     # The demo prints what a user would look at; the components' own logs only on trouble.
     logging_config.configure("warning")
     from runtime.errors import WasmqError
-    from runtime.server import embedded
     from runtime.settings import Settings
 
     loaded = Settings.load()
     # Absolute dirs: the toolchains and the worker subprocess resolve paths on their own.
-    paths = {
-        "module_dir": loaded.module_dir.resolve(),
-        "state_dir": loaded.state_dir.resolve(),
-        "wasm_log_dir": loaded.wasm_log_dir.resolve(),
-    }
-    settings = Settings.load({"redis_url": loaded.redis_url, **paths})
-    own_server = not settings.redis_url
-    if own_server:
-        url = embedded.ensure_running(settings.state_dir)
-        settings = Settings.load({"redis_url": url, **paths})
-        print(f"embedded server running in {loaded.state_dir}/")
+    settings = dataclasses.replace(
+        loaded,
+        module_dir=loaded.module_dir.resolve(),
+        state_dir=loaded.state_dir.resolve(),
+        wasm_log_dir=loaded.wasm_log_dir.resolve(),
+    )
     try:
-        run_demo(settings)
+        # Flushed line by line: through a pipe (`make demo | tee`) too, each step shows as it ends.
+        run(settings, out=functools.partial(print, flush=True))
     except WasmqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    finally:
-        if own_server:
-            embedded.stop(settings.state_dir)
-            print("embedded server stopped")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class WasmqError(Exception):
     """Base for errors a user can act on; ``str(err)`` is one line naming what and what to do."""
@@ -19,12 +21,25 @@ class ServerError(WasmqError):
     """The embedded server could not be started or managed."""
 
 
-class TaskNotFound(WasmqError):
-    """No task with the given id exists."""
+class NotFound(WasmqError):
+    """Something the user named does not exist; the message says what it was."""
+
+
+class TaskNotFound(NotFound):
+    """No task with the given id exists (the message is exactly ``no task <id>``)."""
+
+    what = "task"
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"no task {task_id}")
+        super().__init__(f"no {self.what} {task_id}")
         self.task_id = task_id
+
+
+class CronEntryNotFound(TaskNotFound):
+    """No cron entry with the given id exists (a cron entry is a task record, so callers
+    that catch :class:`TaskNotFound` keep working)."""
+
+    what = "cron entry"
 
 
 class InvalidTask(WasmqError):
@@ -33,6 +48,21 @@ class InvalidTask(WasmqError):
 
 class RegistryError(WasmqError):
     """A task module could not be registered or found."""
+
+
+class UnknownTask(RegistryError):
+    """A task name that is not registered; suggests the closest registered names."""
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        hint = "register it with wasmq register PATH"
+        if suggestions:
+            names = " or ".join(repr(s) for s in suggestions)
+            message = f"unknown task {name!r}: did you mean {names}? ({hint})"
+        else:
+            message = f"unknown task {name!r}: {hint}"
+        super().__init__(message)
+        self.name = name
+        self.suggestions = list(suggestions)
 
 
 class CompileError(WasmqError):

@@ -1,8 +1,14 @@
 """All of wasmq's settings, in one place.
 
-Precedence, highest first: CLI flags (``overrides``), the process environment, a
-``.env`` file in the working directory, the defaults below. Names from the reference
-README keep their ``TASK_QUEUE_`` / ``REDIS_URL`` spelling; new ones use ``WASMQ_``.
+Precedence, highest first: CLI flags (``overrides``), the process environment, the
+nearest ``.env`` file from the working directory up to the project root, the defaults
+below. Names from the reference README keep their ``TASK_QUEUE_`` / ``REDIS_URL``
+spelling; new ones use ``WASMQ_``.
+
+The default state, module and log dirs are relative to the project root
+(:mod:`runtime.project`), so every subdirectory of a project shares one embedded server.
+A relative path given by a flag or the environment is relative to the working directory;
+one in a ``.env`` file to that file's directory.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from runtime.errors import SettingsError
+from runtime.project import Project, find_project
 from runtime.units import parse_bool, parse_duration, parse_size
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -23,6 +30,8 @@ LOG_FORMATS = ("pretty", "json")
 SANDBOX_APIS = ("auto", "public")
 GO_TOOLCHAINS = ("auto", "tinygo", "go")
 COMPILE_ISOLATIONS = ("bwrap", "none")
+#: Settings whose defaults are relative to the project root rather than the working dir.
+PROJECT_PATHS = ("wasm_log_dir", "module_dir", "state_dir")
 
 
 def _redis_url(text: str) -> str | None:
@@ -124,13 +133,22 @@ class Settings:
         "Echo task output to the worker's terminal",
     )
     wasm_log_dir: Path = _setting(
-        "TASK_QUEUE_WASM_LOG_DIR", Path("runtime-logs/wasm"), _path, "Directory of saved task logs"
+        "TASK_QUEUE_WASM_LOG_DIR",
+        Path("runtime-logs/wasm"),
+        _path,
+        "Directory of saved task logs (default: in the project root)",
     )
     module_dir: Path = _setting(
-        "WASMQ_MODULE_DIR", Path("wasm_task_functions"), _path, "On-disk module cache"
+        "WASMQ_MODULE_DIR",
+        Path("wasm_task_functions"),
+        _path,
+        "On-disk module cache (default: in the project root)",
     )
     state_dir: Path = _setting(
-        "WASMQ_STATE_DIR", Path(".wasmq"), _path, "Embedded server socket, data and lock files"
+        "WASMQ_STATE_DIR",
+        Path(".wasmq"),
+        _path,
+        "Embedded server socket, data and lock files (default: in the project root)",
     )
     toolchain_cache: Path = _setting(
         "WASMQ_TOOLCHAIN_CACHE",
@@ -264,17 +282,22 @@ class Settings:
         cls,
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
-        env_file: Path | None = Path(".env"),
+        env_file: Path | Literal["discover"] | None = "discover",
+        project: Project | None = None,
     ) -> Settings:
         """Build settings from defaults, ``.env``, the environment and ``overrides``.
 
-        ``overrides`` maps field names to values (``None`` means "not given"). Raises
+        ``overrides`` maps field names to values (``None`` means "not given"). The
+        project (default: found from the working directory) places the default dirs;
+        ``env_file`` is its ``.env`` unless given (``None``: no file). Raises
         :class:`SettingsError` naming the first invalid setting.
         """
-        sources: dict[str, str] = {}
-        if env_file is not None and env_file.is_file():
-            sources.update(read_env_file(env_file))
-        sources.update(os.environ if environ is None else environ)
+        if project is None:
+            project = find_project()
+        dotenv = project.env_file if env_file == "discover" else env_file
+        in_file = read_env_file(dotenv) if dotenv is not None and dotenv.is_file() else {}
+        environment = os.environ if environ is None else environ
+        sources = {**in_file, **environment}
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             env = f.metadata["env"]
@@ -284,12 +307,17 @@ class Settings:
                 raw, origin = given, f"--{f.name.replace('_', '-')}"
             elif env in sources:
                 raw, origin = sources[env], env
+            elif f.name in PROJECT_PATHS:
+                values[f.name] = project.root / str(f.default)
+                continue
             else:
                 continue
             try:
                 values[f.name] = parse(raw if isinstance(raw, str) else str(raw))
             except (ValueError, TypeError) as exc:
                 raise SettingsError(f"invalid {origin}={raw!r}: {exc}") from None
+            if given is None and env not in environment and parse is _path:
+                values[f.name] = _beside(dotenv, values[f.name])
         settings = cls(**values)
         settings.check()
         return settings
@@ -345,6 +373,13 @@ class Settings:
             default = "" if f.default in (None, ()) else str(f.default)
             rows.append((f.metadata["env"], default, f.metadata["doc"]))
         return rows
+
+
+def _beside(env_file: Path | None, path: Path) -> Path:
+    """``path`` from ``env_file``, relative to that file's directory."""
+    if env_file is None or path.is_absolute() or str(path).startswith("~"):
+        return path
+    return env_file.absolute().parent / path
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Parsing of the durations, sizes and booleans that settings and the CLI accept.
+"""Parsing of the durations, sizes and booleans that settings and the CLI accept, and
+their forms for people to read.
 
 Durations take Go's form (``30s``, ``1m30s``, ``250ms``, ``1h``), a day suffix
 (``7d``) and bare numbers of seconds (``2.5``), because the reference producer
@@ -100,13 +101,73 @@ def _fixed(value: float, places: int) -> str:
     return f"{value:.{places}f}".rstrip("0").rstrip(".") or "0"
 
 
-def format_size(n: int) -> str:
-    """A byte count as people read it: ``512 B``, ``1.5 KiB``, ``16.0 MiB``."""
+def format_size(n: int | None) -> str:
+    """A byte count as people read it: ``512 B``, ``1.5 KiB``, ``16.0 MiB``, ``2.0 GiB``."""
+    if n is None:
+        return "-"
+    if n < 0:
+        return "-" + format_size(-n)
     if n < 1024:
         return f"{n} B"
-    if n < 1024**2:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1024**2:.1f} MiB"
+    # The unit is chosen by the rounded figure, so no size reads "1024.0 KiB".
+    for unit, scale in (("KiB", 1024), ("MiB", 1024**2)):
+        if round(n / scale, 1) < 1024:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1024**3:.1f} GiB"
+
+
+#: Sub-minute units of :func:`human_duration`, finest first, each shown to 3 significant
+#: digits and left for the next as soon as it would need 4.
+_SMALL_UNITS = (("µs", 1e-6, 1000.0), ("ms", 1e-3, 1000.0), ("s", 1.0, 60.0))
+
+
+def human_duration(seconds: float | None) -> str:
+    """A duration as people read it: ``850 µs``, ``12.3 ms``, ``8.02 s``, ``2 min 05 s``,
+    ``3 h 10 min``, ``2 d 4 h``; ``-`` for None. Unlike :func:`format_duration`, not
+    meant to be parsed back."""
+    if seconds is None or seconds != seconds:
+        return "-"
+    if seconds < 0:
+        return "-" + human_duration(-seconds)
+    if seconds == float("inf"):
+        return "forever"
+    if seconds == 0:
+        return "0 s"
+    for unit, scale, below in _SMALL_UNITS:
+        text = _significant(seconds / scale)
+        if float(text) < below:
+            return f"{text} {unit}"
+    # Round once at the coarsest unit shown, so 59.6 s is 1 min 00 s, never 0 min 60 s.
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    minutes = round(seconds / 60)
+    if minutes < 24 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    hours = round(seconds / 3600)
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def human_age(seconds: float | None) -> str:
+    """How long ago something happened: ``0.3 s ago``, ``42 s ago``, ``2 min 05 s ago``;
+    ``in ...`` for a time ahead (clocks of two machines disagree); ``-`` for None."""
+    if seconds is None or seconds != seconds:
+        return "-"
+    if seconds < 0:
+        return "in " + human_duration(-seconds)
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f} s ago"
+    if round(seconds) < 60:
+        return f"{round(seconds)} s ago"
+    return human_duration(max(seconds, 60.0)) + " ago"
+
+
+def _significant(value: float) -> str:
+    """``value`` to 3 significant digits, fixed-point (``850``, ``12.3``, ``8.02``)."""
+    places = 2
+    while places > 0 and round(value, places) >= 10 ** (3 - places):
+        places -= 1
+    return f"{value:.{places}f}"
 
 
 def parse_size(text: str | int) -> int:

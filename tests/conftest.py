@@ -7,7 +7,10 @@ is interrupted. Every test runs under the tiers' guard (tests/support/tiers.py).
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,11 @@ from tests.support.cli import cli_env, run_cli
 
 def pytest_configure(config: pytest.Config) -> None:
     tiers.install()
+    # The per-user root (the roster of servers, the state dir outside any project) of
+    # this session only, never the real one; the subprocesses tests start inherit it.
+    user_state = tempfile.mkdtemp(prefix="wasmq-state-home-")
+    os.environ["XDG_STATE_HOME"] = user_state
+    config.add_cleanup(lambda: shutil.rmtree(user_state, ignore_errors=True))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -62,6 +62,7 @@ def test_runtime_is_grouped_by_concern() -> None:
         "demo",
         "errors",
         "logging_config",
+        "project",
         "settings",
         "units",
     ]

@@ -20,15 +20,18 @@ from runtime.cli import queue as queue_cmds
 from runtime.cli import registry as registry_cmds
 from runtime.cli import schedule as schedule_cmds
 from runtime.cli import server as server_cmds
+from runtime.cli.choices import choice_option
 from runtime.cli.context import AppState
-from runtime.errors import TaskNotFound, WasmqError
+from runtime.cli.usage import usage_line
+from runtime.errors import WasmqError
+from runtime.settings import LOG_FORMATS, LOG_LEVELS
 
 app = typer.Typer(
     name="wasmq",
     help="Run untrusted task handlers as sandboxed WebAssembly, fed by a Redis queue.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -55,11 +58,18 @@ def _common(
     module_dir: Path | None = typer.Option(
         None, "--module-dir", help="On-disk module cache (WASMQ_MODULE_DIR)."
     ),
-    log_level: str | None = typer.Option(
-        None, "--log-level", help="debug, info, warning or error (TASK_QUEUE_LOG_LEVEL)."
+    log_level: str | None = choice_option(
+        None, "--log-level", values=LOG_LEVELS, help="Log level (TASK_QUEUE_LOG_LEVEL)."
     ),
-    log_format: str | None = typer.Option(
-        None, "--log-format", help="pretty or json (TASK_QUEUE_LOG_FORMAT)."
+    log_format: str | None = choice_option(
+        None, "--log-format", values=LOG_FORMATS, help="Log format (TASK_QUEUE_LOG_FORMAT)."
+    ),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="Log more: -v info, -vv debug (one-shot commands log warnings only).",
     ),
 ) -> None:
     ctx.obj = AppState(
@@ -69,7 +79,9 @@ def _common(
             "module_dir": module_dir,
             "log_level": log_level,
             "log_format": log_format,
-        }
+        },
+        verbose=verbose,
+        command=ctx.invoked_subcommand,
     )
 
 
@@ -86,12 +98,24 @@ for _module in (
 
 
 def main() -> None:
-    """Console-script entry point: run the app, one line per user error, never a traceback."""
+    """Console-script entry point: run the app, one line per user error, never a traceback.
+
+    Exit codes: 0 success, 1 an error (``error: ...`` on stderr), 2 a usage error (a bad
+    flag, value or command; the line names the ``--help`` to read), 130 interrupted;
+    commands document any other code they use."""
     try:
-        app()
-    except TaskNotFound as exc:
-        # The one message scripts match on: exactly "no task <id>".
-        typer.echo(str(exc), err=True)
+        code = app(standalone_mode=False, prog_name="wasmq")
+    except typer.TyperException as exc:
+        # Usage errors (exit 2) and click's other errors; help shown for no arguments
+        # has been printed already.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            if not typer.core.HAS_RICH:
+                typer.echo(exc.format_message(), err=True)
+        else:
+            typer.echo(usage_line(exc), err=True)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
         sys.exit(1)
     except WasmqError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -102,3 +126,5 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    # Without standalone mode the app returns the code of a typer.Exit (0 for --help).
+    sys.exit(code if isinstance(code, int) else 0)

@@ -12,9 +12,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from runtime.cli.context import state
+from runtime.cli.progress import Status
+from runtime.units import format_size, human_duration
 
 if TYPE_CHECKING:
     from runtime.bench import Progress
+
+#: Most tasks of any bench phase (``-n`` and the other counts): ten million already
+#: takes the better part of an hour and gigabytes of Redis memory.
+MAX_TASKS = 10_000_000
+#: Most worker processes of a bench phase, as for ``wasmq worker -c``.
+MAX_WORKERS = 256
 
 
 def _progress() -> Progress:
@@ -64,7 +72,11 @@ def _size(text: str) -> int:
 
 
 def _us(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} µs"
+    return human_duration(None if value is None else value / 1e6)
+
+
+def _ms(value: float | None) -> str:
+    return human_duration(None if value is None else value / 1000)
 
 
 def _per_task(value: float | None) -> str:
@@ -74,7 +86,7 @@ def _per_task(value: float | None) -> str:
 def _commands(rows: list[dict[str, Any]]) -> list[str]:
     return [
         f"  {row['command']:<18} {row['calls_per_task']:>6.2f} calls/task "
-        f"{row['usec_per_call']:>8.1f} µs/call {row['usec_per_task']:>8.1f} µs/task"
+        f"{_us(row['per_call_us']):>9}/call {_us(row['per_task_us']):>9}/task"
         for row in rows
     ]
 
@@ -83,13 +95,13 @@ def render(result: dict[str, Any]) -> str:
     """The text report of one ``wasmq bench`` result."""
     cores = result["cores"] or os.cpu_count()
     lines = [
-        f"module        {result['module']}  payload {result['payload_size']} B",
+        f"module        {result['module']}  payload {format_size(result['payload_bytes'])}",
         f"machine       {cores} cores, {result['workers']} worker processes",
         f"enqueue       {result['enqueue_rate']:,.0f}/s bulk, "
         f"{result['enqueue_one_rate']:,.0f}/s one by one "
         f"(Valkey CPU {_us(result['enqueue_server_cpu_per_task_us'])} per task in bulk)",
         f"processing    {result['process_rate']:,.0f} tasks/s "
-        f"({result['cost_per_task_us']:,.0f} µs of worker wall time per task)",
+        f"({_us(result['cost_per_task_us'])} of worker wall time per task)",
         f"drain CPU     Valkey {_us(result['server_cpu_per_task_us'])}, workers "
         f"{_us(result['workers_cpu_per_task_us'])} per task; "
         f"{_per_task(result['claims_per_task'])} claims per task",
@@ -98,14 +110,15 @@ def render(result: dict[str, Any]) -> str:
         # Commands a script or MULTI/EXEC runs are counted on their own line too.
         lines.append("Valkey busiest commands over the drain (nested ones counted twice):")
         lines += _commands(result["server_commands"])
-    for count, p in result["idle_latency"].items():
-        label = f"{count} worker" + ("s" if count != "1" else "")
+    for p in result["idle_latency"]:
+        label = f"{p['workers']} worker" + ("s" if p["workers"] != 1 else "")
         lines.append(
-            f"latency idle  p50 {p['p50']} ms  p90 {p['p90']} ms  p99 {p['p99']} ms  ({label})"
+            f"latency idle  p50 {_ms(p['p50_ms'])}  p90 {_ms(p['p90_ms'])}"
+            f"  p99 {_ms(p['p99_ms'])}  ({label})"
         )
     lines.append(
-        f"latency load  p50 {result['load_latency_p50_ms']} ms"
-        f"  p90 {result['load_latency_p90_ms']} ms  p99 {result['load_latency_p99_ms']} ms"
+        f"latency load  p50 {_ms(result['load_latency_p50_ms'])}"
+        f"  p90 {_ms(result['load_latency_p90_ms'])}  p99 {_ms(result['load_latency_p99_ms'])}"
     )
     trickle = result.get("trickle")
     if trickle:
@@ -118,14 +131,15 @@ def render(result: dict[str, Any]) -> str:
             f"trickle CPU   {_us(trickle['cpu_per_task_us'])} per task (Valkey "
             f"{_us(trickle['server_cpu_per_task_us'])}, workers "
             f"{_us(trickle['workers_cpu_per_task_us'])}); latency p50 "
-            f"{trickle['latency_p50_ms']} ms  p99 {trickle['latency_p99_ms']} ms"
+            f"{_ms(trickle['latency_p50_ms'])}  p99 {_ms(trickle['latency_p99_ms'])}"
         )
         if trickle["incomplete"]:
             lines.append(f"incomplete    {trickle['incomplete']} trickle tasks did not complete")
     large = result.get("large")
     if large:
         lines.append(
-            f"large         {large['payload_size']:,} B payloads: {large['process_rate']:,.0f} "
+            f"large         {format_size(large['payload_bytes'])} payloads: "
+            f"{large['process_rate']:,.0f} "
             f"tasks/s processing, {large['enqueue_rate']:,.0f}/s bulk enqueue"
         )
         lines.append(
@@ -141,14 +155,22 @@ def render(result: dict[str, Any]) -> str:
 
 def bench(
     ctx: typer.Context,
-    tasks: int = typer.Option(10_000, "--tasks", "-n", min=1, help="Tasks to drain."),
-    workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes."),
+    tasks: int = typer.Option(
+        10_000, "--tasks", "-n", min=1, max=MAX_TASKS, help="Tasks to drain."
+    ),
+    workers: int = typer.Option(
+        2, "--workers", "-w", min=1, max=MAX_WORKERS, help="Worker processes."
+    ),
     module: Path | None = typer.Option(
         None, "--module", help="Task source or module (default: the WAT echo)."
     ),
     payload_size: int = typer.Option(64, "--payload-size", min=1, help="Payload bytes."),
     idle_samples: int = typer.Option(
-        200, "--idle-samples", min=1, help="Tasks timed one at a time on an idle pool."
+        200,
+        "--idle-samples",
+        min=1,
+        max=MAX_TASKS,
+        help="Tasks timed one at a time on an idle pool.",
     ),
     idle_workers: str = typer.Option(
         "1,2,4",
@@ -156,7 +178,11 @@ def bench(
         help="Pool sizes whose idle latency is also measured (comma-separated; '' for none).",
     ),
     one_by_one: int = typer.Option(
-        1000, "--one-by-one", min=1, help="Tasks enqueued one at a time for that rate."
+        1000,
+        "--one-by-one",
+        min=1,
+        max=MAX_TASKS,
+        help="Tasks enqueued one at a time for that rate.",
     ),
     trickle_seconds: float = typer.Option(
         3.0, "--trickle-seconds", min=0, help="Length of the trickle phase (0 skips it)."
@@ -165,13 +191,21 @@ def bench(
         100.0, "--trickle-rate", min=1, help="Tasks per second of the trickle phase."
     ),
     trickle_workers: int = typer.Option(
-        4, "--trickle-workers", min=1, help="Worker processes of the trickle phase."
+        4,
+        "--trickle-workers",
+        min=1,
+        max=MAX_WORKERS,
+        help="Worker processes of the trickle phase.",
     ),
     large: bool = typer.Option(
         False, "--large", help="Also stream large payloads through the pool."
     ),
     large_tasks: int = typer.Option(
-        300, "--large-tasks", min=1, help="Tasks of the large-payload phase."
+        300,
+        "--large-tasks",
+        min=1,
+        max=MAX_TASKS,
+        help="Tasks of the large-payload phase.",
     ),
     large_size: str = typer.Option(
         "1MiB", "--large-size", help="Payload size of the large-payload phase."
@@ -198,7 +232,18 @@ def bench(
     st = state(ctx)
     settings = st.settings()
     st.redis()  # fail fast with one line when Redis is unreachable
-    result = run(settings, options, _progress())
+    # Until the first phase reports: the module's compile (seconds for a Go source).
+    preparing = Status("preparing the bench (module, queue)").__enter__()
+    bars = _progress()
+
+    def show(label: str, done: int, total: int) -> None:
+        preparing.close()
+        bars(label, done, total)
+
+    try:
+        result = run(settings, options, show)
+    finally:
+        preparing.close()
     typer.echo(json.dumps(result) if as_json else render(result))
 
 

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import redis
 import typer
 
+from runtime.cli.choices import choice_option, complete_task_names
 from runtime.cli.context import state
+from runtime.cli.progress import Status
+from runtime.develop.scaffold import LANGUAGES
 from runtime.errors import InvalidTask, RegistryError, WasmqError
 
 if TYPE_CHECKING:
@@ -59,11 +62,15 @@ def _from_file(settings: Settings, path: Path, fuel: bool, quiet: bool) -> _Targ
     if not path.is_file():
         raise RegistryError(f"{path} is not a file; give a task source or .wasm file")
 
-    def announce(source: Path) -> None:
-        if not quiet:
-            typer.echo(f"compiling {source}...", err=True)
+    status = Status(f"compiling {path}", enabled=not quiet)
 
-    build = LocalBuilds(settings).build(path, fuel=fuel, on_compile=announce)
+    def announce(source: Path) -> None:
+        status.__enter__()  # a compile starts: only now may the line show
+
+    try:
+        build = LocalBuilds(settings).build(path, fuel=fuel, on_compile=announce)
+    finally:
+        status.close()
     about = {"source": str(path), "digest": build.digest, "compiled": build.compiled}
     return _Target(build.module, build.digest, path.stem, about)
 
@@ -84,6 +91,11 @@ def _from_registry(ctx: typer.Context, name: str, fuel: bool) -> _Target:
     registry = Registry(st.settings(), st.redis())
     record = registry.get(name)
     if record is None:
+        from runtime.queue.broker import close_task_names
+
+        close = close_task_names(st.redis(), name)
+        if close:
+            neither = neither.replace("; give", f"; did you mean {close[0]!r}? Give", 1)
         raise RegistryError(neither)
     module = registry.load_module(record.digest, fuel=fuel)
     about = {"task": name, "version": record.version, "digest": record.digest}
@@ -93,7 +105,10 @@ def _from_registry(ctx: typer.Context, name: str, fuel: bool) -> _Target:
 def run(
     ctx: typer.Context,
     target: str = typer.Argument(
-        ..., metavar="FILE|NAME", help="A task source or .wasm file, or a registered task."
+        ...,
+        metavar="FILE|NAME",
+        help="A task source or .wasm file, or a registered task.",
+        autocompletion=complete_task_names,
     ),
     payload: str = typer.Option("", "--payload", "-p", help="Payload text, @FILE, or - (stdin)."),
     timeout: str | None = typer.Option(
@@ -177,7 +192,7 @@ def _show(done: LocalRun) -> None:
 
 def new(
     name: str = typer.Argument(..., metavar="NAME", help="Task name: the directory and file stem."),
-    lang: str = typer.Option(..., "--lang", "-l", help="go, c, zig, assemblyscript or wat."),
+    lang: str = choice_option(..., "--lang", "-l", values=LANGUAGES, help="Handler language."),
     parent: Path = typer.Option(Path("."), "--dir", help="Where to create the NAME directory."),
     force: bool = typer.Option(
         False, "--force", help="Write into an existing directory (its other files stay)."

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from typing import TYPE_CHECKING
 
 import typer
 
+from runtime.cli.choices import choice_option, complete_queue_names, complete_task_names
 from runtime.cli.context import state
 from runtime.clock import now_ms
 from runtime.errors import TaskNotFound
-from runtime.output.chunks import chunk_json
+from runtime.output.chunks import STREAM_NAMES, chunk_json
 from runtime.output.files import format_lines, truncation_marker
-from runtime.queue import keys
+from runtime.queue import ceilings, keys
 from runtime.queue.queries import LIST_SCAN
-from runtime.queue.task import format_time
-from runtime.units import parse_duration
+from runtime.queue.task import Stage, format_time
+from runtime.units import format_size, human_age, human_duration, parse_duration
 
 if TYPE_CHECKING:
     from runtime.client import Client
@@ -37,15 +37,8 @@ def _time(ms: int | None) -> str:
     return format_time(ms) if ms else "-"
 
 
-def _age(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    seconds = ms / 1000
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
+def _ms(ms: float | None) -> str:
+    return human_duration(None if ms is None else ms / 1000)
 
 
 def status_cmd(
@@ -114,7 +107,7 @@ def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
     ]
     progress = _progress_text(st)
     if progress:
-        when = f" ({_age(now_ms() - st.progress_ms)} ago)" if st.progress_ms else ""
+        when = f" ({human_age((now_ms() - st.progress_ms) / 1000)})" if st.progress_ms else ""
         rows.append(("progress", progress + when))
     if st.error:
         rows.append(("error", st.error))
@@ -122,7 +115,9 @@ def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
         ("enqueued", _time(st.enqueued_ms)),
         ("started", _time(st.started_ms)),
         ("finished", _time(st.finished_ms)),
-        ("duration", f"{st.duration_ms:.1f}ms" if st.duration_ms is not None else "-"),
+        ("duration", _ms(st.duration_ms)),
+        ("timeout", _ms(st.timeout_ms)),
+        ("memory", format_size(st.memory_limit_bytes) if st.memory_limit_bytes else "default"),
         ("worker", st.worker or "-"),
         ("digest", st.digest or "-"),
     ]
@@ -134,9 +129,9 @@ def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
         rows.append(("next run", _time(st.next_run_ms)))
     if st.cron_id:
         rows.append(("cron entry", st.cron_id))
-    logs = f"{st.log_bytes} bytes"
+    logs = format_size(st.log_bytes)
     if st.log_dropped:
-        logs += f", {st.log_dropped} dropped"
+        logs += f", {format_size(st.log_dropped)} dropped"
     rows.append(("logs", logs))
     if st.log_file:
         rows.append(("log file", st.log_file))
@@ -147,41 +142,56 @@ def result_cmd(
     ctx: typer.Context,
     task_id: str = typer.Argument(..., help="Task id."),
     wait: bool = typer.Option(False, "--wait", help="Wait until the task ends."),
-    timeout: str | None = typer.Option(None, "--timeout", help="Longest wait, e.g. 30s."),
+    timeout: str | None = typer.Option(
+        None, "--wait-timeout", "--timeout", help="Longest wait, e.g. 30s."
+    ),
+    raw: bool = typer.Option(False, "--raw", help="The exact bytes (no newline added)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Print a task's result bytes (a failed task's error goes to stderr, exit 1)."""
+    """Print a task's result (a failed task's error goes to stderr, exit 1).
+
+    Text that does not end with a newline gets one; other bytes are written as they are."""
+    from runtime.cli.waiting import wait_result, write_result
+
     limit = parse_duration(timeout) if timeout else None
-    value = _client(ctx).result(task_id, wait=wait, timeout=limit)
+    client = _client(ctx)
+    value = wait_result(client, task_id, limit) if wait else client.result(task_id)
     if as_json:
-        try:
-            text, encoding = value.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(value).decode(), "base64"
-        payload = {"id": task_id, "size": len(value), "encoding": encoding, "result": text}
-        typer.echo(json.dumps(payload))
+        typer.echo(json.dumps({"id": task_id, **result_json(value)}))
         return
-    sys.stdout.buffer.write(value)
-    if value and not value.endswith(b"\n") and sys.stdout.isatty():
-        sys.stdout.buffer.write(b"\n")
-    sys.stdout.flush()
+    write_result(value, raw)
+
+
+def result_json(value: bytes) -> dict[str, object]:
+    """A result in JSON: its text, or base64 when it is not UTF-8, and its size."""
+    try:
+        text, encoding = value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(value).decode(), "base64"
+    return {"result_bytes": len(value), "encoding": encoding, "result": text}
 
 
 def logs_cmd(
     ctx: typer.Context,
     task_id: str = typer.Argument(..., help="Task id."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
-    stream: str | None = typer.Option(None, "--stream", help="stdout or stderr (default both)."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP + " (one line per chunk)"),
+    stream: str | None = choice_option(
+        None, "--stream", values=STREAM_NAMES.values(), help="Only this stream (default both)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP + " (JSON Lines with --follow)"),
 ) -> None:
     """Print a task's captured stdout and stderr, with stream and time per line."""
-    if stream is not None and stream not in ("stdout", "stderr"):
-        raise typer.BadParameter("use stdout or stderr", param_hint="--stream")
     client = _client(ctx)
     chunks = client.logs(task_id, follow=follow, stream=stream)
+    # --json: one array of chunk objects, or with --follow the same objects as JSON Lines.
+    rows: list[dict[str, object]] = []
     for chunk in chunks:
         if as_json:
-            typer.echo(json.dumps({"id": task_id, **chunk_json(chunk)}))
+            row = {"id": task_id, **chunk_json(chunk)}
+            if follow:
+                typer.echo(json.dumps(row))
+            else:
+                rows.append(row)
         else:
             for line in format_lines([chunk]):
                 typer.echo(line)
@@ -189,21 +199,34 @@ def logs_cmd(
         dropped = client.status(task_id).log_dropped
     except TaskNotFound:
         dropped = 0
-    if dropped:
-        if as_json:
-            typer.echo(json.dumps({"id": task_id, "truncated": True, "dropped": dropped}))
-        else:
-            typer.echo(truncation_marker(dropped))
+    if as_json:
+        marker = {"id": task_id, "truncated": True, "dropped_bytes": dropped}
+        if dropped and follow:
+            typer.echo(json.dumps(marker))
+        elif not follow:
+            typer.echo(json.dumps([*rows, marker] if dropped else rows))
+    elif dropped:
+        typer.echo(truncation_marker(dropped))
 
 
 def list_cmd(
     ctx: typer.Context,
-    queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
-    stage: str | None = typer.Option(None, "--stage", help="Only this stage (e.g. failed)."),
-    task: str | None = typer.Option(None, "--task", help="Only tasks with this name."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Most tasks shown."),
+    queue: str | None = typer.Option(
+        None, "--queue", "-q", help="Only this queue.", autocompletion=complete_queue_names
+    ),
+    stage: str | None = choice_option(None, "--stage", values=Stage, help="Only this stage."),
+    task: str | None = typer.Option(
+        None, "--task", help="Only tasks with this name.", autocompletion=complete_task_names
+    ),
+    limit: int = typer.Option(
+        50, "--limit", "-n", min=1, max=ceilings.LIST_LIMIT, help="Most tasks shown."
+    ),
     scan: int = typer.Option(
-        LIST_SCAN, "--scan", min=1, help="Most ids read from each list for the filters."
+        LIST_SCAN,
+        "--scan",
+        min=1,
+        max=ceilings.LIST_SCAN,
+        help="Most ids read from each list for the filters.",
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -268,7 +291,7 @@ def _stats_row(r: QueueStats) -> str:
     return (
         f"{r.queue:<16} {r.pending:>8} {r.in_progress:>8} {sched:>8} {retry:>8}"
         f" {cron:>6} {r.finished:>9} {r.dlq:>6} {r.completed_last_minute:>9}"
-        f"  {_age(r.oldest_pending_age_ms)}"
+        f"  {_ms(r.oldest_pending_age_ms)}"
     )
 
 

@@ -13,12 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from runtime.cli.choices import complete_queue_names, complete_task_names
 from runtime.cli.context import state
+from runtime.clock import now_ms
 from runtime.errors import InvalidTask, WasmqError
-from runtime.queue.task import Task, format_time
+from runtime.queue import ceilings
+from runtime.queue.task import Task
+from runtime.units import human_age
 
 if TYPE_CHECKING:
     from runtime.client import Client
+
+#: Most worker processes of one pool (``worker -c``): each holds its own engine, module
+#: cache and Redis connections, so more than this is a typo rather than a machine.
+MAX_CONCURRENCY = 256
 
 dlq_app = typer.Typer(help="Dead-lettered tasks: list, redrive, purge.", no_args_is_help=True)
 
@@ -45,11 +53,19 @@ def read_payload(value: str) -> bytes:
 
 def enqueue(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Registered task name."),
+    name: str = typer.Argument(
+        ..., help="Registered task name.", autocompletion=complete_task_names
+    ),
     payload: str = typer.Option("", "--payload", "-p", help="Payload text, @FILE or @- (stdin)."),
-    queue: str | None = typer.Option(None, "--queue", "-q", help="Queue (WASMQ_QUEUE)."),
+    queue: str | None = typer.Option(
+        None, "--queue", "-q", help="Queue (WASMQ_QUEUE).", autocompletion=complete_queue_names
+    ),
     max_retries: int | None = typer.Option(
-        None, "--max-retries", help="Retries after the first attempt."
+        None,
+        "--max-retries",
+        min=0,
+        max=ceilings.MAX_RETRIES,
+        help="Retries after the first attempt.",
     ),
     timeout: str | None = typer.Option(None, "--timeout", help="Time limit, e.g. 30s."),
     task_id: str | None = typer.Option(None, "--id", help="Task id; makes enqueue idempotent."),
@@ -66,6 +82,9 @@ def enqueue(
     ),
     wait: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
     wait_timeout: str | None = typer.Option(None, "--wait-timeout", help="Longest wait."),
+    raw: bool = typer.Option(
+        False, "--raw", help="With --wait: the result's exact bytes (no newline added)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the task as JSON."),
 ) -> None:
     """Enqueue a task (now, at a time, after a delay, or on a cron schedule)."""
@@ -95,49 +114,54 @@ def enqueue(
     if not created:
         typer.echo(f"task {task.id} exists already ({task.stage}); nothing enqueued", err=True)
     if as_json:
-        typer.echo(json.dumps(_task_json(task)))
-    elif wait:
+        _print_json(client, task, wait_timeout, wait)
+        return
+    if wait:
         # stdout carries only the result, so `wasmq enqueue ... --wait > out` is the result.
         typer.echo(f"enqueued {task.id}", err=True)
     else:
         typer.echo(task.id)
     if wait:
+        from runtime.cli.waiting import wait_result, write_result
         from runtime.units import parse_duration
 
         limit = parse_duration(wait_timeout) if wait_timeout else None
-        result = client.wait_result(task.id, limit)
-        sys.stdout.buffer.write(result)
-        if result and not result.endswith(b"\n") and sys.stdout.isatty():
-            sys.stdout.buffer.write(b"\n")
-        sys.stdout.flush()
+        write_result(wait_result(client, task.id, limit), raw)
 
 
-def _task_json(task: Task) -> dict[str, object]:
-    return {
-        "id": task.id,
-        "task_name": task.task_name,
-        "queue": task.queue,
-        "stage": task.stage,
-        "kind": int(task.kind),
-        "version": task.version,
-        "digest": task.digest,
-        "attempts": task.attempts,
-        "max_retries": task.max_retries,
-        "timeout": task.timeout,
-        "scheduled_at": format_time(task.scheduled_ms) if task.scheduled_ms else None,
-        "next_run_at": format_time(task.next_run_ms) if task.next_run_ms else None,
-        "cron_expr": task.cron_expr or None,
-        "error": task.error or None,
-    }
+def _print_json(client: Client, task: Task, wait_timeout: str | None, wait: bool) -> None:
+    """The task as ``wasmq status --json`` shows it; with ``--wait``, once it has ended,
+    with its result, so stdout stays one JSON object."""
+    from runtime.cli.inspect import result_json
+    from runtime.queue.queries import TaskStatus
+
+    if not wait:
+        typer.echo(json.dumps(TaskStatus.from_task(task).to_json()))
+        return
+    from runtime.cli.waiting import wait_result
+    from runtime.units import parse_duration
+
+    limit = parse_duration(wait_timeout) if wait_timeout else None
+    result = wait_result(client, task.id, limit)
+    typer.echo(json.dumps({**client.status(task.id).to_json(), **result_json(result)}))
 
 
 def worker(
     ctx: typer.Context,
     queue: list[str] | None = typer.Option(
-        None, "--queue", "-q", help="Queue to serve; repeat for several (earlier first)."
+        None,
+        "--queue",
+        "-q",
+        help="Queue to serve; repeat for several (earlier first).",
+        autocompletion=complete_queue_names,
     ),
     concurrency: int | None = typer.Option(
-        None, "--concurrency", "-c", help="Worker processes (default: one per core)."
+        None,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=MAX_CONCURRENCY,
+        help="Worker processes (default: one per core).",
     ),
     burst: bool = typer.Option(False, "--burst", help="Exit when the queues are empty."),
     registry: Path | None = typer.Option(
@@ -185,8 +209,8 @@ def _register_dir(ctx: typer.Context, directory: Path) -> None:
     reg = Registry(st.settings(), st.redis())
     files = sorted(p for p in directory.iterdir() if p.suffix in SUPPORTED_EXTENSIONS)
     for path in files:
-        outcome = reg.register(path)
-        typer.echo(f"registered {outcome.record.name} v{outcome.record.version}", err=True)
+        # The registry logs each one ("task registered", at info), in the log format.
+        reg.register(path)
 
 
 def workers(
@@ -203,6 +227,7 @@ def workers(
         typer.echo("no workers")
         return
     header = ("ID", "HOST", "PID", "QUEUES", "CURRENT", "DONE", "FAILED", "HEARTBEAT", "ALIVE")
+    now = now_ms()
     table = [header] + [
         (
             w.id,
@@ -212,7 +237,7 @@ def workers(
             w.current_task or "-",
             str(w.done),
             str(w.failed),
-            format_time(w.heartbeat_ms),
+            human_age((now - w.heartbeat_ms) / 1000),
             "yes" if w.alive else "no",
         )
         for w in rows
@@ -241,8 +266,12 @@ def cancel(ctx: typer.Context, task_id: str = typer.Argument(..., help="Task id.
 @dlq_app.command("list")
 def dlq_list(
     ctx: typer.Context,
-    queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
-    limit: int = typer.Option(100, "--limit", help="Most tasks to show."),
+    queue: str | None = typer.Option(
+        None, "--queue", "-q", help="Only this queue.", autocompletion=complete_queue_names
+    ),
+    limit: int = typer.Option(
+        100, "--limit", min=1, max=ceilings.DLQ_LIMIT, help="Most tasks to show."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List dead-lettered tasks, newest first, with their last error and its kind."""
@@ -257,13 +286,13 @@ def dlq_list(
             rows.append(
                 {
                     "id": item.id,
-                    "task_name": "",
+                    "task_name": None,
                     "queue": item.queue,
                     "attempts": None,
                     "error_kind": "invalid",
                     "retryable": False,
                     "error": item.error,
-                    "failed_at": None,
+                    "failed_ms": None,
                 }
             )
         else:
@@ -277,7 +306,7 @@ def dlq_list(
                     "error_kind": item.error_kind,
                     "retryable": item.extra.get("retryable") == "1",
                     "error": item.error,
-                    "failed_at": format_time(failed) if failed else None,
+                    "failed_ms": failed or None,
                 }
             )
     if as_json:
@@ -287,19 +316,24 @@ def dlq_list(
         typer.echo("dead-letter list is empty")
         return
     table = [("ID", "TASK", "QUEUE", "ATTEMPTS", "FAILED", "KIND", "ERROR")]
+    now = now_ms()
     for r in rows:
         table.append(
             (
                 str(r["id"]),
-                str(r["task_name"]),
+                str(r["task_name"] or "-"),
                 str(r["queue"]),
                 str(r["attempts"] or "-"),
-                str(r["failed_at"] or "-"),
+                _failed_ago(r["failed_ms"], now),
                 error_label(str(r["error_kind"] or ""), bool(r["retryable"])) or "-",
                 str(r["error"] or "")[:100],
             )
         )
     _print_table(table)
+
+
+def _failed_ago(ms: object, now: int) -> str:
+    return human_age((now - ms) / 1000) if isinstance(ms, int) else "-"
 
 
 @dlq_app.command("redrive")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from runtime.cli.choices import complete_task_names
 from runtime.cli.context import state
+from runtime.cli.progress import Steps
 from runtime.errors import RegistryError, WasmqError
 from runtime.queue.task import format_time
 from runtime.units import format_size
@@ -78,12 +79,21 @@ def _describe(reg: Any) -> str:
     return f"{r.name} v{r.version} {r.digest[:12]} {format_size(r.size)} ({how}, {state_})"
 
 
+def _record_json(record: Any) -> dict[str, Any]:
+    """A registry record in the ``--json`` convention: ``registered_ms``, ``size_bytes``."""
+    out: dict[str, Any] = record.to_json()
+    out["registered_ms"] = out.pop("registered_at") or None
+    out["size_bytes"] = out.pop("size")
+    return out
+
+
 def _as_json(reg: Any) -> dict[str, Any]:
     return {
-        **reg.record.to_json(),
+        **_record_json(reg.record),
         "path": str(reg.path),
         "cache_hit": reg.cache_hit,
         "changed": reg.changed,
+        "error": None,
     }
 
 
@@ -113,17 +123,30 @@ def register(
         raise RegistryError(f"--name names one task but {len(files)} files were given")
     st = state(ctx)
     registry = Registry(st.settings(), st.redis())
-    if len(files) == 1:
-        outcomes: list[Any] = [registry.register(files[0], name, capabilities)]
-    else:
-        outcomes = registry.register_many(files, capabilities, progress=_progress)
+    with Steps() as steps:
+
+        def compiling(path: Path, toolchain: str) -> None:
+            count = f"[{files.index(path) + 1}/{len(files)}] " if len(files) > 1 else ""
+            steps.start(str(path), f"{count}compiling {path.name} ({toolchain})")
+
+        def finished(done: int, total: int, path: Path, outcome: Any) -> None:
+            steps.finish(str(path))
+
+        if len(files) == 1:
+            outcomes: list[Any] = [
+                registry.register(files[0], name, capabilities, on_compile=compiling)
+            ]
+        else:
+            outcomes = registry.register_many(
+                files, capabilities, progress=finished, on_compile=compiling
+            )
     failed = [o for o in outcomes if isinstance(o, WasmqError)]
     if as_json:
         rows = [
             {"path": str(f), "error": str(o)} if isinstance(o, WasmqError) else _as_json(o)
             for f, o in zip(files, outcomes, strict=True)
         ]
-        typer.echo(json.dumps(rows if len(files) > 1 else rows[0]))
+        typer.echo(json.dumps(rows))
     else:
         for o in outcomes:
             if not isinstance(o, WasmqError):
@@ -134,20 +157,6 @@ def register(
                 typer.echo(f"error: {o}", err=True)
         typer.echo(f"error: {len(failed)} of {len(files)} files failed to register", err=True)
         raise typer.Exit(1)
-
-
-def _progress(done: int, total: int, path: Path, outcome: Any) -> None:
-    if isinstance(outcome, WasmqError):
-        what = "failed"
-    else:
-        what = f"v{outcome.record.version}" + (" (cache hit)" if outcome.cache_hit else "")
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r\033[K[{done}/{total}] {path.name}: {what}")
-        if done == total:
-            sys.stderr.write("\n")
-    else:
-        sys.stderr.write(f"[{done}/{total}] {path.name}: {what}\n")
-    sys.stderr.flush()
 
 
 @tasks_app.callback()
@@ -163,7 +172,7 @@ def tasks(
     st = state(ctx)
     records = Registry(st.settings(), st.redis()).list()
     if as_json:
-        typer.echo(json.dumps([r.to_json() for r in records]))
+        typer.echo(json.dumps([_record_json(r) for r in records]))
         return
     if not records:
         typer.echo("no tasks registered (wasmq register PATH)")
@@ -187,7 +196,10 @@ def tasks(
 
 
 @tasks_app.command("rm")
-def tasks_rm(ctx: typer.Context, name: str = typer.Argument(..., help="Task name.")) -> None:
+def tasks_rm(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Task name.", autocompletion=complete_task_names),
+) -> None:
     """Unregister a task; queued tasks of it then fail with a clear error.
 
     Its module bytes stay (other tasks may share them): `wasmq tasks prune` deletes them."""
@@ -195,7 +207,11 @@ def tasks_rm(ctx: typer.Context, name: str = typer.Argument(..., help="Task name
 
     st = state(ctx)
     if not Registry(st.settings(), st.redis()).remove(name):
-        raise RegistryError(f"no task named {name!r} is registered (see wasmq tasks)")
+        from runtime.queue.broker import close_task_names
+
+        close = close_task_names(st.redis(), name)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RegistryError(f"no task named {name!r} is registered ({hint}see wasmq tasks)")
     typer.echo(f"removed {name}")
 
 

@@ -9,10 +9,14 @@ from types import FrameType
 
 import typer
 
+from runtime.cli.choices import complete_cron_ids
 from runtime.cli.context import state
 from runtime.queue.task import format_time
 from runtime.scheduling import cron_entries
 from runtime.scheduling.scheduler import Scheduler
+
+#: The argument naming a cron entry (ids complete from Redis).
+ENTRY = typer.Argument(..., help="Cron entry id.", autocompletion=complete_cron_ids)
 
 cron_app = typer.Typer(
     help="Recurring tasks: list, remove, pause and resume cron entries.",
@@ -29,7 +33,7 @@ def list_cmd(
     """Show each cron entry with its next runs and its last run."""
     entries = cron_entries.list_entries(state(ctx).redis(), runs=runs)
     if as_json:
-        typer.echo(json.dumps([e.to_json() for e in entries], indent=2))
+        typer.echo(json.dumps([e.to_json() for e in entries]))
         return
     if not entries:
         typer.echo("no cron entries")
@@ -48,21 +52,21 @@ def list_cmd(
 
 
 @cron_app.command("rm")
-def rm_cmd(ctx: typer.Context, entry: str = typer.Argument(..., help="Cron entry id.")) -> None:
+def rm_cmd(ctx: typer.Context, entry: str = ENTRY) -> None:
     """Remove a cron entry; the runs it already made keep their results and logs."""
     cron_entries.remove(state(ctx).redis(), entry)
     typer.echo(f"removed {entry}")
 
 
 @cron_app.command("pause")
-def pause_cmd(ctx: typer.Context, entry: str = typer.Argument(..., help="Cron entry id.")) -> None:
+def pause_cmd(ctx: typer.Context, entry: str = ENTRY) -> None:
     """Stop an entry from firing until it is resumed."""
     changed = cron_entries.pause(state(ctx).redis(), entry)
     typer.echo(f"paused {entry}" if changed else f"{entry} was already paused")
 
 
 @cron_app.command("resume")
-def resume_cmd(ctx: typer.Context, entry: str = typer.Argument(..., help="Cron entry id.")) -> None:
+def resume_cmd(ctx: typer.Context, entry: str = ENTRY) -> None:
     """Resume a paused entry at its next tick (missed ticks are not run)."""
     nxt = cron_entries.resume(state(ctx).redis(), entry)
     if nxt is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime.develop.local_run import LocalRun
 from runtime.output.chunks import LogChunk, stream_name
-from runtime.units import format_size
+from runtime.units import format_size, human_duration
 
 #: Bytes of a non-UTF-8 result shown as hex.
 HEX_BYTES = 1024
@@ -60,7 +60,8 @@ def summary_lines(run: LocalRun) -> Iterator[str]:
         yield f"progress: {value:g}" + (f" {message}" if message else "")
     memory = format_size(outcome.memory_bytes) if outcome.memory_bytes else "-"
     yield (
-        f"time: {outcome.duration_ms:.2f} ms (limit {run.limits.timeout:g} s), "
+        f"time: {human_duration(outcome.duration_ms / 1000)}"
+        f" (limit {human_duration(run.limits.timeout)}), "
         f"memory: {memory} (limit {format_size(run.limits.memory)}), "
         f"result: {format_size(len(outcome.result))}"
     )
@@ -80,8 +81,13 @@ def result_text(result: bytes) -> tuple[str | None, list[str]]:
         return None, [note, *hex_dump(result)]
 
 
+#: What ``wasmq run --json`` says about what ran; the keys that do not apply are null.
+ABOUT_KEYS = ("source", "task", "version", "digest", "compiled")
+
+
 def run_json(run: LocalRun, **about: Any) -> dict[str, Any]:
-    """The JSON object of ``wasmq run --json``; ``about`` adds what was run."""
+    """The JSON object of ``wasmq run --json``; ``about`` adds what was run (of
+    :data:`ABOUT_KEYS`)."""
     outcome = run.outcome
     try:
         result, encoding = outcome.result.decode("utf-8"), "utf-8"
@@ -91,10 +97,11 @@ def run_json(run: LocalRun, **about: Any) -> dict[str, Any]:
     if outcome.progress is not None:
         progress = {"value": outcome.progress[0], "message": outcome.progress[1]}
     return {
+        **dict.fromkeys(ABOUT_KEYS),
         **about,
         "ok": outcome.ok,
         "kind": str(outcome.kind),
-        "message": outcome.message,
+        "message": outcome.message or None,
         "retryable": outcome.retryable,
         "exit_code": outcome.exit_code,
         "result": result,
@@ -108,16 +115,16 @@ def run_json(run: LocalRun, **about: Any) -> dict[str, Any]:
             }
             for c in outcome.logs
         ],
-        "log_dropped": outcome.log_dropped,
+        "log_dropped_bytes": outcome.log_dropped,
         "progress": progress,
         "duration_ms": outcome.duration_ms,
         "wall_ms": run.wall_ms,
         "memory_bytes": outcome.memory_bytes,
         "limits": {
-            "timeout": run.limits.timeout,
-            "memory": run.limits.memory,
-            "result": run.limits.result,
-            "logs": run.limits.logs,
+            "timeout_ms": run.limits.timeout * 1000,
+            "memory_bytes": run.limits.memory,
+            "result_bytes": run.limits.result,
+            "log_bytes": run.limits.logs,
             "fuel": run.limits.fuel,
         },
     }

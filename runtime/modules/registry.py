@@ -117,6 +117,8 @@ class Registration:
 
 #: Called after each file of a batch: (done, total, path, registration or error).
 Progress = Callable[[int, int, Path, "Registration | WasmqError"], None]
+#: Called as a toolchain starts on a file (a compile may take seconds): (path, toolchain).
+OnCompile = Callable[[Path, str], None]
 
 
 class Registry:
@@ -142,11 +144,14 @@ class Registry:
         path: Path,
         name: str | None = None,
         capabilities: Capabilities | dict[str, Any] | None = None,
+        *,
+        on_compile: OnCompile | None = None,
     ) -> Registration:
         """Compile (unless cached), check and record ``path`` as task ``name``.
 
         The name defaults to the file stem. A failed compile or check raises a
-        :class:`WasmqError` and leaves any earlier version of the task in place."""
+        :class:`WasmqError` and leaves any earlier version of the task in place.
+        ``on_compile`` hears of a compile before the toolchain starts."""
         path = Path(path)
         task_name = check_task_name(name if name is not None else path.stem)
         if not path.is_file():
@@ -159,6 +164,8 @@ class Registry:
         if indexed is not None and data is not None:
             digest = indexed
         else:
+            if on_compile is not None:
+                on_compile(path, adapter.name)
             built = build.compile(self.settings)
             data, digest = built.data, built.digest
             # The check compiled it; keep that work for workers on this machine.
@@ -195,6 +202,7 @@ class Registry:
         capabilities: Capabilities | dict[str, Any] | None = None,
         *,
         progress: Progress | None = None,
+        on_compile: OnCompile | None = None,
         workers: int | None = None,
     ) -> list[Registration | WasmqError]:
         """Register files in parallel (compiles are subprocesses); one result per path.
@@ -206,7 +214,8 @@ class Registry:
 
         def one(index: int) -> tuple[int, Registration | WasmqError]:
             try:
-                return index, self.register(todo[index], capabilities=capabilities)
+                path = todo[index]
+                return index, self.register(path, capabilities=capabilities, on_compile=on_compile)
             except WasmqError as exc:
                 return index, exc
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runtime.queue import keys
-from runtime.queue.task import format_time
 
 if TYPE_CHECKING:
     import redis
@@ -36,11 +35,11 @@ def stream_name(stream: int) -> str:
 
 
 def chunk_json(chunk: LogChunk) -> dict[str, object]:
-    """``{"stream": "stdout", "ts_ms": ..., "time": RFC3339, "data": text}``."""
+    """``{"stream": "stdout", "ts_ms": ..., "data": text}``: times as epoch ms, as in
+    every ``--json``."""
     return {
         "stream": stream_name(chunk.stream),
         "ts_ms": chunk.ts_ms,
-        "time": format_time(chunk.ts_ms),
         "data": chunk.data.decode("utf-8", errors="replace"),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -57,9 +58,17 @@ def save_log_file(
 
 
 def mirror_chunks(
-    task_name: str, task_id: str, chunks: Iterable[LogChunk], out: TextIO | None = None
+    task_name: str,
+    task_id: str,
+    chunks: Iterable[LogChunk],
+    out: TextIO | None = None,
+    *,
+    as_json: bool = False,
 ) -> None:
-    """Echo a task's output to the worker's stderr, each line prefixed ``[<name> <id>]``."""
+    """Echo a task's output to the worker's stderr, each line prefixed ``[<name> <id>]``.
+
+    ``as_json`` (the JSON log format) writes each line as a log object instead (event
+    ``task output``), so the worker's stderr stays one JSON object per line."""
     target = out or sys.stderr
     prefix = f"[{task_name} {task_id}]"
     for chunk in chunks:
@@ -68,5 +77,18 @@ def mirror_chunks(
         if lines and lines[-1] == "":
             lines.pop()
         for line in lines:
-            target.write(f"{prefix} {stream_name(chunk.stream)}: {line}\n")
+            if as_json:
+                record = {
+                    "component": "worker",
+                    "task_name": task_name,
+                    "task_id": task_id,
+                    "stream": stream_name(chunk.stream),
+                    "line": line,
+                    "event": "task output",
+                    "level": "info",
+                    "timestamp": format_time(chunk.ts_ms),
+                }
+                target.write(json.dumps(record) + "\n")
+            else:
+                target.write(f"{prefix} {stream_name(chunk.stream)}: {line}\n")
     target.flush()

@@ -9,6 +9,7 @@ one ack for the whole batch) cost one round trip each.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from runtime.clock import now_ms
-from runtime.errors import InvalidTask, RegistryError, TaskNotFound
+from runtime.errors import InvalidTask, TaskNotFound, UnknownTask
 from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Call, Scripts
@@ -123,7 +124,7 @@ class Broker:
         """Store ``task`` and queue it (or schedule it); ``(task, created)``.
 
         An existing id is returned as it is stored and nothing changes; an unregistered
-        task name raises :class:`RegistryError`; an oversized payload :class:`InvalidTask`.
+        task name raises :class:`UnknownTask` (a ``RegistryError``); an oversized payload :class:`InvalidTask`.
         """
         _, call, plain = self._enqueue_call(task)
         reply = self._run([call], plain)[0]
@@ -193,9 +194,7 @@ class Broker:
     def _enqueued(self, task: Task, reply: Any) -> tuple[Task, bool]:
         code = int(reply[0])
         if code == -1:
-            raise RegistryError(
-                f"unknown task {task.task_name!r}: register it first (wasmq register PATH)"
-            )
+            raise UnknownTask(task.task_name, close_task_names(self.redis, task.task_name))
         if code == 0:
             existing = _parse_hash(reply[1])
             stored = Task.from_hash(existing)
@@ -505,6 +504,19 @@ class Broker:
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+
+def close_task_names(client: redis.Redis, name: str, n: int = 3) -> list[str]:
+    """Registered task names closest to ``name`` (for a "did you mean"), best first.
+
+    Read only when a name was not found, so the registry's size costs nothing on the
+    enqueue path; a Redis error here yields no suggestion rather than hiding the first."""
+    try:
+        raw = client.hkeys(keys.TASK_REGISTRY)
+    except redis.RedisError:
+        return []
+    names = [_text(field) for field in raw]  # type: ignore[union-attr]
+    return difflib.get_close_matches(name, names, n=n, cutoff=0.6)
 
 
 def _text(value: Any) -> str:

@@ -82,6 +82,10 @@ class TaskStatus:
     progress: float | None = None
     progress_message: str = ""
     progress_ms: int | None = None
+    #: The time limit of each attempt (ms) and the memory limit the task asked for
+    #: (bytes; None: the worker's default).
+    timeout_ms: float | None = None
+    memory_limit_bytes: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -94,7 +98,12 @@ class TaskStatus:
         return error_label(self.outcome, self.retryable)
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        """The shape of every ``--json`` task object: absent text is null, sizes ``*_bytes``."""
+        out = asdict(self)
+        for name in _OPTIONAL_TEXT:
+            out[name] = out[name] or None
+        out["log_dropped_bytes"] = out.pop("log_dropped")
+        return out
 
     @classmethod
     def from_task(cls, task: Task) -> TaskStatus:
@@ -147,6 +156,8 @@ class TaskStatus:
             progress=progress,
             progress_message=progress_message,
             progress_ms=number("progress_ms") or None,
+            timeout_ms=task.timeout * 1000,
+            memory_limit_bytes=task.limits.memory,
             extra={k: v for k, v in extra.items() if k not in _HIDDEN_EXTRA},
         )
 
@@ -157,6 +168,19 @@ def error_label(kind: str, retryable: bool | None) -> str:
         return "handler error (retryable)" if retryable else "handler error (terminal)"
     return kind
 
+
+# Text fields of a task that are empty until something sets them: null in JSON.
+_OPTIONAL_TEXT = (
+    "outcome",
+    "error",
+    "worker",
+    "digest",
+    "version",
+    "cron_id",
+    "cron_expr",
+    "log_file",
+    "progress_message",
+)
 
 # Hash fields that are internal bookkeeping or shown elsewhere.
 _HIDDEN_EXTRA = frozenset({"paused", "attempt_id", "lease"})

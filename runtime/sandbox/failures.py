@@ -223,7 +223,8 @@ def result_problem(ptr: int, length: int, mem_size: int, limit: int, stack_top: 
             f" {ptr}-byte result at offset {length}?); pack the result as"
             f" pointer << 32 | length.{_SDK_HINT}"
         )
-    if ptr >= mem_size:
+    # An empty result may sit exactly at the end of memory: nothing is read past it.
+    if ptr >= mem_size and not fits:
         return (
             f"execute returned a result pointer (high 32 bits) of {ptr}, past the end of the"
             f" task's {mem_size}-byte memory.{_SDK_HINT}"

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from runtime.clock import now_ms
-from runtime.errors import InvalidTask, TaskNotFound
+from runtime.errors import CronEntryNotFound, InvalidTask
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Scripts
 from runtime.queue.task import TERMINAL_STAGES, Stage, format_time, parse_time
@@ -50,8 +50,11 @@ class CronEntry:
     error: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """Next runs as epoch ms (``next_runs_ms``); absent text is null."""
         out = asdict(self)
-        out["next_runs"] = [format_time(ms) for ms in self.next_runs]
+        out["next_runs_ms"] = out.pop("next_runs")
+        for name in ("last_run_id", "last_run_stage", "error"):
+            out[name] = out[name] or None
         return out
 
 
@@ -169,13 +172,13 @@ def _entry(
 
 def _result(code: int, entry: str) -> None:
     if code == -1:
-        raise TaskNotFound(entry)
+        raise CronEntryNotFound(entry)
     if code == -2:
         raise InvalidTask(f"task {entry} is not a cron entry: use `wasmq cancel` for other tasks")
 
 
 def remove(client: redis.Redis, entry: str) -> None:
-    """Delete a cron entry (its past runs stay); raises TaskNotFound / InvalidTask."""
+    """Delete a cron entry (its past runs stay); raises CronEntryNotFound / InvalidTask."""
     code = int(Scripts(client).run(scripts.cron_remove(entry=entry)))
     _result(code, entry)
 
@@ -198,7 +201,7 @@ def resume(client: redis.Redis, entry: str, now: int | None = None) -> int | Non
     current = now_ms() if now is None else now
     raw = client.hmget(keys.task(entry), ["task_kind", "cron_expr", "cron_tz"])
     if raw[0] is None and raw[1] is None:
-        raise TaskNotFound(entry)
+        raise CronEntryNotFound(entry)
     if raw[0] != b"2":
         _result(-2, entry)
     nxt = next_run(_text(raw[1]), _text(raw[2]) or "UTC", current)

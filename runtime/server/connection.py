@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
@@ -26,16 +28,29 @@ def redact(url: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc))
 
 
-def resolve_url(settings: Settings) -> str:
+#: Called with the state dir when a connection started a new, empty embedded server.
+NewServerHook = Callable[[Path], None]
+
+
+def resolve_url(settings: Settings, on_new_server: NewServerHook | None = None) -> str:
     """The configured URL, or the embedded server's (started if needed)."""
     if settings.redis_url:
         return settings.redis_url
-    return embedded.ensure_running(settings.state_dir)
+    return embedded.ensure_running(settings.state_dir, on_new_server)
 
 
-def connect(settings: Settings, *, check: bool = True, **options: Any) -> redis.Redis:
-    """A client for the configured server; raises :class:`ConnectionFailed` in one line."""
-    url = resolve_url(settings)
+def connect(
+    settings: Settings,
+    *,
+    check: bool = True,
+    on_new_server: NewServerHook | None = None,
+    **options: Any,
+) -> redis.Redis:
+    """A client for the configured server; raises :class:`ConnectionFailed` in one line.
+
+    ``on_new_server`` hears of a new, empty embedded server this started (see
+    :func:`runtime.server.embedded.ensure_running`)."""
+    url = resolve_url(settings, on_new_server)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 0)
     if not settings.redis_url:

@@ -11,6 +11,9 @@ A server that dies leaves its pid file behind; one stopped on purpose does not
 SHUTDOWN). :func:`supervise`, which every worker pool on the embedded server runs,
 relies on that difference: it restarts a dead server at once and leaves a stopped one
 stopped.
+
+Every server started is entered in the per-user roster (:mod:`runtime.server.roster`),
+which :func:`running_servers` reads.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from redis.retry import Retry
 
 from runtime.errors import ServerError
 from runtime.logging_config import get_logger
+from runtime.server import roster
 
 log = get_logger("server")
 
@@ -111,11 +115,12 @@ class ServerStatus:
     socket: Path
     data_dir: Path
     version: str | None = None
-    uptime_seconds: int | None = None
-    used_memory_human: str | None = None
+    uptime_ms: int | None = None
+    used_memory_bytes: int | None = None
     keys: int | None = None
     #: Not running, and its pid file outlived it: it crashed or was killed.
     died: bool = False
+    state_dir: Path | None = None
 
 
 def _private_dir(path: Path) -> None:
@@ -319,6 +324,7 @@ def _start(paths: ServerPaths) -> int:
         if _ping(paths, 0.5):
             # The pid file may lag the socket by a moment; write it ourselves.
             paths.pid_file.write_text(f"{proc.pid}\n")
+            roster.record(paths.state_dir, proc.pid)
             return proc.pid
         time.sleep(0.01)
     proc.kill()
@@ -380,7 +386,9 @@ def _recover(paths: ServerPaths, *, start_if_stopped: bool, quiet: bool = False)
     _remove_files(paths)
     began = time.monotonic()
     new = _start(paths)
-    log.info(
+    # A start after a crash follows its warning; a plain start is the caller's to report
+    # (see ensure_running's on_new_server).
+    (log.debug if pid is None else log.info)(
         "started embedded server" if pid is None else "restarted embedded server",
         pid=new,
         socket=str(paths.socket),
@@ -389,13 +397,26 @@ def _recover(paths: ServerPaths, *, start_if_stopped: bool, quiet: bool = False)
     return new
 
 
-def ensure_running(state_dir: Path) -> str:
-    """Start the embedded server unless one already answers; return its ``unix://`` URL."""
+def _holds_data(paths: ServerPaths) -> bool:
+    try:
+        return any(paths.data_dir.iterdir())
+    except OSError:
+        return False
+
+
+def ensure_running(state_dir: Path, on_new_server: Callable[[Path], None] | None = None) -> str:
+    """Start the embedded server unless one already answers; return its ``unix://`` URL.
+
+    ``on_new_server(state_dir)`` (the absolute state dir) is called when this started a
+    server on a data dir that held no data: a new, empty server."""
     paths = ServerPaths(state_dir)
     if _ping(paths):
         return paths.url
     with _locked(paths):
-        _recover(paths, start_if_stopped=True)
+        fresh = not _holds_data(paths)
+        started = _recover(paths, start_if_stopped=True)
+    if started is not None and fresh and on_new_server is not None:
+        on_new_server(paths.state_dir.resolve())
     return paths.url
 
 
@@ -512,7 +533,9 @@ def status(state_dir: Path) -> ServerStatus:
     pid = _read_pid(paths)
     if not _ping(paths):
         died = pid is not None and not _alive(pid)
-        return ServerStatus(False, None, paths.socket, paths.data_dir, died=died)
+        return ServerStatus(
+            False, None, paths.socket, paths.data_dir, died=died, state_dir=state_dir
+        )
     with _client(paths, 2.0) as client:
         info = client.info()
         keys = int(client.dbsize())
@@ -522,10 +545,27 @@ def status(state_dir: Path) -> ServerStatus:
         paths.socket,
         paths.data_dir,
         version=str(info.get("valkey_version") or info.get("redis_version")),
-        uptime_seconds=int(info.get("uptime_in_seconds", 0)),
-        used_memory_human=str(info.get("used_memory_human")),
+        uptime_ms=int(info.get("uptime_in_seconds", 0)) * 1000,
+        used_memory_bytes=int(info.get("used_memory", 0)),
         keys=keys,
+        state_dir=state_dir,
     )
+
+
+def running_servers() -> list[ServerStatus]:
+    """Every embedded server of this user that runs, by the roster; entries of servers
+    found gone are dropped."""
+    found = []
+    for state_dir in roster.recorded():
+        st = status(state_dir)
+        if st.running:
+            found.append(st)
+            continue
+        pid = _read_pid(ServerPaths(state_dir))
+        # Alive but not answering (replaying its AOF): keep its entry for the next look.
+        if pid is None or not _alive(pid):
+            roster.forget(state_dir)
+    return found
 
 
 def stop(state_dir: Path, timeout: float = 10.0) -> bool:
@@ -545,6 +585,7 @@ def stop(state_dir: Path, timeout: float = 10.0) -> bool:
             running = True
         # Without the pid file, supervisors know the server was stopped on purpose.
         _remove_files(paths)
+        roster.forget(state_dir)
     if running:
         log.info("stopped embedded server", pid=pid)
     return running

@@ -58,7 +58,11 @@ class WorkerInfo:
     alive: bool
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        """Absent text is null, as in every ``--json``."""
+        out = asdict(self)
+        out["current_task"] = self.current_task or None
+        out["current_name"] = self.current_name or None
+        return out
 
 
 def new_worker_id() -> str:

@@ -400,7 +400,8 @@ class Worker:
                 except OSError as exc:
                     log.warning("cannot save task log", task_id=task.id, error=str(exc))
             if self.settings.mirror_wasm_logs:
-                mirror_chunks(task.task_name, task.id, chunks)
+                as_json = self.settings.log_format == "json"
+                mirror_chunks(task.task_name, task.id, chunks, as_json=as_json)
         report = Report(
             task,
             ok=bool(outcome.ok),

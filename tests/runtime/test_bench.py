@@ -36,13 +36,13 @@ def test_bench_json_reports_rates_costs_and_cleans_up(cli: Any, redis_client: re
     assert data["enqueue_server_cpu_per_task_us"] > 0
     commands = data["server_commands"]
     assert commands and all(c["calls_per_task"] > 0 for c in commands)
-    per_task = [c["usec_per_task"] for c in commands]
+    per_task = [c["per_task_us"] for c in commands]
     assert per_task == sorted(per_task, reverse=True)
     assert data["claims_per_task"] > 0
 
-    assert set(data["idle_latency"]) == {"1", "2"}
-    for p in data["idle_latency"].values():
-        assert 0 < p["p50"] <= p["p99"]
+    assert [p["workers"] for p in data["idle_latency"]] == [1, 2]
+    for p in data["idle_latency"]:
+        assert 0 < p["p50_ms"] <= p["p99_ms"]
 
     trickle = data["trickle"]
     assert trickle["workers"] == 2 and trickle["tasks"] == 50 and trickle["incomplete"] == 0
@@ -52,7 +52,7 @@ def test_bench_json_reports_rates_costs_and_cleans_up(cli: Any, redis_client: re
     assert trickle["cpu_per_task_us"] > trickle["server_cpu_per_task_us"]
 
     large = data["large"]
-    assert large["payload_size"] == 1024**2 and large["tasks"] == 6
+    assert large["payload_bytes"] == 1024**2 and large["tasks"] == 6
     assert large["process_rate"] > 0 and large["enqueue_rate"] > 0
     assert large["incomplete"] == 0 and large["server_cpu_per_task_us"] > 0
 

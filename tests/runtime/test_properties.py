@@ -10,7 +10,7 @@ import string
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from runtime.errors import InvalidTask, SettingsError
@@ -248,6 +248,7 @@ def test_result_unpacking(packed: int, stack_top: int | None) -> None:
 
 @FAST
 @given(st.integers(min_value=0, max_value=MEM), st.integers(min_value=0, max_value=MEM))
+@example(ptr=MEM, length=0)  # an empty result at the very end of memory
 def test_result_unpacking_in_bounds(ptr: int, length: int) -> None:
     assume(ptr + length <= MEM and length <= LIMITS.result)
     buf = ctypes.create_string_buffer(bytes(i % 251 for i in range(MEM)), MEM)

@@ -7,17 +7,21 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import SettingsError
+from runtime.project import Project
 from runtime.settings import Settings, read_env_file
 
 
 def test_defaults_match_the_reference_names(tmp_path: Path) -> None:
-    s = Settings.load(environ={}, env_file=None)
+    s = Settings.load(environ={}, env_file=None, project=Project(tmp_path, "git", None))
     assert s.redis_url is None
     assert s.log_level == "info"
     assert s.log_format == "pretty"
     assert s.save_wasm_logs is False
-    assert s.module_dir == Path("wasm_task_functions")
-    assert s.state_dir == Path(".wasmq")
+    # The reference's relative names, in the project root.
+    assert s.module_dir == tmp_path / "wasm_task_functions"
+    assert s.state_dir == tmp_path / ".wasmq"
+    assert s.wasm_log_dir == tmp_path / "runtime-logs" / "wasm"
+    assert Settings.state_dir == Path(".wasmq")
     assert s.task_timeout == 30.0
     assert s.memory_limit == 128 * 1024**2
 

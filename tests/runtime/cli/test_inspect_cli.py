@@ -45,12 +45,14 @@ STATUS_KEYS = {
     "cron_expr",
     "next_run_ms",
     "log_bytes",
-    "log_dropped",
+    "log_dropped_bytes",
     "log_file",
     "retryable",
     "progress",
     "progress_message",
     "progress_ms",
+    "timeout_ms",
+    "memory_limit_bytes",
     "extra",
 }
 STATS_KEYS = {
@@ -86,7 +88,7 @@ def test_unknown_id_is_one_line_and_exit_1(cli: Any, broker: Broker, command: st
     for extra in ([], ["--json"]):
         proc = cli(command, "no-such-id", *extra)
         assert proc.returncode == 1
-        assert proc.stderr.strip() == "no task no-such-id"
+        assert proc.stderr.strip() == "error: no task no-such-id"
         assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
@@ -96,7 +98,8 @@ def test_status_readable_and_json(cli: Any, broker: Broker) -> None:
     assert lines["stage"] == "completed" and lines["outcome"] == "ok"
     assert lines["worker"] == "w-test" and lines["attempts"].startswith("1 ")
     assert lines["task"] == "job v1" and lines["digest"] == "ab" * 32
-    assert lines["logs"] == "20 bytes, 99 dropped"
+    assert lines["logs"] == "20 B, 99 B dropped"
+    assert lines["duration"] == "1.50 ms" and lines["timeout"] == "30.0 s"
 
     data = json.loads(cli("status", "bad-1", "--json", check=True).stdout)
     assert set(data) == STATUS_KEYS
@@ -109,10 +112,11 @@ def test_status_readable_and_json(cli: Any, broker: Broker) -> None:
 
 
 def test_result_raw_json_failed_and_timeout(cli: Any, broker: Broker) -> None:
-    assert cli("result", "ok-1", check=True).stdout == "the result"
+    assert cli("result", "ok-1", check=True).stdout == "the result\n"  # text ends a line
+    assert cli("result", "ok-1", "--raw", check=True).stdout == "the result"
     assert json.loads(cli("result", "ok-1", "--json", check=True).stdout) == {
         "id": "ok-1",
-        "size": 10,
+        "result_bytes": 10,
         "encoding": "utf-8",
         "result": "the result",
     }
@@ -146,26 +150,28 @@ def test_logs_readable_json_stream_and_truncation(cli: Any, broker: Broker) -> N
     assert proc.stdout.splitlines()[0] == "1970-01-01T00:00:01.000Z stderr | to stderr"
     assert cli("logs", "ok-1", "--follow", check=True).stdout == cli("logs", "ok-1").stdout
 
-    lines = [json.loads(x) for x in cli("logs", "ok-1", "--json", check=True).stdout.splitlines()]
-    assert lines == [
+    # One array; with --follow the same objects as JSON Lines.
+    rows = json.loads(cli("logs", "ok-1", "--json", check=True).stdout)
+    follow = cli("logs", "ok-1", "--json", "--follow", check=True).stdout.splitlines()
+    assert [json.loads(line) for line in follow] == rows
+    assert rows == [
         {
             "id": "ok-1",
             "stream": "stdout",
             "ts_ms": 0,
-            "time": "1970-01-01T00:00:00.000Z",
             "data": "to stdout\n",
         },
         {
             "id": "ok-1",
             "stream": "stderr",
             "ts_ms": 1000,
-            "time": "1970-01-01T00:00:01.000Z",
             "data": "to stderr\n",
         },
-        {"id": "ok-1", "truncated": True, "dropped": 99},
+        {"id": "ok-1", "truncated": True, "dropped_bytes": 99},
     ]
     proc = cli("logs", "ok-1", "--stream", "stdin")
-    assert proc.returncode != 0 and "stdout or stderr" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: invalid value for '--stream': 'stdin' is not one of")
     assert "Traceback" not in proc.stderr
     # A task with no output prints nothing.
     assert cli("logs", "wait-1", check=True).stdout == ""

@@ -117,7 +117,7 @@ def test_cancel(cli: Any, redis_client: redis.Redis) -> None:
     assert redis_client.llen("task_queue:pending") == 0
     assert "already ended" in cli("cancel", "c1").stdout
     missing = cli("cancel", "nope")
-    assert missing.returncode == 1 and missing.stderr.strip() == "no task nope"
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: no task nope"
 
 
 def fail_to_dlq(redis_client: redis.Redis, settings: Settings, ids: list[str]) -> None:
@@ -134,6 +134,7 @@ def test_dlq_list_redrive_purge(cli: Any, redis_client: redis.Redis, settings: S
     listed = json.loads(cli("dlq", "list", "--json", check=True).stdout)
     assert [r["id"] for r in listed] == ["x3", "x2", "x1"]
     assert listed[0]["error"] == "trap in x3" and listed[0]["attempts"] == 1
+    assert isinstance(listed[0]["failed_ms"], int)
     table = cli("dlq", "list", check=True).stdout
     assert "trap in x1" in table and table.startswith("ID")
     proc = cli("dlq", "redrive", "x2")

@@ -63,12 +63,12 @@ def test_summary_of_a_failure_with_progress() -> None:
     assert list(summary_lines(LocalRun(outcome, LIMITS, 3.0))) == [
         "outcome: handler (terminal): no name given",
         "progress: 50 halfway",
-        "time: 1.50 ms (limit 30 s), memory: 128.0 KiB (limit 64.0 MiB), result: 0 B",
+        "time: 1.50 ms (limit 30.0 s), memory: 128.0 KiB (limit 64.0 MiB), result: 0 B",
     ]
     ok = Outcome(OutcomeKind.OK, result=b"x" * 2048, duration_ms=0.25)
     assert list(summary_lines(LocalRun(ok, LIMITS, 1.0))) == [
         "outcome: ok",
-        "time: 0.25 ms (limit 30 s), memory: - (limit 64.0 MiB), result: 2.0 KiB",
+        "time: 250 µs (limit 30.0 s), memory: - (limit 64.0 MiB), result: 2.0 KiB",
     ]
 
 
@@ -94,4 +94,7 @@ def test_json_holds_everything_with_raw_numbers() -> None:
     assert data["logs"] == [{"stream": "stdout", "ts_ms": 5, "text": "line\n"}]
     assert (data["duration_ms"], data["wall_ms"], data["memory_bytes"]) == (2.0, 4.0, 65536)
     assert data["progress"] is None
-    assert data["limits"]["memory"] == 64 * 1024**2
+    assert data["limits"]["memory_bytes"] == 64 * 1024**2
+    assert data["limits"]["timeout_ms"] == 30_000
+    # What did not run from a registered task is there, as null.
+    assert (data["task"], data["version"], data["log_dropped_bytes"]) == (None, None, 0)

@@ -78,14 +78,14 @@ def enqueue_wait(cli: Any, payload: str) -> tuple[str, str]:
 
 def test_both_streams_in_order_file_and_mirror(cli: Any, worker: Path, settings: Settings) -> None:
     task_id, result = enqueue_wait(cli, "both")
-    assert result == "ok"
+    assert result == "ok\n"  # text results end with a newline (--raw writes them exactly)
     lines = cli("logs", task_id, check=True).stdout.splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == [
         "stdout | out 1",
         "stderr | err 1",
         "stdout | out 2",
     ]
-    chunks = [json.loads(x) for x in cli("logs", task_id, "--json", check=True).stdout.splitlines()]
+    chunks = json.loads(cli("logs", task_id, "--json", check=True).stdout)
     assert [(c["stream"], c["data"]) for c in chunks] == [
         ("stdout", "out 1\n"),
         ("stderr", "err 1\n"),
@@ -104,7 +104,7 @@ def test_both_streams_in_order_file_and_mirror(cli: Any, worker: Path, settings:
     ]
     status = json.loads(cli("status", task_id, "--json", check=True).stdout)
     assert Path(status["log_file"]).resolve() == path.resolve()
-    assert status["log_bytes"] == 18 and status["log_dropped"] == 0
+    assert status["log_bytes"] == 18 and status["log_dropped_bytes"] == 0
 
     deadline = time.monotonic() + 10
     while f"[print_spin {task_id}] stderr: err 1" not in worker.read_text(errors="replace"):
@@ -160,4 +160,4 @@ def test_follow_sees_a_line_before_the_task_ends(
     assert ended_at - first_at > 0.7  # the task spins one second after the first line
     assert [line.split(" ", 1)[1] for line in rest.splitlines()] == ["stderr | after"]
     assert redis_client.hget(keys.task(task_id), "task_stage") == b"completed"
-    assert cli("result", task_id, "--wait", "--timeout", "5s", check=True).stdout == "done"
+    assert cli("result", task_id, "--wait", "--timeout", "5s", check=True).stdout == "done\n"

@@ -182,7 +182,8 @@ def test_a_death_is_logged_once_with_where_to_look(state_dir: Path, tmp_path: Pa
     assert "died" in status.stdout and "valkey.log" in status.stdout
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", "from runtime.cli import main; main()", "server", "start"],
+            # -v: the restart is logged at info, and one-shot commands log warnings only.
+            [sys.executable, "-c", "from runtime.cli import main; main()", "-v", "server", "start"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

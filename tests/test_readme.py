@@ -11,7 +11,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from runtime.queue import keys
 from runtime.settings import Settings
 from tests.support.cli import cli_env, run_cli
 from tests.support.paths import ROOT
+from tests.support.pools import terminate
 
 README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"(?:<!-- ([^>]*?) -->\n)?```(\w*)\n(.*?)```", re.S)
@@ -155,12 +155,7 @@ def worker(env: dict[str, str], cwd: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=60)
 
 
 @pytest.mark.processes

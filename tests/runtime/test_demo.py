@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from runtime.queue.task import Stage
 from runtime.server import embedded
 from runtime.settings import Settings
 from tests.support.cli import cli_env
+from tests.support.pools import terminate
 
 #: The handlers the demo runs, without the rest of tasks/ (fewer compiles).
 DEMO_SOURCES = ("task_1.go", "task_1_c.c", "task_1_wat.wat")
@@ -81,13 +81,7 @@ def users_worker(project: Settings, tmp_path: Path) -> Iterator[subprocess.Popen
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=30)
         log.close()
 
 

@@ -12,30 +12,17 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from runtime import logging_config
 from runtime.output.chunks import LogChunk
 from runtime.output.files import mirror_chunks
+from tests.support.logs import restored_logging
 
 
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    saved = structlog.get_config() if structlog.is_configured() else None
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    hooks = sys.excepthook, threading.excepthook
-    try:
+    with restored_logging():
         yield
-    finally:
-        if saved is None:
-            structlog.reset_defaults()
-        else:
-            structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.captureWarnings(False)
-        sys.excepthook, threading.excepthook = hooks
 
 
 def records(stream: io.StringIO) -> list[dict[str, object]]:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def cli_env(redis_url: str | None, tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment for running ``wasmq`` as a subprocess."""
@@ -42,3 +44,18 @@ def run_cli(
     if check and proc.returncode != 0:
         raise AssertionError(f"wasmq {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
+
+
+def in_process_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """For the CLI run in this process: work in ``tmp_path``, with no wasmq setting from
+    the environment; returns the private dirs' settings to pass to each invocation."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith(("WASMQ_", "TASK_QUEUE_")) or key == "REDIS_URL":
+            monkeypatch.delenv(key)
+    return {
+        "WASMQ_MODULE_DIR": str(tmp_path / "modules"),
+        "WASMQ_STATE_DIR": str(tmp_path / "state"),
+        "TASK_QUEUE_WASM_LOG_DIR": str(tmp_path / "wasm-logs"),
+        **extra,
+    }

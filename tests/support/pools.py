@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -121,6 +122,17 @@ def running_tasks(client: redis.Redis) -> set[str]:
     for worker_id in client.zrange(keys.WORKERS, 0, -1):
         pipe.hget(keys.worker(worker_id.decode()), "current_task")
     return {task_id.decode() for task_id in pipe.execute() if task_id}
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM (a worker drains), then SIGKILL if it has not exited within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Pools:

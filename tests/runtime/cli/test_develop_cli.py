@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import structlog
 from typer.testing import CliRunner, Result
 
 import compiler
@@ -22,6 +20,8 @@ from runtime.cli import app
 from runtime.develop.scaffold import LANGUAGES
 from runtime.modules.registry import Registry
 from runtime.settings import Settings
+from tests.support.cli import in_process_env
+from tests.support.logs import restored_logging
 from tests.support.paths import TASKS, WAT
 
 Invoke = Callable[..., Result]
@@ -33,30 +33,14 @@ def wasmq(
 ) -> Iterator[Invoke]:
     """``wasmq("run", ...)`` in this process, in ``tmp_path``, with private dirs and no
     Redis unless ``redis_url`` is given."""
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith(("WASMQ_", "TASK_QUEUE_")) or key == "REDIS_URL":
-            monkeypatch.delenv(key)
-    env = {
-        "WASMQ_MODULE_DIR": str(tmp_path / "modules"),
-        "WASMQ_STATE_DIR": str(tmp_path / "state"),
-        "WASMQ_TOOLCHAIN_CACHE": str(toolchain_cache),
-        "TASK_QUEUE_WASM_LOG_DIR": str(tmp_path / "wasm-logs"),
-    }
-    # The CLI configures logging to the runner's stderr, which closes after each call.
-    logging = structlog.get_config() if structlog.is_configured() else None
+    env = in_process_env(monkeypatch, tmp_path, WASMQ_TOOLCHAIN_CACHE=str(toolchain_cache))
 
     def invoke(*args: str, input: bytes | None = None, redis_url: str | None = None) -> Result:
         extra = {"REDIS_URL": redis_url} if redis_url else {}
-        try:
+        with restored_logging():
             return CliRunner().invoke(
                 app, list(args), input=input, env={**env, **extra}, catch_exceptions=False
             )
-        finally:
-            if logging is None:
-                structlog.reset_defaults()
-            else:
-                structlog.configure(**logging)
 
     yield invoke
 

@@ -11,7 +11,6 @@ timestamps.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -21,7 +20,6 @@ from typing import Any
 
 import pytest
 import redis
-import structlog
 import typer
 from typer.testing import CliRunner, Result
 
@@ -31,6 +29,8 @@ from runtime.output.chunks import STDERR, STDOUT, LogChunk
 from runtime.queue.broker import Broker
 from runtime.settings import Settings
 from runtime.worker.heartbeats import Heartbeat, WorkerStats
+from tests.support.cli import in_process_env
+from tests.support.logs import restored_logging
 from tests.support.paths import TASKS
 from tests.support.seeding import enqueue, register, run
 
@@ -181,26 +181,11 @@ def wasmq(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> Iterator[Callable[..., Result]]:
     """``wasmq(...)`` in this process against the private server, in ``tmp_path``."""
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith(("WASMQ_", "TASK_QUEUE_")) or key == "REDIS_URL":
-            monkeypatch.delenv(key)
-    env = {
-        "WASMQ_MODULE_DIR": str(tmp_path / "modules"),
-        "WASMQ_STATE_DIR": str(tmp_path / "state"),
-        "TASK_QUEUE_WASM_LOG_DIR": str(tmp_path / "wasm-logs"),
-    }
-    # The CLI configures logging to the runner's stderr, which closes after each call.
-    logging = structlog.get_config() if structlog.is_configured() else None
+    env = in_process_env(monkeypatch, tmp_path)
 
     def invoke(*args: str) -> Result:
-        try:
+        with restored_logging():
             return CliRunner().invoke(app, ["--redis-url", str(settings.redis_url), *args], env=env)
-        finally:
-            if logging is None:
-                structlog.reset_defaults()
-            else:
-                structlog.configure(**logging)
 
     yield invoke
 

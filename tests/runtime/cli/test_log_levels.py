@@ -11,25 +11,15 @@ import pytest
 import structlog
 
 from runtime.cli.context import AppState
+from tests.support.logs import restored_logging
 
 
 @pytest.fixture(autouse=True)
 def clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TASK_QUEUE_LOG_LEVEL", raising=False)
-    saved = structlog.get_config() if structlog.is_configured() else None
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
+    with restored_logging():
         yield
-    finally:
-        if saved is None:
-            structlog.reset_defaults()
-        else:
-            structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        logging.captureWarnings(False)
 
 
 def level(command: str, verbose: int = 0, flag: str | None = None) -> str:

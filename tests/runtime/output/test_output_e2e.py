@@ -8,7 +8,6 @@ task ends, ``enqueue --wait`` and ``result --wait``.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from runtime.queue.task import Limits
 from runtime.settings import Settings
 from tests.support.cli import cli_env
 from tests.support.paths import OUTPUT_WASM
+from tests.support.pools import terminate
 
 pytestmark = pytest.mark.processes
 
@@ -58,12 +58,7 @@ def worker(env: dict[str, str], tmp_path: Path, cli: Any) -> Iterator[Path]:
     try:
         yield out
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=20)
 
 
 def enqueue_wait(cli: Any, payload: str) -> tuple[str, str]:

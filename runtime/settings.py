@@ -284,12 +284,14 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         env_file: Path | Literal["discover"] | None = "discover",
         project: Project | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Settings:
         """Build settings from defaults, ``.env``, the environment and ``overrides``.
 
         ``overrides`` maps field names to values (``None`` means "not given"). The
         project (default: found from the working directory) places the default dirs;
-        ``env_file`` is its ``.env`` unless given (``None``: no file). Raises
+        ``env_file`` is its ``.env`` unless given (``None``: no file). ``defaults`` are
+        the caller's own defaults, below every source (the CLI's level per command). Raises
         :class:`SettingsError` naming the first invalid setting.
         """
         if project is None:
@@ -307,6 +309,9 @@ class Settings:
                 raw, origin = given, f"--{f.name.replace('_', '-')}"
             elif env in sources:
                 raw, origin = sources[env], env
+            elif defaults is not None and defaults.get(f.name) is not None:
+                values[f.name] = defaults[f.name]
+                continue
             elif f.name in PROJECT_PATHS:
                 values[f.name] = project.root / str(f.default)
                 continue

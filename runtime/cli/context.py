@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +9,8 @@ import redis
 import typer
 
 from runtime import logging_config
-from runtime.project import find_project
 from runtime.server.connection import connect
-from runtime.settings import Settings, read_env_file
+from runtime.settings import Settings
 
 #: Commands that run until stopped: they log at info by default. Every other command is
 #: one-shot and logs warnings and errors only, unless ``-v`` asks for more.
@@ -37,30 +34,18 @@ class AppState:
     def settings(self, **more: Any) -> Settings:
         if self._settings is None or more:
             merged = {**self.overrides, **{k: v for k, v in more.items() if v is not None}}
-            loaded = Settings.load(merged)
-            # The level the command runs at travels in the settings, so the worker
-            # pool's processes log at it too.
-            self._settings = dataclasses.replace(loaded, log_level=self._log_level(loaded))
+            # The command's level is a default: an explicit --log-level, environment or
+            # .env wins. It travels in the settings, so a worker pool's processes log at it.
+            self._settings = Settings.load(merged, defaults={"log_level": self._log_level()})
             logging_config.configure(self._settings.log_level, self._settings.log_format)
         return self._settings
 
-    def _log_level(self, loaded: Settings) -> str:
-        """An explicit ``--log-level`` / ``TASK_QUEUE_LOG_LEVEL`` wins; else ``-v`` (info),
-        ``-vv`` (debug), else the command's default."""
-        if self._level_given(loaded):
-            return loaded.log_level
+    def _log_level(self) -> str:
+        """``-v`` (info), ``-vv`` (debug), else the command's default."""
         wanted = _VERBOSITY[min(self.verbose, len(_VERBOSITY) - 1)]
         if self.command in LONG_RUNNING and wanted == "warning":
             return "info"
         return wanted
-
-    def _level_given(self, loaded: Settings) -> bool:
-        if self.overrides.get("log_level") is not None or "TASK_QUEUE_LOG_LEVEL" in os.environ:
-            return True
-        if loaded.log_level != Settings.log_level:
-            return True  # only a .env file can have set it
-        dotenv = find_project().env_file  # the one Settings.load read
-        return dotenv is not None and "TASK_QUEUE_LOG_LEVEL" in read_env_file(dotenv)
 
     def redis(self) -> redis.Redis:
         if self._redis is None:

@@ -14,7 +14,8 @@ repetition:
 wasmq runs through ``wasmq bench --json`` against the same server. Medians of the
 repetitions go to ``benchmarks/.results/<date>.json``, a table on stdout and a bar chart;
 the report opens with wasmq's WAT echo as a ratio to the fastest peer (processing) and
-to Huey (one-by-one enqueue).
+to Huey (one-by-one enqueue), and the Go task_1 run from its snapshot as a ratio to the
+same module run as built (``wasmq bench --no-snapshot``).
 
 Usage: ``python benchmarks/run.py [--quick] [--tasks N] [--reps N] [--only huey,rq]``
 """

@@ -1,10 +1,12 @@
 """The wasmq entries: ``wasmq bench --json`` as a subprocess against the shared server.
 
 Three handlers, as the issue asks: the WAT echo (the like-for-like comparison), the C echo
-and the Go ``task_1``, each with the peers' 2 worker processes. Only the phases the peers
-also go through run here (enqueue, drain, and the idle latency of that pool); the trickle
-and the other pool sizes are ``wasmq bench``'s own (``make bench``). Where ``wasmq bench``
-cannot run, every entry is skipped with the reason.
+and the Go ``task_1``, each with the peers' 2 worker processes; the Go ``task_1`` twice,
+from its snapshot (as registered by default) and as built (``--no-snapshot``: the Go
+runtime starts in every task), so the report can set one against the other. Only the
+phases the peers also go through run here (enqueue, drain, and the idle latency of that
+pool); the trickle and the other pool sizes are ``wasmq bench``'s own (``make bench``).
+Where ``wasmq bench`` cannot run, every entry is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ MODULES = {
     "wasmq-wat-echo": REPO / "tasks" / "echo.wat",
     "wasmq-c-echo": REPO / "tasks" / "echo_c.c",
     "wasmq-go-task_1": REPO / "tasks" / "task_1.go",
+    "wasmq-go-task_1-nosnap": REPO / "tasks" / "task_1.go",
 }
+#: Entries registered as built rather than pre-initialized (``wasmq bench --no-snapshot``).
+NO_SNAPSHOT = frozenset({"wasmq-go-task_1-nosnap"})
+#: The snapshot entry and its as-built twin, whose processing rates the report compares.
+SNAPSHOT_PAIR = ("wasmq-go-task_1", "wasmq-go-task_1-nosnap")
 #: The entry the peers are compared with (same job: payload in, payload out).
 REFERENCE = "wasmq-wat-echo"
 REQUIRED = ("enqueue_rate", "process_rate")
@@ -67,9 +74,11 @@ def parse(stdout: str) -> dict[str, Any]:
     return dict(json.loads(stdout))
 
 
-def run_one(module: Path, tasks: int, env: dict[str, str]) -> dict[str, Any]:
+def run_one(module: Path, tasks: int, env: dict[str, str], snapshot: bool = True) -> dict[str, Any]:
     command = [wasmq(), "bench", "--json", "--tasks", str(tasks), "--workers", str(WORKERS)]
     command += ["--idle-workers", "", "--trickle-seconds", "0"]
+    if not snapshot:
+        command.append("--no-snapshot")
     # Its own process group: on Ctrl-C or a time-out the pool it forks goes with it.
     proc = subprocess.Popen(
         [*command, "--module", str(module)],
@@ -115,7 +124,10 @@ def run_all(
     results: dict[str, dict[str, Any]] = {}
     for name, module in wanted.items():
         entry: dict[str, Any] = {"kind": "wasmq", "module": module.name, "runs": []}
-        entry["workers"] = f"wasmq bench --workers {WORKERS}"
+        snapshot = name not in NO_SNAPSHOT
+        entry["workers"] = f"wasmq bench --workers {WORKERS}" + (
+            "" if snapshot else " --no-snapshot"
+        )
         if reason:
             print(f"{name}: skipped: {reason}", file=sys.stderr)
             results[name] = {**entry, "skipped": reason, "median": {}}
@@ -124,10 +136,13 @@ def run_all(
             for rep in range(reps):
                 print(f"  {name}: repetition {rep + 1}/{reps}", file=sys.stderr, flush=True)
                 clear()
-                entry["runs"].append(run_one(module, tasks, env))
+                entry["runs"].append(run_one(module, tasks, env, snapshot))
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             entry["error"] = str(exc)
         entry["median"] = _medians(entry["runs"])
+        if entry["runs"]:
+            # How the module ran (a snapshot, or why not); None: no _initialize.
+            entry["snapshot"] = entry["runs"][-1].get("snapshot")
         results[name] = entry
     return results
 

@@ -23,7 +23,10 @@ results all stay on. Phases, in order:
    on a pool of ``--trickle-workers`` mostly idle processes: claim calls, server CPU
    and worker CPU per task.
 
-Every key of the bench queue and of its tasks is deleted afterwards.
+The module is registered as ``wasmq register`` registers it: pre-initialized from a
+snapshot when it exports ``_initialize`` (unless ``--no-snapshot``); the result's
+``snapshot`` says how it ran. Every key of the bench queue and of its tasks is deleted
+afterwards.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class BenchOptions:
     #: 0 skips the large-payload phase.
     large_tasks: int = 0
     large_size: int = 1024**2
+    #: Register the module pre-initialized (the default) or as built (``--no-snapshot``).
+    snapshot: bool = True
 
 
 Progress = Callable[[str, int, int], None]
@@ -272,6 +277,10 @@ class Bench:
         self.pool: subprocess.Popen[bytes] | None = None
         self.pool_workers = 0
         self.pool_ids: list[str] = []
+        #: How the module was registered: ``TaskRecord.snapshot`` as JSON, None when it
+        #: has no ``_initialize`` (nothing to snapshot).
+        self.snapshot: dict[str, Any] | None = None
+        self.module_bytes = 0
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -282,7 +291,15 @@ class Bench:
         if not module.is_file():
             raise WasmqError(f"--module {module} does not exist; pass a task source file")
         name = "bench_" + re.sub(r"[^A-Za-z0-9_.-]", "_", module.stem)
-        Registry(self.settings, self.redis).register(module, name=name)
+        done = Registry(self.settings, self.redis).register(
+            module, name=name, snapshot=self.options.snapshot
+        )
+        # Workers load native code from the module dir; make sure it is there, as it is on
+        # a machine that has run the task before, so the drain measures tasks, not compiles.
+        Registry(self.settings, self.redis).load_module(done.record.digest)
+        info = done.record.snapshot
+        self.snapshot = None if info is None else info.to_json()
+        self.module_bytes = done.record.size
         return name
 
     def start_pool(self, workers: int) -> float:
@@ -724,6 +741,8 @@ class Bench:
             "workers": opts.workers,
             "cores": os.cpu_count() or 1,
             "module": (opts.module or default_module()).name,
+            "module_bytes": self.module_bytes,
+            "snapshot": self.snapshot,
             "payload_bytes": len(payload),
             "enqueue_rate": round(bulk_rate, 1),
             "enqueue_one_rate": round(one_rate, 1),

@@ -298,8 +298,9 @@ class Client(Queries):
         """Registered worker processes, alive first."""
         return list_workers(self.redis, self.settings.heartbeat_interval)
 
-    def register(self, path: Any, name: str | None = None) -> Any:
-        """Register a task source or module file (see :class:`runtime.modules.registry.Registry`)."""
+    def register(self, path: Any, name: str | None = None, *, snapshot: bool | None = None) -> Any:
+        """Register a task source or module file (see :class:`runtime.modules.registry.Registry`);
+        ``snapshot=False`` keeps a module's ``_initialize`` running in every task."""
         from runtime.modules.registry import Registry
 
-        return Registry(self.settings, self.redis).register(path, name)
+        return Registry(self.settings, self.redis).register(path, name, snapshot=snapshot)

@@ -177,6 +177,12 @@ class Settings:
         _choice(COMPILE_ISOLATIONS),
         "Sandbox of toolchain processes: bwrap (bubblewrap) or none (trusted source only)",
     )
+    snapshot: bool = _setting(
+        "WASMQ_SNAPSHOT",
+        True,
+        parse_bool,
+        "Pre-initialize modules at registration: run _initialize once, store the snapshot",
+    )
     queue: str = _setting("WASMQ_QUEUE", "default", _queue_name, "Queue used when none is named")
     task_timeout: float = _setting(
         "WASMQ_TASK_TIMEOUT", 30.0, parse_duration, "Default wall-time limit of a task"

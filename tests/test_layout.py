@@ -18,6 +18,7 @@ PACKAGES = (
     "output",
     "queue",
     "sandbox",
+    "snapshot",
     "scheduling",
     "server",
     "worker",

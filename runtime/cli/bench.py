@@ -91,11 +91,23 @@ def _commands(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _how(result: dict[str, Any]) -> str:
+    """How the module ran: its size and whether from a snapshot."""
+    size = format_size(result.get("module_bytes") or 0)
+    snap = result.get("snapshot")
+    if snap is None:
+        return f"{size}, no _initialize to snapshot"
+    if snap.get("taken"):
+        return f"{size}, from a snapshot: _initialize ran once, {snap['init_ms']:.1f} ms"
+    return f"{size}, as built: {snap.get('reason') or 'not snapshotted'}"
+
+
 def render(result: dict[str, Any]) -> str:
     """The text report of one ``wasmq bench`` result."""
     cores = result["cores"] or os.cpu_count()
     lines = [
-        f"module        {result['module']}  payload {format_size(result['payload_bytes'])}",
+        f"module        {result['module']} ({_how(result)})  "
+        f"payload {format_size(result['payload_bytes'])}",
         f"machine       {cores} cores, {result['workers']} worker processes",
         f"enqueue       {result['enqueue_rate']:,.0f}/s bulk, "
         f"{result['enqueue_one_rate']:,.0f}/s one by one "
@@ -210,6 +222,11 @@ def bench(
     large_size: str = typer.Option(
         "1MiB", "--large-size", help="Payload size of the large-payload phase."
     ),
+    snapshot: bool = typer.Option(
+        True,
+        "--snapshot/--no-snapshot",
+        help="Run the module pre-initialized (a snapshot), or as built.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Enqueue and drain tasks on a private queue; print rates, latencies and CPU costs."""
@@ -228,6 +245,7 @@ def bench(
         trickle_workers=trickle_workers,
         large_tasks=large_tasks if large else 0,
         large_size=_size(large_size),
+        snapshot=snapshot,
     )
     st = state(ctx)
     settings = st.settings()

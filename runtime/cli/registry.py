@@ -76,7 +76,10 @@ def _describe(reg: Any) -> str:
     r = reg.record
     how = "cache hit" if reg.cache_hit else f"compiled with {r.toolchain_version or r.toolchain}"
     state_ = "new version" if reg.changed else "unchanged"
-    return f"{r.name} v{r.version} {r.digest[:12]} {format_size(r.size)} ({how}, {state_})"
+    line = f"{r.name} v{r.version} {r.digest[:12]} {format_size(r.size)} ({how}, {state_})"
+    if r.snapshot is not None:
+        line += f"\n  {r.snapshot.describe()}"
+    return line
 
 
 def _record_json(record: Any) -> dict[str, Any]:
@@ -109,9 +112,19 @@ def register(
         [], "--allow-dir", help="Preopen HOST dir as GUEST in the sandbox: HOST:GUEST[:ro]."
     ),
     env: list[str] = typer.Option([], "--env", help="Environment variable for the task: K=V."),
+    snapshot: bool | None = typer.Option(
+        None,
+        "--snapshot/--no-snapshot",
+        help="Pre-initialize: run _initialize once here and store the state it leaves"
+        " [default: on; WASMQ_SNAPSHOT].",
+        show_default=False,
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Compile, check and register task sources (a directory registers every file in it)."""
+    """Compile, check and register task sources (a directory registers every file in it).
+
+    A module that exports _initialize is snapshotted after it runs, so tasks start from
+    the initialized state instead of running it every time (see the README's Snapshots)."""
     from runtime.modules.registry import Registry
 
     capabilities = {
@@ -134,11 +147,13 @@ def register(
 
         if len(files) == 1:
             outcomes: list[Any] = [
-                registry.register(files[0], name, capabilities, on_compile=compiling)
+                registry.register(
+                    files[0], name, capabilities, on_compile=compiling, snapshot=snapshot
+                )
             ]
         else:
             outcomes = registry.register_many(
-                files, capabilities, progress=finished, on_compile=compiling
+                files, capabilities, progress=finished, on_compile=compiling, snapshot=snapshot
             )
     failed = [o for o in outcomes if isinstance(o, WasmqError)]
     if as_json:
@@ -164,7 +179,9 @@ def tasks(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List registered tasks: name, version, language, toolchain, digest, size, registered."""
+    """List registered tasks: name, version, language, toolchain, digest, size, snapshot,
+    registered (--json adds the source digest a snapshot was made from, and why a module
+    was not snapshotted)."""
     if ctx.invoked_subcommand is not None:
         return
     from runtime.modules.registry import Registry
@@ -177,7 +194,16 @@ def tasks(
     if not records:
         typer.echo("no tasks registered (wasmq register PATH)")
         return
-    header = ("NAME", "VERSION", "LANGUAGE", "TOOLCHAIN", "DIGEST", "SIZE", "REGISTERED")
+    header = (
+        "NAME",
+        "VERSION",
+        "LANGUAGE",
+        "TOOLCHAIN",
+        "DIGEST",
+        "SIZE",
+        "SNAPSHOT",
+        "REGISTERED",
+    )
     table = [header] + [
         (
             r.name,
@@ -186,6 +212,7 @@ def tasks(
             r.toolchain,
             r.digest[:12],
             format_size(r.size),
+            _snapshot_cell(r.snapshot),
             format_time(r.registered_at),
         )
         for r in records
@@ -193,6 +220,16 @@ def tasks(
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _snapshot_cell(info: Any) -> str:
+    """``yes``, ``yes*`` (kept state drawn from random numbers or the clock), ``no`` (see
+    --json for why) or ``-`` (no _initialize to snapshot)."""
+    if info is None:
+        return "-"
+    if not info.taken:
+        return "no"
+    return "yes*" if info.kept else "yes"
 
 
 @tasks_app.command("rm")
@@ -222,7 +259,7 @@ def tasks_prune(ctx: typer.Context) -> None:
 
     st = state(ctx)
     modules, entries = Registry(st.settings(), st.redis()).prune()
-    typer.echo(f"pruned {_plural(modules, 'module')} ({_plural(entries, 'compile-index entry')})")
+    typer.echo(f"pruned {_plural(modules, 'module')} ({_plural(entries, 'index entry')})")
 
 
 def _plural(n: int, what: str) -> str:

@@ -17,12 +17,14 @@ rebuilt from the next layer.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ import wasmtime
 
 from runtime.errors import RegistryError
 from runtime.logging_config import get_logger
+from runtime.modules.contract import check_signatures
 from runtime.queue import keys
 from runtime.sandbox.engine import engine_tag, get_engine
 
@@ -190,9 +193,32 @@ class ModuleCache:
                 return module
             module = self._from_native(digest, fuel)
             if module is None:
-                module = self.compile(digest, self.wasm_bytes(digest), fuel)
+                with self._machine_lock(digest, fuel):
+                    # Another process of this machine may have compiled it meanwhile.
+                    module = self._from_native(digest, fuel)
+                    if module is None:
+                        module = self.compile(digest, self.wasm_bytes(digest), fuel)
             remember(digest, fuel, module)
             return module
+
+    @contextlib.contextmanager
+    def _machine_lock(self, digest: str, fuel: bool) -> Iterator[None]:
+        """One compile per module per machine: a pool's worker processes start together
+        and would each spend seconds compiling the same Go module; the first compiles and
+        saves native code, the others wait for it and load that. Without a writable
+        module dir there is no lock, only the extra compiles."""
+        path = self.native_path(digest, fuel).with_suffix(".lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # closing releases the lock
 
     def _from_memory(self, key: tuple[str, bool]) -> wasmtime.Module | None:
         with _memory_lock:
@@ -228,6 +254,9 @@ class ModuleCache:
             module = wasmtime.Module(get_engine(fuel), data)
         except wasmtime.WasmtimeError as exc:
             raise RegistryError(f"module {digest[:12]} does not compile: {exc}") from None
+        # Workers check the contract before running a module; this part of it must be
+        # read from the bytes (see contract.check_signatures), which only this step has.
+        check_signatures(data)
         _bump("wasm_compiles")
         self.save_native(digest, module, fuel)
         return module

@@ -23,6 +23,7 @@ import wasmtime
 from runtime.errors import RegistryError
 from runtime.sandbox import exports, host, wasi
 from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS
+from runtime.snapshot.binary import BinaryError, v128_signature
 
 #: Function exports in the order they are checked: the required ones first.
 _CHECKED = sorted(exports.FUNCTIONS, key=lambda f: not f.required)
@@ -49,9 +50,26 @@ def compile_checked(
                     " build it for plain wasm32-wasi"
                 ) from None
         raise RegistryError(f"the module is not valid WebAssembly: {reason}") from None
+    check_signatures(data)
     check_module(module, memory_ceiling)
     _check_tables(data)
     return module
+
+
+def check_signatures(data: bytes) -> None:
+    """Refuse a (valid) module whose imports or exported functions take or return v128.
+
+    No task function does, and wasmtime-py aborts the process when asked to describe a
+    v128 type, so this reads the binary before :func:`check_module` asks wasmtime."""
+    try:
+        found = v128_signature(data)
+    except (BinaryError, IndexError):
+        raise RegistryError("the module's type, import or export section cannot be read") from None
+    if found:
+        raise RegistryError(
+            f"the module's {found} takes or returns a v128; task modules import and export"
+            " functions of i32, i64, f32 and f64 only"
+        )
 
 
 def check_module(module: wasmtime.Module, memory_ceiling: int | None = None) -> None:

@@ -26,6 +26,7 @@ from runtime.errors import RegistryError, WasmqError
 from runtime.logging_config import get_logger
 from runtime.modules.build import SourceBuild
 from runtime.modules.cache import ModuleCache, check_digest, remember
+from runtime.modules.snapshots import RunModule, SnapshotInfo, run_module
 from runtime.queue import keys, scripts
 from runtime.queue.names import check_task_name
 from runtime.queue.scripts import Scripts
@@ -62,6 +63,11 @@ class TaskRecord:
     source: str = ""  # file name the module was built from
     #: Host resources granted at registration (--allow-dir, --env); None for none.
     capabilities: Capabilities | None = None
+    #: Digest of the module the toolchain built; ``digest`` is a snapshot of it when
+    #: :attr:`snapshot` says one was taken (else the two are equal).
+    source_digest: str = ""
+    #: How the module was pre-initialized, or why not; None when it has no _initialize.
+    snapshot: SnapshotInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +82,8 @@ class TaskRecord:
             "size": self.size,
             "source": self.source,
             "capabilities": capabilities_json(self.capabilities),
+            "source_digest": self.source_digest or self.digest,
+            "snapshot": None if self.snapshot is None else self.snapshot.to_json(),
         }
 
     @classmethod
@@ -96,6 +104,8 @@ class TaskRecord:
                 size=int(data.get("size") or 0),
                 source=str(data.get("source") or ""),
                 capabilities=_capabilities(data.get("capabilities")),
+                source_digest=str(data.get("source_digest") or data["digest"]),
+                snapshot=SnapshotInfo.from_json(data.get("snapshot")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise RegistryError(
@@ -146,12 +156,15 @@ class Registry:
         capabilities: Capabilities | dict[str, Any] | None = None,
         *,
         on_compile: OnCompile | None = None,
+        snapshot: bool | None = None,
     ) -> Registration:
-        """Compile (unless cached), check and record ``path`` as task ``name``.
+        """Compile (unless cached), check, snapshot and record ``path`` as task ``name``.
 
         The name defaults to the file stem. A failed compile or check raises a
         :class:`WasmqError` and leaves any earlier version of the task in place.
-        ``on_compile`` hears of a compile before the toolchain starts."""
+        ``on_compile`` hears of a compile before the toolchain starts. ``snapshot``
+        (default ``settings.snapshot``) pre-initializes a module that exports
+        ``_initialize`` (:mod:`runtime.snapshot`)."""
         path = Path(path)
         task_name = check_task_name(name if name is not None else path.stem)
         if not path.is_file():
@@ -161,40 +174,55 @@ class Registry:
         indexed = self._indexed(key)
         data = self._cached_bytes(indexed) if indexed is not None else None
         cache_hit = indexed is not None and data is not None
+        compiled: wasmtime.Module | None = None
         if indexed is not None and data is not None:
             digest = indexed
         else:
             if on_compile is not None:
                 on_compile(path, adapter.name)
             built = build.compile(self.settings)
-            data, digest = built.data, built.digest
-            # The check compiled it; keep that work for workers on this machine.
-            self.cache.save_native(digest, built.module)
-            remember(digest, False, built.module)
+            data, digest, compiled = built.data, built.digest, built.module
+        caps = _capabilities(capabilities)
+        enabled = self.settings.snapshot if snapshot is None else snapshot
+        run = run_module(
+            self.settings, self.client, self.cache, (data, digest), task_name, caps, enabled
+        )
+        self._keep_native(run, digest, compiled)
         record = TaskRecord(
             name=task_name,
-            digest=digest,
+            digest=run.digest,
             version=0,
             language=adapter.language,
             toolchain=adapter.name,
             toolchain_version=build.toolchain_version,
             source_hash=key,
-            size=len(data),
+            size=len(run.data),
             source=path.name,
-            capabilities=_capabilities(capabilities),
+            capabilities=caps,
+            source_digest=digest,
+            snapshot=run.info,
         )
-        self.cache.store_local(digest, data, task_name)
-        changed, version, registered_at = self._record(record, key, data, cache_hit)
+        self.cache.store_local(run.digest, run.data, task_name)
+        changed, version, registered_at = self._record(record, key, run, data, cache_hit)
         record.version, record.registered_at = version, registered_at
         log.info(
             "task registered",
             task_name=task_name,
             version=version,
-            digest=digest[:12],
+            digest=run.digest[:12],
             cache_hit=cache_hit,
             changed=changed,
+            snapshot=run.digest != digest,
         )
         return Registration(record, cache_hit=cache_hit, changed=changed, path=path)
+
+    def _keep_native(self, run: RunModule, digest: str, compiled: wasmtime.Module | None) -> None:
+        """Keep the check's native code for workers on this machine. A snapshot is not
+        compiled here (it was validated, and its imports and exports are its source's):
+        the first worker of each machine compiles it, once (see ModuleCache.load)."""
+        if compiled is not None and run.digest == digest:
+            self.cache.save_native(digest, compiled)
+            remember(digest, False, compiled)
 
     def register_many(
         self,
@@ -204,6 +232,7 @@ class Registry:
         progress: Progress | None = None,
         on_compile: OnCompile | None = None,
         workers: int | None = None,
+        snapshot: bool | None = None,
     ) -> list[Registration | WasmqError]:
         """Register files in parallel (compiles are subprocesses); one result per path.
 
@@ -215,7 +244,9 @@ class Registry:
         def one(index: int) -> tuple[int, Registration | WasmqError]:
             try:
                 path = todo[index]
-                return index, self.register(path, capabilities=capabilities, on_compile=on_compile)
+                return index, self.register(
+                    path, capabilities=capabilities, on_compile=on_compile, snapshot=snapshot
+                )
             except WasmqError as exc:
                 return index, exc
 
@@ -247,26 +278,34 @@ class Registry:
         return digest
 
     def _record(
-        self, record: TaskRecord, compile_key: str, data: bytes, known: bool
+        self, record: TaskRecord, compile_key: str, run: RunModule, source: bytes, known: bool
     ) -> tuple[bool, int, int]:
+        """Store the record (and whatever bytes Redis may lack) in one script; ``known``
+        says Redis had ``source`` when this began."""
         body = record.to_json()
         del body["version"], body["registered_at"]
         text = json.dumps(body, separators=(",", ":"))
         now = now_ms()
+        snapshotted = run.digest != record.source_digest
 
-        def call(module: bytes) -> scripts.Call:
+        def call(send_all: bool) -> scripts.Call:
+            run_known = run.stored if snapshotted else known
             return scripts.register(
                 name=record.name,
-                digest=record.digest,
-                module=module,
+                digest=run.digest,
+                module=run.data if send_all or not run_known else b"",
                 compile_key=compile_key,
                 record_json=text,
                 now=now,
+                source_digest=record.source_digest,
+                source=source if snapshotted and (send_all or not known) else b"",
+                snapshot_field=run.index_entry[0],
+                snapshot_json=run.index_entry[1],
             )
 
-        reply = self.scripts.run(call(b"" if known else data))
+        reply = self.scripts.run(call(False))
         if int(reply[0]) == -1:
-            reply = self.scripts.run(call(data))
+            reply = self.scripts.run(call(True))
         return bool(int(reply[0])), int(reply[1]), int(reply[2])
 
     # -- reading -------------------------------------------------------------------------
@@ -307,10 +346,10 @@ class Registry:
         return removed
 
     def prune(self) -> tuple[int, int]:
-        """Delete module bytes (and compile-index entries) no registered task uses.
+        """Delete module bytes (and index entries) no registered task uses.
 
         Reads the whole registry in one atomic step: its cost is every registered task,
-        version and compile. Returns (modules deleted, compile-index entries deleted)."""
+        version, compile and snapshot. Returns (modules deleted, index entries deleted)."""
         modules, entries = self.scripts.run(scripts.prune_modules())
         log.info("modules pruned", modules=int(modules), compile_entries=int(entries))
         return int(modules), int(entries)

@@ -153,3 +153,6 @@ CRON_PAUSED = "wasmq:cron:paused"
 #: Hash compile key (SHA-256 of source, language, toolchain version, flags) -> module
 #: digest: an unchanged source is never compiled twice, on any machine.
 COMPILE_INDEX = "wasmq:compiles"
+#: Hash ``<snapshot format>:<source digest>:<task name>`` -> digest of the pre-initialized
+#: module made from that source for that task: a snapshot is taken once, on any machine.
+SNAPSHOT_INDEX = "wasmq:snapshots"

@@ -440,16 +440,34 @@ def cron_remove(*, entry: str) -> Call:
 
 
 def register(
-    *, name: str, digest: str, module: bytes, compile_key: str, record_json: str, now: int
+    *,
+    name: str,
+    digest: str,
+    module: bytes,
+    compile_key: str,
+    record_json: str,
+    now: int,
+    source_digest: str = "",
+    source: bytes = b"",
+    snapshot_field: str = "",
+    snapshot_json: str = "",
 ) -> Call:
-    """``register.lua``; ``module`` empty when Redis should have the bytes already."""
+    """``register.lua``; ``module`` (``source``) empty when Redis should have the bytes
+    already. ``source_digest`` is the compiled module a snapshot ``digest`` was made from
+    (default: ``digest`` itself), ``snapshot_field`` and ``snapshot_json`` its entry in
+    the snapshot index."""
+    source_digest = source_digest or digest
     call_keys: list[KeyT] = [
         keys.TASK_REGISTRY,
         keys.task_versions(name),
         keys.module(digest),
         keys.COMPILE_INDEX,
+        keys.module(source_digest),
+        keys.SNAPSHOT_INDEX,
     ]
-    return Call(Script.REGISTER, call_keys, [name, digest, module, compile_key, record_json, now])
+    args: list[EncodableT] = [name, digest, module, compile_key, record_json, now]
+    args += [source_digest, source, snapshot_field, snapshot_json]
+    return Call(Script.REGISTER, call_keys, args)
 
 
 def unregister(*, name: str) -> Call:
@@ -458,7 +476,7 @@ def unregister(*, name: str) -> Call:
 
 
 def prune_modules() -> Call:
-    """``prune_modules.lua``; replies ``[modules deleted, compile-index entries deleted]``."""
-    call_keys: list[KeyT] = [keys.TASK_REGISTRY, keys.COMPILE_INDEX]
+    """``prune_modules.lua``; replies ``[modules deleted, index entries deleted]``."""
+    call_keys: list[KeyT] = [keys.TASK_REGISTRY, keys.COMPILE_INDEX, keys.SNAPSHOT_INDEX]
     args: list[EncodableT] = [keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
     return Call(Script.PRUNE_MODULES, call_keys, args)

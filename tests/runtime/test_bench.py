@@ -5,6 +5,7 @@ gone afterwards."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,22 @@ import redis
 from runtime.queue import keys
 
 pytestmark = pytest.mark.processes
+
+#: An echo whose allocator starts where ``_initialize`` says: without its initializer
+#: (or a snapshot of what it left) every task traps.
+INIT_ECHO = """(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 0))
+  (func (export "_initialize") (global.set $heap (i32.const 4096)))
+  (func (export "alloc") (param $size i32) (result i32)
+    (if (i32.eqz (global.get $heap)) (then (unreachable)))
+    (global.get $heap))
+  (func (export "execute") (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len)))))
+"""
+SMALL = ["--tasks", "20", "--workers", "1", "--idle-samples", "3", "--one-by-one", "5"]
+SMALL += ["--idle-workers", "", "--trickle-seconds", "0"]
 
 
 @pytest.mark.slow
@@ -73,7 +90,32 @@ def test_bench_text_report_names_the_costs(cli: Any) -> None:
     out = proc.stdout
     for label in ("processing", "drain CPU", "Valkey busiest commands", "latency idle"):
         assert label in out, label
+    # The default WAT echo has no _initialize: nothing to pre-initialize.
+    assert "no _initialize to snapshot" in out.splitlines()[0]
     assert "trickle" not in out and "large" not in out
+
+
+@pytest.mark.slow
+def test_bench_says_whether_the_module_ran_from_a_snapshot(cli: Any, tmp_path: Path) -> None:
+    source = tmp_path / "init_echo.wat"
+    source.write_text(INIT_ECHO)
+    runs = {}
+    for flag in ("--snapshot", "--no-snapshot"):
+        proc = cli("bench", "--json", "--module", str(source), flag, *SMALL, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        runs[flag] = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert runs[flag]["incomplete"] == 0 and runs[flag]["process_rate"] > 0
+    snap, built = runs["--snapshot"], runs["--no-snapshot"]
+    assert snap["snapshot"]["taken"] is True and snap["snapshot"]["init_ms"] >= 0
+    assert built["snapshot"] == {"taken": False, "reason": built["snapshot"]["reason"]}
+    assert "--no-snapshot" in built["snapshot"]["reason"]
+    # The snapshot is the module without its _initialize: another module, its own size.
+    assert snap["module_bytes"] > 0 and built["module_bytes"] > 0
+    assert snap["module_bytes"] != built["module_bytes"]
+
+    text = cli("bench", "--module", str(source), "--no-snapshot", *SMALL, timeout=180)
+    assert text.returncode == 0, text.stderr
+    assert "as built: snapshots are off" in text.stdout.splitlines()[0]
 
 
 def test_bench_refuses_a_missing_module(cli: Any) -> None:

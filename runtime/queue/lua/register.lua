@@ -1,27 +1,34 @@
--- Register a task module: store its bytes, index its compile, record the task (new
--- version when the digest changed), all at once.
+-- Register a task module: store its bytes, index its compile (and its snapshot), record
+-- the task (new version when the digest changed), all at once.
 --
 -- KEYS[1] registry hash        wasmq:registry          (name -> JSON record)
 -- KEYS[2] versions hash        wasmq:versions:<name>   (version -> digest)
--- KEYS[3] module bytes         wasmq:module:<digest>
--- KEYS[4] compile index hash   wasmq:compiles          (compile key -> digest)
+-- KEYS[3] module bytes         wasmq:module:<digest>   (the module tasks run)
+-- KEYS[4] compile index hash   wasmq:compiles          (compile key -> source digest)
+-- KEYS[5] source module bytes  wasmq:module:<source digest> (KEYS[3] without a snapshot)
+-- KEYS[6] snapshot index hash  wasmq:snapshots         (format:source:name -> JSON)
 -- ARGV[1] task name
--- ARGV[2] module digest
+-- ARGV[2] module digest (of the module tasks run: the snapshot when there is one)
 -- ARGV[3] module bytes, or "" when the caller knows Redis already has them
 -- ARGV[4] compile key (hash of source, language, toolchain version, flags)
 -- ARGV[5] the record as a JSON object WITHOUT version and registered_at (they are
 --         appended here, from the current record)
 -- ARGV[6] now, ms
+-- ARGV[7] source digest (the compiled module; ARGV[2] when it runs as built)
+-- ARGV[8] source bytes, or "" (when Redis has them, or when they are ARGV[3])
+-- ARGV[9] snapshot index field, or "" when the module runs as built
+-- ARGV[10] snapshot index value: {"digest": ARGV[2], ...what the snapshot kept}
 --
--- Returns {changed (0|1), version, registered_at}, or {-1} when ARGV[3] is "" but the
--- module bytes are gone (the caller then sends them).
+-- Returns {changed (0|1), version, registered_at}, or {-1} when bytes the caller left
+-- out are gone (the caller then sends them); nothing is written then.
 
-if ARGV[3] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[3])
-elseif redis.call('EXISTS', KEYS[3]) == 0 then
-  return {-1}
-end
-redis.call('HSET', KEYS[4], ARGV[4], ARGV[2])
+local separate = KEYS[5] ~= KEYS[3]
+if ARGV[3] == '' and redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
+if separate and ARGV[8] == '' and redis.call('EXISTS', KEYS[5]) == 0 then return {-1} end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if separate and ARGV[8] ~= '' then redis.call('SET', KEYS[5], ARGV[8]) end
+redis.call('HSET', KEYS[4], ARGV[4], ARGV[7])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[6], ARGV[9], ARGV[10]) end
 
 local version, registered_at, changed = 0, tonumber(ARGV[6]), 1
 local current = redis.call('HGET', KEYS[1], ARGV[1])

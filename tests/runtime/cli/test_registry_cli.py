@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from typer.testing import CliRunner, Result
 
+from runtime.cli import app
 from runtime.queue import keys
+from tests.support.cli import in_process_env
+from tests.support.logs import restored_logging
 from tests.support.paths import TASKS
 
 pytestmark = pytest.mark.processes
@@ -92,6 +97,7 @@ def test_tasks_lists_and_rm_removes(cli: Any, tmp_path: Path) -> None:
         "TOOLCHAIN",
         "DIGEST",
         "SIZE",
+        "SNAPSHOT",
         "REGISTERED",
     ]
     assert [line.split()[:4] for line in lines[1:]] == [
@@ -110,9 +116,9 @@ def test_tasks_lists_and_rm_removes(cli: Any, tmp_path: Path) -> None:
     )
     assert [r["name"] for r in json.loads(cli("tasks", "--json").stdout)] == ["task_1_wat"]
     pruned = cli("tasks", "prune", check=True)
-    assert pruned.stdout.strip() == "pruned 1 module (1 compile-index entry)"
+    assert pruned.stdout.strip() == "pruned 1 module (1 index entry)"
     assert cli("tasks", "prune", check=True).stdout.strip() == (
-        "pruned 0 modules (0 compile-index entries)"
+        "pruned 0 modules (0 index entries)"
     )
 
 
@@ -182,3 +188,99 @@ def test_go_registers_with_the_default_relative_module_dir(cli: Any, tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "wasm_task_functions" / "task_1.wasm").is_file()
     assert not (tmp_path / "sub" / "wasm_task_functions").exists()
+
+
+# -- snapshots, in this process ------------------------------------------------------------
+
+#: A reactor whose _initialize fills memory: from a constant (SOURCE 0) or from
+#: random_get (SOURCE 1), so its snapshot keeps nothing or keeps random numbers.
+INIT_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_initialize")
+    (if (i32.const SOURCE)
+      (then (drop (call $random (i32.const 64) (i32.const 8))))
+      (else (i64.store (i32.const 64) (i64.const 42)))))
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "execute") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 64) (i64.const 32)) (i64.const 8))))
+"""
+
+
+@pytest.fixture
+def wasmq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Callable[..., Result]:
+    """``wasmq(...)``: the app in this process against the private server."""
+    env = in_process_env(monkeypatch, tmp_path)
+
+    def invoke(*args: str) -> Result:
+        with restored_logging():
+            result = CliRunner().invoke(
+                app, ["--redis-url", str(settings.redis_url), *args], env=env
+            )
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        return result
+
+    return invoke
+
+
+def init_sources(tmp_path: Path) -> dict[str, Path]:
+    src = tmp_path / "init-src"
+    src.mkdir()
+    paths = {"constant": src / "constant.wat", "drawn": src / "drawn.wat"}
+    for flag, path in enumerate(paths.values()):
+        path.write_text(INIT_WAT.replace("SOURCE", str(flag)))
+    paths["echo"] = src / "echo.wat"
+    paths["echo"].write_bytes((TASKS / "echo.wat").read_bytes())
+    return paths
+
+
+def test_register_says_how_each_module_was_snapshotted(
+    wasmq: Callable[..., Result], tmp_path: Path
+) -> None:
+    src = init_sources(tmp_path)
+    constant = wasmq("register", str(src["constant"])).stdout.splitlines()
+    assert constant[0].startswith("registered constant v1 ")
+    assert constant[1].startswith("  snapshot: _initialize ran once here (")
+    assert constant[1].endswith(" ms), not in each task")
+    drawn = wasmq("register", str(src["drawn"])).stdout
+    assert "; the state it left drew on random numbers, now the same in every task" in drawn
+    plain = wasmq("register", str(src["constant"]), "--name", "plain", "--no-snapshot").stdout
+    assert plain.splitlines()[1] == (
+        "  not snapshotted: snapshots are off (--no-snapshot or WASMQ_SNAPSHOT=0)"
+    )
+    echo = wasmq("register", str(src["echo"])).stdout
+    assert len(echo.splitlines()) == 1 and "snapshot" not in echo
+    # --snapshot and --no-snapshot switch one task between two versions.
+    back = wasmq("register", str(src["constant"]), "--name", "plain", "--snapshot").stdout
+    assert back.startswith("registered plain v2 ") and "  snapshot: " in back
+
+
+def test_tasks_shows_the_snapshot_column_and_json(
+    wasmq: Callable[..., Result], tmp_path: Path
+) -> None:
+    src = init_sources(tmp_path)
+    wasmq("register", str(src["echo"].parent))  # in parallel: snapshots taken at once
+    wasmq("register", str(src["constant"]), "--name", "plain", "--no-snapshot")
+    lines = wasmq("tasks").stdout.splitlines()
+    start = lines[0].index("SNAPSHOT")
+    column = {line.split()[0]: line[start:].split()[0] for line in lines[1:]}
+    assert column == {"constant": "yes", "drawn": "yes*", "echo": "-", "plain": "no"}
+    rows = {r["name"]: r for r in json.loads(wasmq("tasks", "--json").stdout)}
+    constant = rows["constant"]
+    assert constant["digest"] != constant["source_digest"]
+    assert constant["source_digest"] == rows["plain"]["digest"]
+    assert constant["snapshot"]["taken"] is True and constant["snapshot"]["kept"] == []
+    assert constant["snapshot"]["memory_bytes"] == 65536
+    assert isinstance(constant["snapshot"]["init_ms"], float | int)
+    assert rows["drawn"]["snapshot"]["kept"] == ["random"]
+    assert rows["plain"]["snapshot"] == {
+        "taken": False,
+        "reason": "snapshots are off (--no-snapshot or WASMQ_SNAPSHOT=0)",
+    }
+    assert rows["plain"]["digest"] == rows["plain"]["source_digest"]
+    assert rows["echo"]["snapshot"] is None
+    assert rows["echo"]["digest"] == rows["echo"]["source_digest"]
+    (registered,) = json.loads(wasmq("register", str(src["drawn"]), "--json").stdout)
+    assert registered["snapshot"] == rows["drawn"]["snapshot"]
+    assert registered["source_digest"] == rows["drawn"]["source_digest"]

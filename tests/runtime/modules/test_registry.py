@@ -343,12 +343,22 @@ def load_in_new_process(redis_url: str, module_dir: Path, digest: str) -> dict[s
 def test_new_process_loads_native_code_without_compiling(
     registry: Registry, settings: Settings, redis_url: str, tmp_path: Path
 ) -> None:
-    digest = registry.register(copy_task("task_1.go", tmp_path)).record.digest
+    # As built: registration's check compiled it and left the native code for workers.
+    source = copy_task("task_1.go", tmp_path)
+    digest = registry.register(source, snapshot=False).record.digest
     stats = load_in_new_process(redis_url, settings.module_dir, digest)
     assert stats["native_loads"] == 1
     assert stats["wasm_compiles"] == 0 and stats["invocations"] == 0
     assert stats["redis_fetches"] == 0
     assert {"alloc", "execute", "memory"} <= set(stats["exports"])  # type: ignore[arg-type]
+    # A snapshot is only validated at registration: the first process compiles it, once
+    # for the machine, and the next one loads that.
+    snap = registry.register(source).record
+    assert snap.digest != digest
+    first = load_in_new_process(redis_url, settings.module_dir, snap.digest)
+    assert first["wasm_compiles"] == 1 and first["redis_fetches"] == 0
+    again = load_in_new_process(redis_url, settings.module_dir, snap.digest)
+    assert again["native_loads"] == 1 and again["wasm_compiles"] == 0
 
 
 @pytest.mark.toolchain

@@ -8,12 +8,16 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 import wasmtime
 
 from runtime.errors import RegistryError
+from runtime.modules.cache import ModuleCache
 from runtime.modules.contract import compile_checked
+from runtime.queue import keys
 from runtime.sandbox import Sandbox, TaskLimits
 from runtime.sandbox.engine import get_engine
 from runtime.sandbox.exports import ALLOC, EXECUTE, FUNCTIONS, INITIALIZE, MEMORY, Export
@@ -112,3 +116,57 @@ def test_a_module_without_its_memory_is_refused_by_both(box: Sandbox) -> None:
 def test_every_argument_is_an_i32() -> None:
     # Both backends pass call arguments as i32 values (raw.Instance.call).
     assert {p for f in FUNCTIONS for p in f.params} == {"i32"}
+
+
+V128_MODULES = {
+    "export": """(module (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) i32.const 0)
+      (func (export "execute") (param i32 i32) (result i64) i64.const 0)
+      (func (export "helper") (param v128) (result v128) local.get 0))""",
+    "import": """(module (import "wasmq" "progress" (func (param v128)))
+      (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) i32.const 0)
+      (func (export "execute") (param i32 i32) (result i64) i64.const 0))""",
+    "import before a memory import": """(module
+      (import "wasmq" "progress" (func (param v128)))
+      (import "wasi_snapshot_preview1" "memory" (memory 1))
+      (func (export "alloc") (param i32) (result i32) i32.const 0)
+      (func (export "execute") (param i32 i32) (result i64) i64.const 0))""",
+    "execute": """(module (memory (export "memory") 1)
+      (func (export "alloc") (param i32) (result i32) i32.const 0)
+      (func (export "execute") (param v128) (result i64) i64.const 0))""",
+}
+
+
+@pytest.mark.parametrize("where", sorted(V128_MODULES))
+def test_v128_in_a_signature_is_refused_before_wasmtime_is_asked_to_describe_it(
+    where: str,
+) -> None:
+    # wasmtime-py aborts the whole process when it describes a v128 value type: the
+    # contract must refuse such a module from its bytes, on registration and in a worker.
+    data = wasmtime.wat2wasm(V128_MODULES[where])
+    with pytest.raises(RegistryError, match="v128; task modules import and export"):
+        compile_checked(get_engine(), data)
+
+
+def test_v128_inside_a_module_is_fine() -> None:
+    data = wasmtime.wat2wasm(
+        """(module (memory (export "memory") 1)
+          (func $splat (param v128) (result v128) local.get 0)
+          (func (export "alloc") (param i32) (result i32) i32.const 0)
+          (func (export "execute") (param i32 i32) (result i64)
+            (drop (call $splat (v128.const i64x2 1 2))) i64.const 0))"""
+    )
+    compile_checked(get_engine(), data)
+
+
+def test_a_worker_refuses_a_v128_module_that_reached_redis(
+    tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    # A module written into Redis by hand never passed registration: the worker's compile
+    # step applies the same check from the bytes instead of aborting in check_module.
+    data = wasmtime.wat2wasm(V128_MODULES["export"])
+    digest = hashlib.sha256(data).hexdigest()
+    redis_client.set(keys.module(digest), data)
+    with pytest.raises(RegistryError, match="v128"):
+        ModuleCache(tmp_path, redis_client).load(digest)

@@ -23,7 +23,7 @@ import wasmtime
 from runtime.errors import RegistryError
 from runtime.sandbox import exports, host, wasi
 from runtime.sandbox.limits import MAX_TABLES, TABLE_ELEMENTS
-from runtime.snapshot.binary import BinaryError, v128_signature
+from runtime.snapshot.binary import BinaryError, read_u32, v128_signature
 
 #: Function exports in the order they are checked: the required ones first.
 _CHECKED = sorted(exports.FUNCTIONS, key=lambda f: not f.required)
@@ -181,20 +181,6 @@ _REFUSED_FEATURES = (
 )
 
 
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    """An unsigned LEB128 at ``pos``: (value, next position)."""
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated or overlong LEB128")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def table_minimums(data: bytes) -> list[int]:
     """The initial sizes of the tables a (valid) module defines, read from its binary.
 
@@ -203,16 +189,16 @@ def table_minimums(data: bytes) -> list[int]:
     pos, minimums = 8, []
     while pos < len(data):
         section = data[pos]
-        size, pos = _leb(data, pos + 1)
+        size, pos = read_u32(data, pos + 1)
         end = pos + size
         if section == 4:
-            count, pos = _leb(data, pos)
+            count, pos = read_u32(data, pos)
             for _ in range(count):
                 pos += 1  # the element type (funcref or externref)
                 flags = data[pos]
-                minimum, pos = _leb(data, pos + 1)
+                minimum, pos = read_u32(data, pos + 1)
                 if flags & 1:
-                    _, pos = _leb(data, pos)
+                    _, pos = read_u32(data, pos)
                 minimums.append(minimum)
         pos = end
     return minimums
@@ -221,7 +207,7 @@ def table_minimums(data: bytes) -> list[int]:
 def _check_tables(data: bytes) -> None:
     try:
         minimums = table_minimums(data)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError):  # BinaryError is a ValueError
         raise RegistryError("the module's table section cannot be read") from None
     if len(minimums) > MAX_TABLES:
         raise RegistryError(

@@ -282,7 +282,9 @@ def clock_res_get(caller: Any, vals: Any) -> int:
     return 0
 
 
-def random_get(caller: Any, vals: Any) -> int:
+def fill_random(caller: Any, vals: Any, source: Callable[[int], bytes]) -> int:
+    """``random_get`` with bytes from ``source(n)``, in pieces, checking the deadline
+    between them (a 4 GiB request must not outrun the task's limit)."""
     base, size = memory_span(caller)
     buf, length = vals[0].i32 & _M32, vals[1].i32 & _M32
     check_span(size, buf, length)
@@ -292,9 +294,13 @@ def random_get(caller: Any, vals: Any) -> int:
             trap: int = io.backend.new_trap("deadline passed in random_get")
             return trap
         piece = min(RANDOM_CHUNK, length - offset)
-        _memmove(base + buf + offset, os.urandom(piece), piece)
+        _memmove(base + buf + offset, source(piece), piece)
     vals[0].i32 = SUCCESS
     return 0
+
+
+def random_get(caller: Any, vals: Any) -> int:
+    return fill_random(caller, vals, os.urandom)
 
 
 def sched_yield(_caller: Any, vals: Any) -> int:

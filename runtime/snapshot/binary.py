@@ -318,24 +318,6 @@ def element_kinds(body: bytes) -> list[int]:
     return flags
 
 
-def imported_counts(body: bytes) -> dict[int, int]:
-    """How many functions, tables, memories and globals the module imports, by kind."""
-    count, pos = read_u32(body, 0)
-    kinds = {0: 0, 1: 0, 2: 0, 3: 0}
-    for _ in range(count):
-        for _ in range(2):  # module name, field name
-            size, pos = read_u32(body, pos)
-            pos += size
-        kind = body[pos]
-        pos += 1
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if kind == 0:
-            _, pos = read_u32(body, pos)
-        else:
-            raise BinaryError("the module imports something other than functions")
-    return kinds
-
-
 # -- function signatures -------------------------------------------------------------------
 
 
@@ -355,7 +337,13 @@ def _function_types(body: bytes) -> list[bytes]:
     return out
 
 
-def _import_function_types(body: bytes) -> list[tuple[str, int]]:
+def import_count(body: bytes) -> int:
+    return read_u32(body, 0)[0]
+
+
+def import_functions(body: bytes) -> list[tuple[str, int]]:
+    """(module.name, type index) of each imported function, up to the first import of
+    another kind."""
     count, pos = read_u32(body, 0)
     out = []
     for _ in range(count):
@@ -382,11 +370,11 @@ def v128_signature(data: bytes) -> str | None:
         return None
     types = _function_types(found.body)
     imports = section(parts, IMPORT)
-    imported = _import_function_types(imports.body) if imports is not None else []
+    imported = import_functions(imports.body) if imports is not None else []
     for what, index in imported:
         if V128 in types[index]:
             return f"import `{what}`"
-    if imports is not None and len(imported) < read_u32(imports.body, 0)[0]:
+    if imports is not None and len(imported) < import_count(imports.body):
         return None  # it imports more than functions: refused before exports are read
     functions = section(parts, FUNCTION)
     defined: list[int] = []

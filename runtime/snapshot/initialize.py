@@ -95,19 +95,13 @@ def _clock_time_get(caller: Any, vals: Any) -> int:
 
 def _random_get(caller: Any, vals: Any) -> int:
     io = cast(_InitIO, capture.current())
-    base, size = wasi.memory_span(caller)
-    buf, length = vals[0].i32 & _M32, vals[1].i32 & _M32
-    wasi.check_span(size, buf, length)
-    for offset in range(0, length, wasi.RANDOM_CHUNK):
-        if offset and io.overdue():
-            trap: int = io.backend.new_trap("deadline passed in random_get")
-            return trap
-        piece = min(wasi.RANDOM_CHUNK, length - offset)
+
+    def stream(piece: int) -> bytes:
         block = hashlib.shake_256(io.entropy + struct.pack("<Q", io.taken)).digest(piece)
         io.taken += 1
-        ctypes.memmove(base + buf + offset, block, piece)
-    vals[0].i32 = wasi.SUCCESS
-    return 0
+        return block
+
+    return wasi.fill_random(caller, vals, stream)
 
 
 _OVERRIDES = {"clock_time_get": _clock_time_get, "random_get": _random_get}

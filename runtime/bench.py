@@ -392,13 +392,14 @@ class Bench:
     def wait_done(self, ids: Sequence[str], label: str) -> None:
         """Until the tasks of ``ids`` have left the queue and the newest of them ended.
 
-        Polls two list lengths, not each task, so the server's CPU time over a drain
+        Polls list lengths, not each task, so the server's CPU time over a drain
         is the drain's; :meth:`settle` then makes sure of every task."""
         total = len(ids)
         last, moved = total + 1, time.monotonic()
         while True:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.llen(keys.pending(QUEUE))
+            for key in keys.pending_lists(QUEUE):
+                pipe.llen(key)
             pipe.llen(keys.processing(QUEUE))
             left = min(sum(int(n) for n in pipe.execute()), total)
             self.progress(label, total - left, total)

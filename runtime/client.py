@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -23,11 +25,13 @@ from typing import Any
 import redis
 
 from runtime.clock import now_ms
-from runtime.errors import InvalidTask
+from runtime.errors import InvalidTask, TaskNotFound
 from runtime.logging_config import get_logger
 from runtime.queue import ceilings, keys
-from runtime.queue.broker import BadTask, Broker
+from runtime.queue import throttles as limit_store
+from runtime.queue.broker import BadTask, Broker, check_priority
 from runtime.queue.ceilings import check_at_most
+from runtime.queue.flows import Flow, Flows, FlowStatus, Member
 from runtime.queue.names import check_queue_name, check_task_id, check_task_name
 from runtime.queue.queries import LIST_SCAN, Queries, TaskPage
 from runtime.queue.task import Kind, Limits, Stage, Task, parse_time
@@ -39,6 +43,9 @@ from runtime.worker.heartbeats import WorkerInfo, list_workers
 #: A payload: raw bytes, text (sent as UTF-8) or anything JSON can encode.
 Payload = bytes | str | dict[str, Any] | list[Any] | int | float | bool | None
 
+
+#: A member of a flow: a task name, ``(name, payload)`` or a built task.
+FlowStep = str | tuple[str, Payload] | Task
 
 #: Every value of ``--stage`` / ``stage=`` (from :class:`Stage`, the one source).
 STAGE_NAMES = tuple(s.value for s in Stage)
@@ -107,12 +114,22 @@ class Client(Queries):
         limits: Limits | None = None,
         keep_result: float | str | None = None,
         keep_payload: bool = False,
+        priority: str | None = None,
+        unique_key: str | None = None,
+        unique_for: float | str | None = None,
+        unique: bool = False,
     ) -> Task:
         """A validated :class:`Task` for an immediate run, not yet sent.
 
         ``keep_result`` keeps the result and record that long after the task ends
         (default: the queue's retention, ``WASMQ_RESULT_TTL``); ``keep_payload`` keeps the
-        payload after success (dropped by default)."""
+        payload after success (dropped by default). ``priority`` is the task's level in
+        its queue: ``high``, ``normal`` (the default) or ``low``.
+
+        ``unique_key`` (or ``unique=True``: a key from the task name, queue and payload)
+        makes the task unique: while a task enqueued with the same key has not ended,
+        enqueueing returns that task instead. The key is held at most ``unique_for``
+        (default one hour)."""
         check_task_name(name)
         queue_name = queue or self.settings.queue
         try:
@@ -147,16 +164,21 @@ class Client(Queries):
                 raise InvalidTask(f"invalid keep-result duration: {exc}") from None
             if keep < 0.001:
                 raise InvalidTask("invalid keep-result duration: it must be at least 1ms")
+        body = encode_payload(payload)
+        key, hold = _unique(name, queue_name, body, unique_key, unique_for, unique)
         return Task(
             id=task_id,
             task_name=name,
-            payload=encode_payload(payload),
+            payload=body,
             queue=queue_name,
             max_retries=retries,
             timeout=seconds,
             limits=task_limits,
             keep_result=keep,
             keep_payload=keep_payload,
+            priority=check_priority(priority or keys.DEFAULT_PRIORITY),
+            unique_key=key,
+            unique_for=hold,
         )
 
     # -- producing -----------------------------------------------------------------------
@@ -213,6 +235,66 @@ class Client(Queries):
         task.next_run_ms = next_run(expr, task.cron_tz)
         return self.submit(task)[0]
 
+    # -- flows: chains, groups and chords -------------------------------------------------
+
+    def chain(self, *steps: FlowStep, id: str | None = None, **options: Any) -> Flow:
+        """Run ``steps`` one after another, each with the previous step's result as its
+        payload. A step is a task name, ``(name, payload)`` or a built :class:`Task`; a
+        later step given a payload of its own gets ``{"payload": <its own>, "previous":
+        <previous result>}``. ``options`` (as in :meth:`task`) apply to every step."""
+        members = [self._flow_member(step, options) for step in steps]
+        return self._flows().create("chain", members, flow_id=id)
+
+    def group(self, members: Iterable[FlowStep], *, id: str | None = None, **options: Any) -> Flow:
+        """Run ``members`` side by side as one flow whose status counts them."""
+        tasks = [self._flow_member(m, options) for m in members]
+        return self._flows().create("group", tasks, flow_id=id)
+
+    def chord(
+        self,
+        members: Iterable[FlowStep],
+        callback: str | Task,
+        *,
+        id: str | None = None,
+        **options: Any,
+    ) -> Flow:
+        """A group whose ``callback`` runs once, when every member has completed, with
+        the JSON array of their results in member order as its payload."""
+        tasks = [self._flow_member(m, options) for m in members]
+        last = callback if isinstance(callback, Task) else self.task(callback, **options)
+        return self._flows().create("chord", tasks, last, flow_id=id)
+
+    def flow(self, flow_id: str) -> FlowStatus:
+        """A flow's state, counts by outcome and member stages."""
+        return self._flows().status(flow_id)
+
+    def cancel_flow(self, flow_id: str) -> tuple[str, int, int]:
+        """Cancel a flow's unfinished tasks: ``(status, waiting cancelled, running
+        marked)``; status ``cancelled``, or ``final`` when the flow had ended."""
+        return self._flows().cancel(flow_id)
+
+    def _stopped(self, task_id: str, wait: float) -> bool:
+        """Whether the worker of a cancelled running task acked it within ``wait`` s (its
+        lease is gone then) after stopping its run."""
+        deadline = now_ms() + int(wait * 1000)
+        while now_ms() < deadline:
+            if self.redis.zscore(keys.TIMEOUT, task_id) is None:
+                kind = self.redis.hget(keys.task(task_id), "error_kind")
+                return bool(kind == b"cancelled")
+            time.sleep(0.01)
+        return False
+
+    def _flows(self) -> Flows:
+        return Flows(self.broker)
+
+    def _flow_member(self, step: FlowStep, options: dict[str, Any]) -> Member:
+        if isinstance(step, Task):
+            return Member(step, own_payload=bool(step.payload))
+        if isinstance(step, str):
+            return Member(self.task(step, **options), own_payload=False)
+        name, payload = step
+        return Member(self.task(name, payload, **options), own_payload=True)
+
     @staticmethod
     def _due(at: datetime | int | str | None, delay: float | str | None) -> int:
         if (at is None) == (delay is None):
@@ -253,10 +335,46 @@ class Client(Queries):
 
     # -- control -------------------------------------------------------------------------
 
-    def cancel(self, task_id: str) -> str:
-        """Cancel a task: ``cancelled`` (it was waiting), ``marked`` (running: its result
-        will be discarded) or ``final`` (it had already ended)."""
-        return self.broker.cancel(task_id)[0]
+    def cancel(self, task_id: str, *, wait: float = 0.0) -> str:
+        """Cancel a task: ``cancelled`` (it was waiting), ``marked`` (running: its worker
+        stops it, keeping its output so far, and discards any result) or ``final`` (it had
+        already ended). With ``wait`` (s), a running task's cancel waits that long for its
+        worker to record the stop: ``stopped`` once it has. A flow id cancels every
+        unfinished task of the flow (``cancelled`` or ``final``)."""
+        try:
+            status = self.broker.cancel(task_id)[0]
+            if status == "marked" and wait > 0 and self._stopped(task_id, wait):
+                return "stopped"
+            return status
+        except TaskNotFound:
+            if not self._flows().exists(task_id):
+                raise
+        return self.cancel_flow(task_id)[0]
+
+    # -- rate and concurrency limits -------------------------------------------------------
+
+    def set_limit(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        concurrency: int | None = None,
+        rate: str | None = None,
+    ) -> limit_store.Limit:
+        """Set (replace) the limit of task name ``task`` or queue ``queue``: at most
+        ``concurrency`` running at once, at most ``rate`` starts per period (``"100/m"``,
+        ``"5/s"``). Every worker applies it at its next claim."""
+        limit = limit_store.make_limit(limit_store.scope(task=task, queue=queue), concurrency, rate)
+        limit_store.set_limit(self.redis, limit)
+        return limit
+
+    def remove_limit(self, *, task: str | None = None, queue: str | None = None) -> bool:
+        """Remove a limit (False when there was none); the tasks it held back run."""
+        return limit_store.remove_limit(self.redis, limit_store.scope(task=task, queue=queue))
+
+    def limits(self) -> list[limit_store.LimitUsage]:
+        """Every limit with its slots in use, its window's claims and its waiting tasks."""
+        return limit_store.usage(self.redis)
 
     def _queues(self, queue: str | None) -> list[str]:
         return [queue] if queue else self.broker.queues()
@@ -270,14 +388,15 @@ class Client(Queries):
         return out[:limit] if queue is None else out
 
     def dlq_redrive(
-        self, ids: Sequence[str] | None = None, *, queue: str | None = None
+        self, ids: Sequence[str] | None = None, *, queue: str | None = None, latest: bool = False
     ) -> list[str]:
         """Move dead letters back to pending: ``ids``, or all of them when ``ids`` is
-        None. Returns the ids moved."""
+        None. Returns the ids moved. They run the version of their task they were
+        enqueued with, or with ``latest`` its current registered version."""
         if ids is None:
             moved: list[str] = []
             for name in self._queues(queue):
-                moved.extend(self.broker.dlq_redrive(name))
+                moved.extend(self.broker.dlq_redrive(name, latest=latest))
             return moved
         by_queue: dict[str, list[str]] = {}
         for task_id in ids:
@@ -286,8 +405,28 @@ class Client(Queries):
             by_queue.setdefault(name, []).append(task_id)
         moved = []
         for name, group in by_queue.items():
-            moved.extend(self.broker.dlq_redrive(name, group))
+            moved.extend(self.broker.dlq_redrive(name, group, latest=latest))
         return moved
+
+    def versions_to_run(self, ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(task name, version the tasks ``ids`` will run, current registered version or
+        "") for each distinct pair, in first-seen order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(keys.task(task_id), "task_name", "task_version")
+        pairs: dict[tuple[str, str], None] = {}
+        for name, version in pipe.execute():
+            if name:
+                pairs[(name.decode(), (version or b"").decode())] = None
+        names = sorted({name for name, _ in pairs})
+        records = self.redis.hmget(keys.TASK_REGISTRY, names) if names else []
+        current: dict[str, str] = {}
+        for name, raw in zip(names, records, strict=True):
+            try:
+                current[name] = str(json.loads(raw)["version"]) if raw else ""
+            except (ValueError, KeyError, TypeError):
+                current[name] = ""
+        return [(name, version, current[name]) for name, version in pairs]
 
     def dlq_purge(self, older_than: float | str | None = None, *, queue: str | None = None) -> int:
         """Delete dead letters (those that failed more than ``older_than`` ago, or all)."""
@@ -304,3 +443,42 @@ class Client(Queries):
         from runtime.modules.registry import Registry
 
         return Registry(self.settings, self.redis).register(path, name, snapshot=snapshot)
+
+
+#: How long a unique key is held when ``unique_for`` is not given (s).
+UNIQUE_FOR = 3600.0
+#: Longest unique key (it is part of a Redis key name).
+UNIQUE_KEY_MAX = 512
+
+
+def _unique(
+    name: str,
+    queue: str,
+    payload: bytes,
+    key: str | None,
+    hold: float | str | None,
+    derive: bool,
+) -> tuple[str, float | None]:
+    """(unique key, seconds it is held) of a task, or ("", None) for a task that is not
+    unique; a derived key is the task name, queue and a digest of the payload."""
+    if key is not None and derive:
+        raise InvalidTask("give either a unique key or unique=True (--unique), not both")
+    if derive:
+        key = f"{name}:{queue}:{hashlib.sha256(payload).hexdigest()[:32]}"
+    if key is None:
+        if hold is not None:
+            raise InvalidTask("unique_for (--unique-for) needs a unique key or unique=True")
+        return "", None
+    if not key or len(key) > UNIQUE_KEY_MAX or not key.isprintable():
+        raise InvalidTask(
+            f"invalid unique key {key[:40]!r}: use 1 to {UNIQUE_KEY_MAX} printable characters"
+        )
+    seconds = UNIQUE_FOR
+    if hold is not None:
+        try:
+            seconds = parse_duration(hold)
+        except ValueError as exc:
+            raise InvalidTask(f"invalid unique-for duration: {exc}") from None
+        if seconds < 0.001:
+            raise InvalidTask("invalid unique-for duration: it must be at least 1ms")
+    return key, seconds

@@ -29,6 +29,7 @@ from runtime.errors import (
     WasmqError,
 )
 from runtime.output.chunks import LogChunk
+from runtime.queue.flows import Flow, FlowStatus
 from runtime.queue.queries import QueueStats, TaskPage, TaskStatus
 from runtime.queue.task import Kind, Limits, Stage, Task
 from runtime.settings import Settings
@@ -49,6 +50,8 @@ __all__ = [
     "Client",
     "CompileError",
     "ConnectionFailed",
+    "Flow",
+    "FlowStatus",
     "InvalidTask",
     "Kind",
     "Limits",

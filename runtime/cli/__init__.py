@@ -16,10 +16,12 @@ import typer
 from runtime.cli import bench as bench_cmds
 from runtime.cli import develop as develop_cmds
 from runtime.cli import inspect as inspect_cmds
+from runtime.cli import limits as limit_cmds
 from runtime.cli import queue as queue_cmds
 from runtime.cli import registry as registry_cmds
 from runtime.cli import schedule as schedule_cmds
 from runtime.cli import server as server_cmds
+from runtime.cli import workflows as flow_cmds
 from runtime.cli.choices import choice_option
 from runtime.cli.context import AppState
 from runtime.cli.usage import usage_line
@@ -89,8 +91,10 @@ for _module in (
     server_cmds,
     registry_cmds,
     queue_cmds,
+    flow_cmds,
     schedule_cmds,
     inspect_cmds,
+    limit_cmds,
     bench_cmds,
     develop_cmds,
 ):

@@ -10,6 +10,7 @@ import typer
 
 from runtime.cli.choices import choice_option, complete_queue_names, complete_task_names
 from runtime.cli.context import state
+from runtime.cli.limits import limits_table
 from runtime.clock import now_ms
 from runtime.errors import TaskNotFound
 from runtime.output.chunks import STREAM_NAMES, chunk_json
@@ -66,7 +67,14 @@ def status_cmd(
             return
         st = last
     else:
-        st = client.status(task_id)
+        try:
+            st = client.status(task_id)
+        except TaskNotFound:
+            from runtime.cli.workflows import show_flow
+
+            if show_flow(client, task_id, as_json):
+                return
+            raise
         if as_json:
             typer.echo(json.dumps(st.to_json()))
             return
@@ -121,6 +129,8 @@ def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
         ("worker", st.worker or "-"),
         ("digest", st.digest or "-"),
     ]
+    if st.extra.get("priority"):
+        rows.append(("priority", st.extra["priority"]))
     if st.scheduled_ms:
         rows.append(("scheduled", _time(st.scheduled_ms)))
     if st.cron_expr:
@@ -265,11 +275,19 @@ def stats_cmd(
             "estimated": report.scheduled_estimated,
         }
         rows = [r.to_json() for r in report.queues]
-        typer.echo(json.dumps({"now_ms": now_ms(), "queues": rows, "scheduled": scheduled}))
+        limits = [u.to_json() for u in report.limits]
+        typer.echo(
+            json.dumps(
+                {"now_ms": now_ms(), "queues": rows, "scheduled": scheduled, "limits": limits}
+            )
+        )
         return
     typer.echo(_stats_header())
     for r in report.queues:
         typer.echo(_stats_row(r))
+    if report.limits:
+        typer.echo("")
+        typer.echo(limits_table(report.limits))
     if report.scheduled_estimated:
         typer.echo(
             f"~ estimated: split from {report.scheduled_sampled} random entries of the"

@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from runtime.cli.choices import complete_queue_names, complete_task_names
+from runtime.cli.choices import choice_option, complete_queue_names, complete_task_names
 from runtime.cli.context import state
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask, WasmqError
-from runtime.queue import ceilings
+from runtime.queue import ceilings, keys
 from runtime.queue.task import Task
 from runtime.units import human_age
 
 if TYPE_CHECKING:
     from runtime.client import Client
+
+#: How long ``cancel`` waits for a running task's worker to confirm it stopped it (s).
+CANCEL_WAIT = 2.0
 
 #: Most worker processes of one pool (``worker -c``): each holds its own engine, module
 #: cache and Redis connections, so more than this is a typo rather than a machine.
@@ -80,6 +83,21 @@ def enqueue(
     keep_payload: bool = typer.Option(
         False, "--keep-payload", help="Keep the payload after success (dropped by default)."
     ),
+    priority: str | None = choice_option(
+        None, "--priority", values=keys.PRIORITIES, help="Level within the queue (normal)."
+    ),
+    unique_key: str | None = typer.Option(
+        None, "--unique-key", help="Unique key: while its task has not ended, return that task."
+    ),
+    unique: bool = typer.Option(
+        False, "--unique", help="Unique by task name, queue and payload (a derived key)."
+    ),
+    unique_for: str | None = typer.Option(
+        None, "--unique-for", help="Longest time the unique key is held (1h)."
+    ),
+    then: list[str] | None = typer.Option(
+        None, "--then", help="Chain: NAME[=PAYLOAD] run next with the result; repeatable."
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for the result and print it."),
     wait_timeout: str | None = typer.Option(None, "--wait-timeout", help="Longest wait."),
     raw: bool = typer.Option(
@@ -101,8 +119,14 @@ def enqueue(
         "memory": memory,
         "keep_result": keep_result,
         "keep_payload": keep_payload,
+        "priority": priority,
     }
+    if unique_key is not None or unique or unique_for is not None:
+        options.update(unique_key=unique_key, unique=unique, unique_for=unique_for)
     body = read_payload(payload)
+    if then:
+        _enqueue_chain(client, name, body, then, options, (at, delay, cron, wait, as_json))
+        return
     if cron is not None:
         task = client.cron(name, cron, body, tz=tz, **options)
         created = True
@@ -111,7 +135,12 @@ def enqueue(
         created = True
     else:
         task, created = client.submit(client.task(name, body, **options))
-    if not created:
+    if not created and task.unique_key and task.id != task_id:
+        typer.echo(
+            f"task {task.id} holds unique key {task.unique_key} ({task.stage}); nothing enqueued",
+            err=True,
+        )
+    elif not created:
         typer.echo(f"task {task.id} exists already ({task.stage}); nothing enqueued", err=True)
     if as_json:
         _print_json(client, task, wait_timeout, wait)
@@ -127,6 +156,24 @@ def enqueue(
 
         limit = parse_duration(wait_timeout) if wait_timeout else None
         write_result(wait_result(client, task.id, limit), raw)
+
+
+def _enqueue_chain(
+    client: Client,
+    name: str,
+    body: bytes,
+    then: list[str],
+    options: dict[str, Any],
+    refused: tuple[object, ...],
+) -> None:
+    from runtime.cli.workflows import enqueue_chain
+
+    if any(refused):
+        raise InvalidTask(
+            "--then makes a chain that runs now: drop --at, --in, --cron, --wait and --json"
+        )
+    flow_id = options.pop("id")
+    typer.echo(enqueue_chain(client, (name, body), then, options, flow_id))
 
 
 def _print_json(client: Client, task: Task, wait_timeout: str | None, wait: bool) -> None:
@@ -152,8 +199,11 @@ def worker(
         None,
         "--queue",
         "-q",
-        help="Queue to serve; repeat for several (earlier first).",
+        help="Queue to serve; repeat for several (earlier first), NAME:WEIGHT for weighted.",
         autocompletion=complete_queue_names,
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="With weights: heaviest queue first on every claim."
     ),
     concurrency: int | None = typer.Option(
         None,
@@ -179,18 +229,17 @@ def worker(
     settings = st.settings()
     if registry is not None:
         _register_dir(ctx, registry)
-    queues = list(queue or [settings.queue])
-    from runtime.queue.names import check_queue_name
+    from runtime.worker.queue_order import QueueOrder
 
-    for name in queues:
-        try:
-            check_queue_name(name)
-        except ValueError as exc:
-            raise InvalidTask(str(exc)) from None
+    try:
+        order = QueueOrder.parse(list(queue or [settings.queue]), strict=strict)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
     st.redis()  # fail fast with one line when Redis is unreachable
     code = Pool(
         settings,
-        queues,
+        list(order.queues),
+        order=order,
         concurrency=concurrency,
         burst=burst,
         scheduler=not no_scheduler,
@@ -252,12 +301,20 @@ def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
 
 
 def cancel(ctx: typer.Context, task_id: str = typer.Argument(..., help="Task id.")) -> None:
-    """Cancel a pending or scheduled task; a running one is marked and its result discarded."""
+    """Cancel a task: a waiting one leaves its queue, a running one is stopped."""
     client = _client(ctx)
-    status = client.cancel(task_id)
+    from runtime.cli.workflows import cancel_flow
+
+    if (line := cancel_flow(client, task_id)) is not None:
+        typer.echo(line)
+        return
+    status = client.cancel(task_id, wait=CANCEL_WAIT)
     messages = {
         "cancelled": f"cancelled {task_id}",
-        "marked": f"task {task_id} is running: marked cancelled, its result will be discarded",
+        "stopped": f"stopped {task_id} (it was running); its output so far is kept:"
+        f" wasmq logs {task_id}",
+        "marked": f"task {task_id} is running: marked cancelled; its worker stops it and"
+        " discards any result",
         "final": f"task {task_id} had already ended; nothing to cancel",
     }
     typer.echo(messages.get(status, status))
@@ -336,20 +393,35 @@ def _failed_ago(ms: object, now: int) -> str:
     return human_age((now - ms) / 1000) if isinstance(ms, int) else "-"
 
 
+def _versions_note(client: Client, moved: Sequence[str]) -> str:
+    """Which version of each task the redriven tasks run: " (task_1 v2; v3 is current:
+    --latest runs v3)", or "" when none moved."""
+    parts = []
+    for name, version, current in client.versions_to_run(moved):
+        part = f"{name} v{version}" if version else name
+        if current and current != version:
+            part += f"; v{current} is current: --latest runs v{current}"
+        parts.append(part)
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 @dlq_app.command("redrive")
 def dlq_redrive(
     ctx: typer.Context,
     ids: list[str] | None = typer.Argument(None, help="Task ids to redrive."),
     all_: bool = typer.Option(False, "--all", help="Redrive every dead letter."),
     queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
+    latest: bool = typer.Option(
+        False, "--latest", help="Run the task's current registered version."
+    ),
 ) -> None:
     """Move dead-lettered tasks back to pending with fresh attempts."""
     if bool(ids) == all_:
         raise InvalidTask("give task ids or --all")
     client = _client(ctx)
-    moved = client.dlq_redrive(None if all_ else ids, queue=queue)
+    moved = client.dlq_redrive(None if all_ else ids, queue=queue, latest=latest)
     missing = sorted(set(ids or []) - set(moved))
-    typer.echo(f"redrove {len(moved)} task(s)")
+    typer.echo(f"redrove {len(moved)} task(s){_versions_note(client, moved)}")
     if missing:
         raise WasmqError(f"not in the dead-letter list: {', '.join(missing)}")
 
@@ -361,6 +433,9 @@ def dlq_purge(
         None, "--older-than", help="Only tasks that failed longer ago, e.g. 7d."
     ),
     queue: str | None = typer.Option(None, "--queue", "-q", help="Only this queue."),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Purge every dead letter without asking (no filter)."
+    ),
 ) -> None:
     """Delete dead-lettered tasks with their results and logs."""
     from runtime.units import parse_duration
@@ -370,6 +445,15 @@ def dlq_purge(
         seconds = parse_duration(older_than) if older_than is not None else None
     except ValueError as exc:
         raise InvalidTask(f"invalid --older-than: {exc}") from None
+    if older_than is None and queue is None and not yes:
+        # Everything, everywhere, for good: a script must say so, a person is asked.
+        if not sys.stdin.isatty():
+            raise InvalidTask(
+                "dlq purge without --older-than or --queue deletes every dead letter;"
+                " pass --yes to confirm"
+            )
+        if not typer.confirm("Delete every dead letter of every queue?", default=False):
+            raise typer.Exit(1)
     typer.echo(f"purged {client.dlq_purge(seconds, queue=queue)} task(s)")
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from runtime.cli.progress import Status
-from runtime.errors import TaskNotFinished
+from runtime.errors import TaskNotFinished, TaskNotFound
 from runtime.queue.task import TERMINAL_STAGES, Stage
 
 if TYPE_CHECKING:
@@ -35,11 +35,18 @@ def warn_if_unserved(client: Client, queue: str) -> None:
 def wait_result(client: Client, task_id: str, limit: float | None) -> bytes:
     """The task's result once it ends (raises as :meth:`Client.result` does), with a
     status line while it waits; ``limit`` seconds at most, ``None`` for no limit."""
-    status = client.status(task_id)
-    if status.stage not in TERMINAL_STAGES and status.stage != Stage.IN_PROGRESS:
-        warn_if_unserved(client, status.queue)
+    try:
+        status = client.status(task_id)
+    except TaskNotFound:
+        # A later chain step or a chord's callback is created when its turn comes.
+        if not client.flow_member_to_come(task_id):
+            raise
+        stage = "waiting"
+    else:
+        if status.stage not in TERMINAL_STAGES and status.stage != Stage.IN_PROGRESS:
+            warn_if_unserved(client, status.queue)
+        stage = str(status.stage)
     deadline = None if limit is None else time.monotonic() + limit
-    stage = str(status.stage)
     with Status(f"waiting for {task_id} ({stage})") as line:
         while True:
             remaining = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
@@ -51,8 +58,17 @@ def wait_result(client: Client, task_id: str, limit: float | None) -> bytes:
             try:
                 return client.wait_result(task_id, remaining)
             except TaskNotFinished:
-                stage = str(client.status(task_id).stage)
+                stage = _stage(client, task_id)
                 line.update(f"waiting for {task_id} ({stage})")
+
+
+def _stage(client: Client, task_id: str) -> str:
+    try:
+        return str(client.status(task_id).stage)
+    except TaskNotFound:
+        if not client.flow_member_to_come(task_id):
+            raise
+        return "waiting"
 
 
 def write_result(value: bytes, raw: bool = False) -> None:

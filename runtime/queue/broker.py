@@ -123,7 +123,8 @@ class Broker:
     def enqueue(self, task: Task) -> tuple[Task, bool]:
         """Store ``task`` and queue it (or schedule it); ``(task, created)``.
 
-        An existing id is returned as it is stored and nothing changes; an unregistered
+        An existing id is returned as it is stored and nothing changes, and so is the task
+        holding ``task.unique_key`` while it has not ended; an unregistered
         task name raises :class:`UnknownTask` (a ``RegistryError``); an oversized payload :class:`InvalidTask`.
         """
         _, call, plain = self._enqueue_call(task)
@@ -150,6 +151,7 @@ class Broker:
                 f"payload of {len(task.payload)} bytes is over the limit of {limit} bytes; "
                 "send a smaller payload or raise WASMQ_PAYLOAD_LIMIT"
             )
+        check_priority(task.priority)
         now = now_ms()
         if not task.created_ms:
             task.created_ms = now
@@ -188,6 +190,7 @@ class Broker:
             fields_json=json.dumps(fields, separators=(",", ":")),
             now=now,
             idle_live_ms=IDLE_LIVE_MS,
+            priority=task.priority,
         )
         return task.task_name, call, plain
 
@@ -198,7 +201,8 @@ class Broker:
         if code == 0:
             existing = _parse_hash(reply[1])
             stored = Task.from_hash(existing)
-            stored.id = task.id
+            # A third value: the task that holds the unique key, not this id.
+            stored.id = _text(reply[2]) if len(reply) > 2 else task.id
             return stored, False
         task.digest = _text(reply[1])
         task.version = _text(reply[2])
@@ -295,7 +299,9 @@ class Broker:
         for report in reports:
             task = report.task
             ttl = int(s.retention(task.queue, task.keep_result) * 1000)
-            if not report.ok:
+            # A run stopped by a cancel is acked: the record is already cancelled, and
+            # ack.lua keeps its output as for any ended run.
+            if not report.ok and report.error_kind != ErrorKind.CANCELLED:
                 slots.append((len(parts), -1))
                 parts.append(self._nack_call(report, now, now_text, ttl))
                 continue
@@ -335,6 +341,21 @@ class Broker:
             flags += "el"
         if task.payload_apart:
             flags += "p"
+        if not report.ok:
+            return scripts.Acked(
+                id=task.id,
+                retention_ms=ttl,
+                duration_ms=_ms(report.duration_ms),
+                log_bytes=report.log_bytes,
+                log_dropped=report.log_dropped,
+                log_file=report.log_file,
+                started_ms=report.started_ms,
+                flags=flags,
+                result=None,
+                logs=report.logs,
+                progress=report.progress,
+                stopped=report.error,
+            )
         inline = len(report.result) <= PAYLOAD_APART
         if not inline:
             plain.append(("SET", keys.result(task.id), report.result, "PX", ttl))
@@ -466,11 +487,15 @@ class Broker:
             out.append(task)
         return out
 
-    def dlq_redrive(self, queue: str, ids: Sequence[str] | None = None) -> list[str]:
-        """Move dead letters back to pending (all of them when ``ids`` is None)."""
+    def dlq_redrive(
+        self, queue: str, ids: Sequence[str] | None = None, *, latest: bool = False
+    ) -> list[str]:
+        """Move dead letters back to pending (all of them when ``ids`` is None); with
+        ``latest``, onto their task's current registered version."""
         if ids is not None and not ids:
             return []
-        call = scripts.dlq_redrive(queue=queue, now_text=format_time(now_ms()), ids=ids or [])
+        now_text = format_time(now_ms())
+        call = scripts.dlq_redrive(queue=queue, now_text=now_text, ids=ids or [], latest=latest)
         return [_text(i) for i in self._run([call])[0]]
 
     def dlq_purge(self, queue: str, older_than: float | None = None) -> int:
@@ -504,6 +529,13 @@ class Broker:
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+
+def check_priority(priority: str) -> str:
+    """``priority`` when it is a level of :data:`keys.PRIORITIES`; else :class:`InvalidTask`."""
+    if priority not in keys.PRIORITIES:
+        raise InvalidTask(f"unknown priority {priority!r}: use {', '.join(keys.PRIORITIES)}")
+    return priority
 
 
 def close_task_names(client: redis.Redis, name: str, n: int = 3) -> list[str]:

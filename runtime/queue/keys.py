@@ -156,3 +156,101 @@ COMPILE_INDEX = "wasmq:compiles"
 #: Hash ``<snapshot format>:<source digest>:<task name>`` -> digest of the pre-initialized
 #: module made from that source for that task: a snapshot is taken once, on any machine.
 SNAPSHOT_INDEX = "wasmq:snapshots"
+
+# -- Workflows: chains, groups and chords --------------------------------------------------
+
+#: Hash with a flow's state: kind (chain, group, chord), total, counts by outcome
+#: (completed, failed, cancelled), state, created_ms, finished_ms, callback id (chords).
+FLOW_PREFIX = "wasmq:flow:"
+#: List of a flow's member task ids in member order (a chord's callback not included).
+FLOW_MEMBERS_PREFIX = "wasmq:flow_members:"
+#: Hash the flow owns: ``s<i>`` the fields of member i not created yet (chain steps, the
+#: chord callback ``sc``), ``p<i>`` a step's own payload, ``r<i>`` a chord member's
+#: result, kept here so the finished-records cap and result expiry cannot lose it.
+FLOW_DATA_PREFIX = "wasmq:flow_data:"
+#: Results larger than this become the next step's payload by a copy of the result key
+#: into ``task_payload:<id>`` rather than through the record (as the broker's PAYLOAD_APART).
+FLOW_INLINE_MAX = 16 * 1024
+
+
+def flow(flow_id: str) -> str:
+    return FLOW_PREFIX + flow_id
+
+
+def flow_members(flow_id: str) -> str:
+    return FLOW_MEMBERS_PREFIX + flow_id
+
+
+def flow_data(flow_id: str) -> str:
+    return FLOW_DATA_PREFIX + flow_id
+
+
+# -- Priorities ----------------------------------------------------------------------------
+
+#: A task's priority within its queue, highest first. Claims take from a higher level
+#: while it holds tasks (strict: lower levels wait).
+PRIORITIES = ("high", "normal", "low")
+#: The level of a task whose record has no ``priority`` field. Its tasks stay on the
+#: reference pending list, so producers that know nothing of priorities keep working.
+DEFAULT_PRIORITY = "normal"
+
+
+def pending_at(name: str, priority: str) -> str:
+    """The pending list of ``priority`` in queue ``name``: the queue's pending list for
+    the default level, ``task_queue[:<name>]:pending:<priority>`` for the others."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r}")
+    base = pending(name)
+    return base if priority == DEFAULT_PRIORITY else f"{base}:{priority}"
+
+
+def pending_lists(name: str) -> tuple[str, ...]:
+    """Every pending list of queue ``name``, highest priority first."""
+    return tuple(pending_at(name, level) for level in PRIORITIES)
+
+
+# -- Rate and concurrency limits -----------------------------------------------------------
+
+#: Hash scope -> JSON limit (``{"concurrency": N, "rate": N, "period_ms": P}``, either
+#: part optional). A scope is ``task:<task name>`` or ``queue:<queue name>``.
+LIMITS = "wasmq:limits"
+#: Sorted set per scope with a concurrency limit: the ids holding a slot, score = their
+#: lease deadline when last looked at (a slot lives as long as the task's lease).
+LIMIT_RUNNING_PREFIX = "wasmq:limit:running:"
+#: Sorted set per scope with a rate limit: one member ``<id>:<attempt>`` per claim in the
+#: sliding window, score = claim ms (expires when the scope goes quiet).
+LIMIT_RATE_PREFIX = "wasmq:limit:rate:"
+#: List per scope of the ids a claim set aside because the scope was at its limit,
+#: oldest at the right (released from there).
+LIMIT_WAITING_PREFIX = "wasmq:limit:waiting:"
+#: Sorted set of scopes with tasks set aside, score = ms when a claim looks at the scope
+#: again and releases what its limit then allows.
+LIMIT_DUE = "wasmq:limit:due"
+
+
+def limit_running(scope: str) -> str:
+    return LIMIT_RUNNING_PREFIX + scope
+
+
+def limit_rate(scope: str) -> str:
+    return LIMIT_RATE_PREFIX + scope
+
+
+def limit_waiting(scope: str) -> str:
+    return LIMIT_WAITING_PREFIX + scope
+
+
+# -- Unique tasks and cancel ---------------------------------------------------------------
+
+#: Pub/sub channel on which the id of a running task that was cancelled is published,
+#: so the worker running it can stop it.
+CANCEL_CHANNEL = "wasmq:cancel"
+
+#: String ``wasmq:unique:<unique key>`` -> id of the task holding that key, with the
+#: task's ``unique_for`` as its expiry. An enqueue with the key returns that task while
+#: it has not ended; once it has ended (or its record is gone) the next one takes over.
+UNIQUE_PREFIX = "wasmq:unique:"
+
+
+def unique(key: str) -> str:
+    return UNIQUE_PREFIX + key

@@ -31,6 +31,7 @@ from runtime.queue.task import (
     Task,
     parse_time,
 )
+from runtime.queue.throttles import LimitUsage, usage
 from runtime.settings import Settings
 
 #: Seconds summed for the completions rate in ``stats`` ("done in the last minute").
@@ -108,6 +109,8 @@ class TaskStatus:
     @classmethod
     def from_task(cls, task: Task) -> TaskStatus:
         extra = dict(task.extra)
+        if task.priority != keys.DEFAULT_PRIORITY:
+            extra["priority"] = task.priority
 
         def number(name: str) -> int:
             try:
@@ -217,6 +220,8 @@ class StatsReport:
     scheduled_total: int
     #: Entries read to split that total by queue and kind (all of them when it is small).
     scheduled_sampled: int
+    #: Each rate or concurrency limit with what it holds now (empty when none is set).
+    limits: list[LimitUsage] = field(default_factory=list)
 
     @property
     def scheduled_estimated(self) -> bool:
@@ -384,10 +389,11 @@ class Queries:
             return page
         homes = _STAGE_HOMES.get(stage, _EVERYWHERE) if stage else _EVERYWHERE
         sources = [
-            self._list_source(keys.queue(name, part))
+            self._list_source(key)
             for name in ([queue] if queue else self.queues())
             for part in keys.STAGES
             if part in homes
+            for key in _part_lists(name, part)
         ]
         if "scheduled" in homes:
             sources.append(self._scheduled_source())
@@ -417,18 +423,23 @@ class Queries:
         names = self.queues()
         total, split, sampled = self._scheduled_split(sample)
         pipe = self.redis.pipeline(transaction=False)
+        levels = len(keys.PRIORITIES)
         for name in names:
-            pipe.llen(keys.pending(name))
+            for key in keys.pending_lists(name):
+                pipe.llen(key)
+                pipe.lindex(key, -1)
             pipe.llen(keys.processing(name))
             pipe.llen(keys.finished(name))
             pipe.llen(keys.dlq(name))
             pipe.hgetall(keys.throughput(name))
-            pipe.lindex(keys.pending(name), -1)
         replies = pipe.execute()
         rows = []
         stale: dict[str, list[bytes]] = {}
+        per_queue = 2 * levels + 4
         for i, name in enumerate(names):
-            pending, processing, finished, dlq, seconds, oldest = replies[i * 6 : i * 6 + 6]
+            row = replies[i * per_queue : (i + 1) * per_queue]
+            pending = sum(row[0 : 2 * levels : 2])
+            processing, finished, dlq, seconds = row[2 * levels :]
             completed, old = _completions(seconds, now_s)
             if old:
                 stale[name] = old
@@ -444,7 +455,7 @@ class Queries:
                     finished=finished,
                     dlq=dlq,
                     completed_last_minute=completed,
-                    oldest_pending_age_ms=self._waiting_since(oldest, now),
+                    oldest_pending_age_ms=self._oldest_wait(row[1 : 2 * levels : 2], now),
                     scheduled_estimated=sampled < total,
                 )
             )
@@ -455,7 +466,7 @@ class Queries:
             for name, fields in stale.items():
                 pipe.hdel(keys.throughput(name), *fields)
             pipe.execute()
-        return StatsReport(rows, total, sampled)
+        return StatsReport(rows, total, sampled, usage(self.redis, now))
 
     # -- helpers ------------------------------------------------------------------
 
@@ -463,9 +474,20 @@ class Queries:
         raw = self.redis.hget(keys.task(task_id), "task_stage")
         if raw is None:
             if not self.redis.exists(keys.task(task_id)):
+                if self.flow_member_to_come(task_id):
+                    return "waiting"
                 raise TaskNotFound(task_id)
             return Stage.PENDING
         return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def flow_member_to_come(self, task_id: str) -> bool:
+        """Whether ``task_id`` is a member of a running flow that has not been created yet
+        (a later chain step, a chord's callback): waiting for its result is waiting for it."""
+        flow_id, dot, _ = task_id.rpartition(".")
+        if not dot or not flow_id:
+            return False
+        state = self.redis.hget(keys.flow(flow_id), "state")
+        return state in (b"running", b"failed")
 
     def _final_result(self, task_id: str, stage: str) -> bytes:
         if stage == Stage.COMPLETED:
@@ -589,6 +611,11 @@ class Queries:
             counts = {q: {k: round(n * scale) for k, n in per.items()} for q, per in counts.items()}
         return int(total), counts, len(ids)
 
+    def _oldest_wait(self, heads: list[bytes | None], now: int) -> int | None:
+        """The longest wait of the next tasks to claim at each priority level."""
+        waits = [w for w in (self._waiting_since(head, now) for head in heads) if w is not None]
+        return max(waits) if waits else None
+
     def _waiting_since(self, oldest_id: bytes | None, now: int) -> int | None:
         if oldest_id is None:
             return None
@@ -603,6 +630,11 @@ class Queries:
         if since is None:
             return None
         return max(now - since, 0)
+
+
+def _part_lists(name: str, part: str) -> tuple[str, ...]:
+    """The lists of one stage of queue ``name``: every priority level's when pending."""
+    return keys.pending_lists(name) if part == "pending" else (keys.queue(name, part),)
 
 
 def _matches(status: TaskStatus, queue: str | None, stage: str | None, task: str | None) -> bool:

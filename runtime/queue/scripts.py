@@ -12,6 +12,7 @@ spelled in keys.py only. Scripts are invoked by EVALSHA of that combined text
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -38,6 +39,9 @@ class Script(enum.Enum):
     DLQ_PURGE = "dlq_purge"
     DLQ_REDRIVE = "dlq_redrive"
     ENQUEUE = "enqueue"
+    FLOW_CANCEL = "flow_cancel"
+    FLOW_CREATE = "flow_create"
+    FLOW_STATUS = "flow_status"
     NACK = "nack"
     PROGRESS = "progress"
     PROMOTE = "promote"
@@ -65,6 +69,21 @@ LUA_CONSTANTS: dict[str, str | int] = {
     "WAKE_PREFIX": keys.WAKE_PREFIX,
     "WORKER_WAKE_PREFIX": keys.WORKER_WAKE_PREFIX,
     "THROUGHPUT_WINDOW": keys.THROUGHPUT_WINDOW,
+    "DEFAULT_PRIORITY": keys.DEFAULT_PRIORITY,
+    # Workflows
+    "FLOW_PREFIX": keys.FLOW_PREFIX,
+    "FLOW_MEMBERS_PREFIX": keys.FLOW_MEMBERS_PREFIX,
+    "FLOW_DATA_PREFIX": keys.FLOW_DATA_PREFIX,
+    "FLOW_INLINE_MAX": keys.FLOW_INLINE_MAX,
+    "CANCEL_CHANNEL": keys.CANCEL_CHANNEL,
+    # Unique tasks and cancel
+    "UNIQUE_PREFIX": keys.UNIQUE_PREFIX,
+    # Rate and concurrency limits
+    "LIMITS": keys.LIMITS,
+    "LIMIT_RUNNING_PREFIX": keys.LIMIT_RUNNING_PREFIX,
+    "LIMIT_RATE_PREFIX": keys.LIMIT_RATE_PREFIX,
+    "LIMIT_WAITING_PREFIX": keys.LIMIT_WAITING_PREFIX,
+    "LIMIT_DUE": keys.LIMIT_DUE,
 }
 
 #: Per-queue keys of claim.lua and recover.lua, in their scripts' order.
@@ -92,12 +111,52 @@ def prelude() -> str:
     lines += [f"local {name} = {_lua_value(value)}" for name, value in LUA_CONSTANTS.items()]
     parts = ", ".join(f"{part} = true" for part in keys.STAGES)
     lines.append(f"local QUEUE_PARTS = {{{parts}}}")
+    levels = ", ".join(_lua_value(level) for level in keys.PRIORITIES)
+    lines.append(f"local PRIORITIES = {{{levels}}}")
+    named = ", ".join(f"{level} = true" for level in keys.PRIORITIES)
+    lines.append(f"local PRIORITY_LEVEL = {{{named}}}")
     return "\n".join(lines) + "\n" + source(PRELUDE)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMENT = re.compile(r"--[^\n]*")
+
+
+def _names(lua: str) -> set[str]:
+    return set(_IDENTIFIER.findall(_COMMENT.sub("", lua)))
+
+
+@cache
+def _definitions() -> tuple[tuple[str, str], ...]:
+    """The prelude cut at each top-level ``local``: (name defined, its text), in order."""
+    chunks: list[tuple[str, str]] = []
+    for line in prelude().splitlines(keepends=True):
+        if line.startswith("local "):
+            words = line.split()
+            name = words[2] if words[1] == "function" else words[1]
+            chunks.append((name.split("(")[0], line))
+        elif chunks:
+            chunks[-1] = (chunks[-1][0], chunks[-1][1] + line)
+    return tuple(chunks)
+
+
+@cache
 def text(script: Script) -> str:
-    """What is registered for ``script``: the prelude, then the script itself."""
-    return prelude() + source(script.value)
+    """What is registered for ``script``: the prelude definitions it uses (directly or
+    through another definition), then the script itself. Lua runs a script's top level
+    on every call, so a helper it never calls would cost each call a closure."""
+    body = source(script.value)
+    definitions = _definitions()
+    wanted = _names(body)
+    used = [False] * len(definitions)
+    # Definitions only use earlier ones, so one pass from the last backwards is closed.
+    for i in range(len(definitions) - 1, -1, -1):
+        name, chunk = definitions[i]
+        if name in wanted:
+            used[i] = True
+            wanted |= _names(chunk)
+    kept = "".join(chunk for (_, chunk), keep in zip(definitions, used, strict=True) if keep)
+    return "-- The prelude definitions this script uses (scripts.text()).\n" + kept + body
 
 
 @dataclass(frozen=True)
@@ -148,12 +207,14 @@ def enqueue(
     fields_json: str,
     now: int,
     idle_live_ms: int,
+    priority: str = keys.DEFAULT_PRIORITY,
 ) -> Call:
-    """``enqueue.lua``; ``due_ms`` None pushes to pending now, and ``payload_apart`` says
-    the caller SETs the payload at ``keys.payload(task_id)`` in the same MULTI."""
+    """``enqueue.lua``; ``due_ms`` None pushes to the pending list of ``priority`` now,
+    and ``payload_apart`` says the caller SETs the payload at ``keys.payload(task_id)``
+    in the same MULTI."""
     call_keys: list[KeyT] = [
         keys.task(task_id),
-        keys.pending(queue),
+        keys.pending_at(queue, priority),
         keys.SCHEDULED,
         keys.TASK_REGISTRY,
         keys.QUEUES,
@@ -213,7 +274,8 @@ def claim(
 class Acked:
     """One task of an ``ack.lua`` call. ``flags`` are ack.lua's k, e, l and p; the r flag
     is added when ``result`` is given (a small result, passed inline), the g flag when
-    ``progress`` is (the handler's last progress report)."""
+    ``progress`` is (the handler's last progress report), the x flag when ``stopped`` is
+    (the error message of a run a cancel stopped)."""
 
     id: str
     retention_ms: int
@@ -226,9 +288,11 @@ class Acked:
     result: bytes | None
     logs: Sequence[bytes]
     progress: tuple[float, str] | None = None
+    stopped: str | None = None
 
     def args(self) -> list[EncodableT]:
         inline = self.result is not None
+        stopped: list[EncodableT] = [] if self.stopped is None else [self.stopped]
         progress: list[EncodableT] = []
         if self.progress is not None:
             progress = [repr(self.progress[0]), self.progress[1]]
@@ -240,9 +304,13 @@ class Acked:
             self.log_dropped,
             self.log_file,
             self.started_ms,
-            self.flags + ("r" if inline else "") + ("g" if progress else ""),
+            self.flags
+            + ("r" if inline else "")
+            + ("g" if progress else "")
+            + ("x" if stopped else ""),
             len(self.logs),
             *([self.result] if self.result is not None else []),
+            *stopped,
             *progress,
             *self.logs,
         ]
@@ -369,15 +437,68 @@ def cancel(*, task_id: str, now: int, now_text: str, retention_ms: int) -> Call:
     return Call(Script.CANCEL, call_keys, [task_id, now, now_text, retention_ms])
 
 
-def dlq_redrive(*, queue: str, now_text: str, ids: Sequence[str]) -> Call:
-    """``dlq_redrive.lua``; no ``ids`` redrives the whole list."""
-    call_keys: list[KeyT] = [keys.dlq(queue), keys.pending(queue), keys.wake(queue)]
-    return Call(Script.DLQ_REDRIVE, call_keys, [now_text, *ids])
+def dlq_redrive(*, queue: str, now_text: str, ids: Sequence[str], latest: bool = False) -> Call:
+    """``dlq_redrive.lua``; no ``ids`` redrives the whole list, ``latest`` moves each
+    task onto its task's current registered version."""
+    call_keys: list[KeyT] = [
+        keys.dlq(queue),
+        keys.pending(queue),
+        keys.wake(queue),
+        keys.TASK_REGISTRY,
+    ]
+    return Call(Script.DLQ_REDRIVE, call_keys, [now_text, "1" if latest else "", *ids])
 
 
 def dlq_purge(*, queue: str, cutoff_ms: int) -> Call:
     """``dlq_purge.lua``; ``cutoff_ms`` 0 deletes every dead letter of ``queue``."""
     return Call(Script.DLQ_PURGE, [keys.dlq(queue)], [cutoff_ms])
+
+
+# -- flows: chains, groups and chords --------------------------------------------------
+
+
+#: One member of a ``flow_create.lua`` call: its fields as JSON, whether it is queued
+#: now, whether it has a payload of its own, and that payload.
+FlowMember = tuple[str, bool, bool, bytes]
+
+
+def flow_create(
+    *,
+    flow_id: str,
+    kind: str,
+    now: int,
+    members: Sequence[FlowMember],
+    callback_json: str,
+) -> Call:
+    """``flow_create.lua``; replies ``[1]`` created, ``[0]`` the flow exists, ``[-1, name]``
+    an unregistered task, ``[-2, id]`` a member id that is taken."""
+    call_keys: list[KeyT] = [
+        keys.flow(flow_id),
+        keys.flow_members(flow_id),
+        keys.flow_data(flow_id),
+        keys.TASK_REGISTRY,
+        keys.QUEUES,
+    ]
+    args: list[EncodableT] = [kind, now, len(members), callback_json]
+    for fields_json, now_, own, payload in members:
+        args += [fields_json, "1" if now_ else "", "1" if own else "", payload]
+    return Call(Script.FLOW_CREATE, call_keys, args)
+
+
+def flow_status(*, flow_id: str) -> Call:
+    """``flow_status.lua``: the flow hash, member ids, their stages, the callback's stage."""
+    return Call(Script.FLOW_STATUS, [keys.flow(flow_id), keys.flow_members(flow_id)])
+
+
+def flow_cancel(*, flow_id: str, now: int, now_text: str, retention_ms: int) -> Call:
+    """``flow_cancel.lua``; replies ``[status, waiting cancelled, running marked]``."""
+    call_keys: list[KeyT] = [
+        keys.flow(flow_id),
+        keys.flow_members(flow_id),
+        keys.flow_data(flow_id),
+        keys.SCHEDULED,
+    ]
+    return Call(Script.FLOW_CANCEL, call_keys, [now, now_text, retention_ms])
 
 
 # -- scheduling ------------------------------------------------------------------------

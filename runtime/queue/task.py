@@ -18,6 +18,7 @@ from enum import Enum, IntEnum
 from typing import Any
 
 from runtime.errors import InvalidTask
+from runtime.queue import keys
 from runtime.units import format_duration, parse_duration
 
 
@@ -84,6 +85,8 @@ class ErrorKind(TextEnum):
     INVALID = "invalid"
     #: The lease ran out: the worker stopped before it finished the attempt.
     LOST = "lost"
+    #: The task was cancelled while it ran (or as it was about to start) and stopped.
+    CANCELLED = "cancelled"
 
 
 class OutcomeKind(TextEnum):
@@ -101,6 +104,7 @@ class OutcomeKind(TextEnum):
     INSTANTIATE = ErrorKind.INSTANTIATE.value
     INTERNAL = ErrorKind.INTERNAL.value
     HANDLER = ErrorKind.HANDLER.value
+    CANCELLED = ErrorKind.CANCELLED.value
 
 
 TERMINAL_STAGES = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.CANCELLED})
@@ -212,6 +216,12 @@ class Task:
     keep_payload: bool = False
     #: The payload is stored apart (``task_payload:<id>``); set by a claim.
     payload_apart: bool = False
+    #: Level within the queue (``keys.PRIORITIES``); stored only when not the default.
+    priority: str = keys.DEFAULT_PRIORITY
+    #: While this task has not ended, enqueues with the same key return it instead
+    #: (``keys.unique``); held at most ``unique_for`` seconds.
+    unique_key: str = ""
+    unique_for: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def next_retry_delay(self, base: float, ceiling: float) -> float:
@@ -254,6 +264,11 @@ class Task:
             out["keep_result"] = str(int(self.keep_result * 1000))
         if self.keep_payload:
             out["keep_payload"] = "1"
+        if self.priority != keys.DEFAULT_PRIORITY:
+            out["priority"] = self.priority
+        if self.unique_key:
+            out["unique_key"] = self.unique_key
+            out["unique_for"] = str(int((self.unique_for or 0) * 1000))
         return out
 
     @classmethod
@@ -336,6 +351,9 @@ class Task:
             finished_ms=parsed("finished_ms", int, None),
             keep_result=_keep_seconds(parsed("keep_result", int, None)),
             keep_payload=text("keep_payload") == "1",
+            priority=_priority(text("priority")),
+            unique_key=text("unique_key"),
+            unique_for=parsed("unique_for", lambda ms: int(ms) / 1000, None),
             extra=extra,
         )
 
@@ -369,8 +387,16 @@ _KNOWN = frozenset(
         "enqueued_ms",
         "keep_result",
         "keep_payload",
+        "priority",
+        "unique_key",
+        "unique_for",
     )
 )
+
+
+def _priority(text: str) -> str:
+    # The scripts claim a missing or unknown level as the default one: read it so too.
+    return text if text in keys.PRIORITIES else keys.DEFAULT_PRIORITY
 
 
 def _keep_seconds(ms: int | None) -> float | None:

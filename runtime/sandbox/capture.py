@@ -41,6 +41,7 @@ class TaskIO:
         "_chunks",
         "argv0",
         "backend",
+        "cancelled",
         "deadline",
         "dropped",
         "exit_code",
@@ -56,6 +57,7 @@ class TaskIO:
         "progress",
         "room",
         "timed_out",
+        "wake",
     )
 
     def __init__(
@@ -76,6 +78,10 @@ class TaskIO:
         self.live_left = MAX_LIVE
         self.exit_code: int | None = None
         self.timed_out = False
+        #: Set by :meth:`cancel` from another thread: the run is to stop now.
+        self.cancelled = False
+        #: Made by the first sleep only; a cancel sets it.
+        self.wake: threading.Event | None = None
         self.host_error: str | None = None
         #: What the handler reported through ``wasmq.fail``: (retryable, message).
         self.handler_error: tuple[bool, str] | None = None
@@ -97,6 +103,25 @@ class TaskIO:
         if time.monotonic() >= self.deadline:
             self.timed_out = True
         return self.timed_out
+
+    def cancel(self) -> None:
+        """Stops the run from another thread: host calls see the deadline passed, a
+        sleep wakes, and wasm code stops at its next deadline slice."""
+        self.cancelled = True
+        self.deadline = 0.0
+        wake = self.wake
+        if wake is not None:
+            wake.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeps up to ``seconds``, less if the run is cancelled meanwhile."""
+        wake = self.wake
+        if wake is None:
+            wake = self.wake = threading.Event()
+        # cancel() sets the flag before it reads ``wake``: either it sees this event or
+        # this sees the flag.
+        if not self.cancelled:
+            wake.wait(seconds)
 
     def drop(self, size: int) -> None:
         """Output the task wrote that is not kept (over a limit)."""

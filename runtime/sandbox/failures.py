@@ -111,6 +111,8 @@ def classify(
         exit_code = error.code
     if exit_code == 0:
         return Outcome(OutcomeKind.OK, exit_code=0, phase=phase)
+    if io.cancelled:
+        return cancelled(phase)
     if io.timed_out or code == wasmtime.TrapCode.INTERRUPT:
         return Outcome(
             OutcomeKind.TIMEOUT,
@@ -163,6 +165,15 @@ def classify(
         retryable=True,
         trap_code=name or (code.name.lower() if code is not None else None),
         frames=_frames(trap),
+        phase=phase,
+    )
+
+
+def cancelled(phase: str) -> Outcome:
+    """The run was stopped because its task was cancelled (never retried)."""
+    return Outcome(
+        OutcomeKind.CANCELLED,
+        message=f"The task was cancelled while it ran and was stopped{_where(phase)}.",
         phase=phase,
     )
 

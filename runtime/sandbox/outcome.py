@@ -18,6 +18,9 @@ Failure kinds (:class:`~runtime.queue.task.OutcomeKind`), and whether a retry co
 - ``instantiate`` (terminal): the module could not be instantiated (its initial memory
   is over the limit, an unknown import, a missing ``alloc``/``execute``).
 - ``internal`` (terminal): a bug in the sandbox itself (logged with a traceback).
+- ``cancelled`` (terminal): the task was cancelled while it ran, and the run was
+  stopped (:meth:`~runtime.sandbox.runner.Sandbox.run`'s ``interrupt``); the output
+  printed so far is kept.
 
 A refused ``memory.grow`` is invisible to the host (the module just gets -1), so
 ``memory_limit`` is inferred: a trap with memory within an eighth of the limit, or a

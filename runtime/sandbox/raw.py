@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import math
+import time
 from collections.abc import Callable, Sequence
 from ctypes import byref
 from importlib import metadata
@@ -28,6 +30,7 @@ from typing import Any, Protocol
 import wasmtime
 
 from runtime.logging_config import get_logger
+from runtime.sandbox.capture import current
 from runtime.sandbox.exports import CALL_SLOTS, MEMORY
 
 log = get_logger("sandbox")
@@ -93,6 +96,11 @@ class Backend(Protocol):
         """A trap for a host function to return (truthy)."""
         ...
 
+    def set_deadline(self, store: wasmtime.Store, ticks: int, io: Any) -> None:
+        """Makes wasm code in ``store`` stop ``ticks`` epoch ticks from now, or sooner
+        once ``io`` (its :class:`~runtime.sandbox.capture.TaskIO`) is cancelled."""
+        ...
+
     def set_output(
         self, config: wasmtime.WasiConfig, stream: int, write: Callable[[int, int], bool]
     ) -> None:
@@ -127,6 +135,11 @@ _FFI_SYMBOLS = (
     "wasmtime_linker_define_func_unchecked",
     "wasi_config_set_stdout_custom",
     "wasi_config_set_stderr_custom",
+    "wasmtime_store_epoch_deadline_callback",
+    "wasmtime_context_set_epoch_deadline",
+    "wasmtime_context_t",
+    "wasmtime_update_deadline_kind_t",
+    "wasmtime_error_new",
 )
 
 
@@ -156,6 +169,7 @@ def _fast_problem() -> str:
         (wasmtime.InstancePre, "ptr"),
         (wasmtime.Linker, "ptr"),
         (wasmtime.Engine, "ptr"),
+        (wasmtime.Store, "ptr"),
         (wasmtime.FuncType, "ptr"),
         (wasmtime.WasiConfig, "ptr"),
     ):
@@ -177,6 +191,13 @@ if not FAST_PROBLEM:
     _TRAP_PTR = ctypes.POINTER(ffi.wasm_trap_t)
     _OUTPUT_CALLBACK = ctypes.CFUNCTYPE(
         ctypes.c_ssize_t, ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte), ctypes.c_size_t
+    )
+    _DEADLINE_CALLBACK = ctypes.CFUNCTYPE(
+        ctypes.c_size_t,
+        ctypes.POINTER(ffi.wasmtime_context_t),
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_uint64),
+        ctypes.POINTER(ffi.wasmtime_update_deadline_kind_t),
     )
 
 
@@ -242,6 +263,41 @@ def _no_finalizer(_env: Any) -> None:
     return None
 
 
+#: The epoch ticker's tick (s): :data:`runtime.sandbox.ticker.TICK` (which imports this
+#: module).
+TICK = 0.01
+#: Epoch ticks per deadline slice: how late a cancel can reach wasm code. A task that
+#: ends within one slice costs nothing; a longer one, one callback per slice.
+SLICE_TICKS = 5
+
+
+def _next_slice(_ctx: Any, _env: Any, delta: Any, kind: Any) -> int:
+    """wasmtime's epoch-deadline callback: the next slice of the time limit, or an error
+    (which ends the call) once the task is cancelled or its deadline has passed.
+
+    A slice counts from the epoch now, not from where the last one ended, so ticks spent
+    in a host call would be lost if slices were counted: the task's deadline on the
+    clock (the one host calls check) decides instead."""
+    reason = b"time limit reached"
+    try:
+        io = current()
+        left = io.deadline - time.monotonic()
+        if io.cancelled:
+            reason = b"cancelled"
+        elif left <= 0:
+            io.timed_out = True
+        else:
+            delta[0] = min(math.ceil(left / TICK), SLICE_TICKS)
+            kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+            return 0
+    except Exception:
+        # An exception cannot cross into wasmtime; ending the call is the safe answer,
+        # never a deadline left unset.
+        reason = b"deadline callback failed"
+    error = ffi.wasmtime_error_new(reason)
+    return ctypes.cast(error, ctypes.c_void_p).value or 0
+
+
 class FastBackend:
     """Calls and host functions through wasmtime's unchecked C API."""
 
@@ -249,6 +305,7 @@ class FastBackend:
 
     def __init__(self) -> None:
         self._finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_no_finalizer)
+        self._next_slice = _DEADLINE_CALLBACK(_next_slice)
         # Callbacks must outlive every linker that holds them.
         self._keep: list[Any] = []
 
@@ -283,6 +340,16 @@ class FastBackend:
         )
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
+
+    def set_deadline(self, store: wasmtime.Store, ticks: int, io: Any) -> None:
+        # Another thread cannot touch a running store, so a cancel is seen between
+        # slices: each slice's end calls back into Python, which gives the next or stops.
+        if ticks > SLICE_TICKS:
+            ticks = SLICE_TICKS
+            ffi.wasmtime_store_epoch_deadline_callback(
+                store.ptr(), self._next_slice, None, self._finalize
+            )
+        ffi.wasmtime_context_set_epoch_deadline(store._context(), ticks)
 
     def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
         if memory is None:
@@ -406,6 +473,11 @@ class PublicBackend:
             return vals[0].i32 if returns else None
 
         linker.define_func(module, name, wasmtime.FuncType(params, results), host, True)
+
+    def set_deadline(self, store: wasmtime.Store, ticks: int, io: Any) -> None:
+        # The public API has no deadline callback: a cancel stops host calls and sleeps
+        # at once, and wasm code at its time limit.
+        store.set_epoch_deadline(ticks)
 
     def caller_span(self, caller: Any, memory: Any) -> tuple[int, int] | None:
         if memory is None:

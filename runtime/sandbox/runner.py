@@ -20,6 +20,12 @@ Every store is limited as a whole, not only its linear memory: one instance, one
 (of at most the task's memory limit), at most :data:`~runtime.sandbox.limits.MAX_TABLES`
 tables of at most :data:`~runtime.sandbox.limits.TABLE_ELEMENTS` elements each.
 
+A run can be stopped from another thread (a cancelled task: ``run``'s ``interrupt``):
+host calls and sleeps stop at once, and wasm code at the end of its current deadline
+slice, as the store's epoch deadline is given in slices of
+:data:`~runtime.sandbox.raw.SLICE_TICKS` ticks, each checked against the task's
+deadline and cancel flag by a callback (a task shorter than one slice never calls it).
+
 Retry convention for handlers (see :mod:`runtime.sandbox.outcome`): ``proc_exit(75)``
 (EX_TEMPFAIL) asks for a retry; any other non-zero exit code fails terminally. Traps
 and timeouts are retried; memory_limit, bad_result and instantiate failures are not.
@@ -34,6 +40,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import wasmtime
 
@@ -50,6 +57,7 @@ from runtime.sandbox.failures import (
     STACK_POINTER,
     alloc_problem,
     bad_result,
+    cancelled,
     classify,
     instantiate_failed,
     result_problem,
@@ -87,6 +95,13 @@ def _check(module: wasmtime.Module) -> tuple[str, bool, bool]:
         return str(exc), False, False
     names = {e.name for e in module.exports}
     return "", INITIALIZE.name in names, STACK_POINTER.decode() in names
+
+
+class Interruptible(Protocol):
+    """What a caller passes to stop a run from another thread: the run hands it its
+    ``stop`` function as it starts (calling it at once if a stop was already asked)."""
+
+    def attach(self, stop: Callable[[], None]) -> None: ...
 
 
 class Sandbox:
@@ -166,11 +181,14 @@ class Sandbox:
         capabilities: Capabilities | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
         on_progress: ProgressHook | None = None,
+        interrupt: Interruptible | None = None,
     ) -> Outcome:
         """Runs one task; every failure is an :class:`Outcome`, never an exception.
 
         ``on_output`` hears each piece of output and ``on_progress`` each progress report
-        as they happen, on this thread."""
+        as they happen, on this thread. ``interrupt`` lets another thread stop the run
+        (outcome ``cancelled``): host calls and sleeps stop at once, wasm code within
+        :data:`~runtime.sandbox.raw.SLICE_TICKS` ticks."""
         started = time.perf_counter()
         io = TaskIO(
             task_name,
@@ -180,6 +198,8 @@ class Sandbox:
             self.backend,
             on_progress,
         )
+        if interrupt is not None:
+            interrupt.attach(io.cancel)
         try:
             outcome = self._run(module, digest, payload, limits, io, capabilities)
         except Exception as exc:
@@ -211,6 +231,8 @@ class Sandbox:
         io: TaskIO,
         capabilities: Capabilities | None,
     ) -> Outcome:
+        if io.cancelled:
+            return cancelled("instantiate")
         fuel = limits.fuel > 0
         full_wasi = bool(capabilities) or self.wasi_impl == "wasmtime"
         prepared = self.prepare(module, digest, fuel, full_wasi)
@@ -226,7 +248,7 @@ class Sandbox:
             tables=MAX_TABLES,
             memories=1,
         )
-        store.set_epoch_deadline(ticker.deadline_ticks(limits.timeout))
+        self.backend.set_deadline(store, ticker.deadline_ticks(limits.timeout), io)
         if fuel:
             store.set_fuel(limits.fuel)
         if full_wasi:

@@ -34,7 +34,7 @@ log = get_logger("sandbox")
 
 #: Tick length (s). Each tick of the native ticker costs a short-lived libc thread, so
 #: ticks are as long as the deadline precision allows (limits hold within 100 ms).
-TICK = 0.01
+TICK = raw.TICK
 
 _lock = threading.Lock()
 _users = 0

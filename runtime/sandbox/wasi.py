@@ -8,7 +8,7 @@ finds its task through :func:`runtime.sandbox.capture.current`. What a task sees
 - no preopened directories, so every path operation fails (``EBADF``/``ENOTCAPABLE``);
 - real clocks, ``random_get`` from the OS, ``sched_yield``;
 - ``poll_oneoff`` sleeps for clock subscriptions (Go's ``time.Sleep``), never past the
-  task's deadline;
+  task's deadline, and wakes at once when the task is cancelled;
 - ``proc_exit`` ends the task with its code;
 - everything else answers ``ENOSYS`` (sockets, signals) or ``EBADF`` (other fds).
 
@@ -354,12 +354,15 @@ def poll_oneoff(caller: Any, vals: Any) -> int:
         wait = min(ns for _, ns in clocks)
         left = io.deadline - time.monotonic()
         if wait / 1e9 > left:
-            time.sleep(max(left, 0.0))
+            io.sleep(max(left, 0.0))
             io.timed_out = True
             trap: int = io.backend.new_trap("deadline passed while sleeping")
             return trap
         if wait:
-            time.sleep(wait / 1e9)
+            io.sleep(wait / 1e9)
+            if io.cancelled:
+                stopped: int = io.backend.new_trap("cancelled while sleeping")
+                return stopped
         ready = [(userdata, SUCCESS, 0) for userdata, ns in clocks if ns <= wait]
     out = b"".join(_EVENT.pack(userdata, err, tag, 0, 0) for userdata, err, tag in ready)
     base, size = memory_span(caller)  # sleeping did not move memory, but be exact

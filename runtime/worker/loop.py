@@ -19,6 +19,10 @@ tasks already run are kept in memory and acked when Redis returns. A stopping wo
 finishes the task it is running, gives back the claimed tasks it has not started and
 acks the rest.
 
+A cancel of a task this worker holds (:mod:`runtime.worker.cancels`) stops its run in
+the sandbox, or keeps it from starting; the stopped run is acked like any other, so its
+output so far is stored.
+
 A slow task never costs the tasks claimed behind it their attempt: once it has run for
 :data:`RELEASE_BEHIND_AFTER`, or as soon as the worker is told to stop, another thread
 (not the task's, which may be busy in the sandbox) gives the tasks behind it back to
@@ -30,6 +34,7 @@ SIGKILL they go back uncounted.
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -45,7 +50,9 @@ from runtime.queue.broker import BadTask, Broker, Report
 from runtime.queue.task import ErrorKind, Stage, Task
 from runtime.server.connection import connect
 from runtime.settings import Settings
+from runtime.worker.cancels import CancelListener, Interrupt, RecentCancels
 from runtime.worker.heartbeats import Heartbeat, WorkerStats, new_worker_id
+from runtime.worker.queue_order import QueueOrder
 from runtime.worker.seams import ModuleSource, TaskRunner
 
 if TYPE_CHECKING:
@@ -105,7 +112,8 @@ class Outage:
 
 
 class Worker:
-    """Runs tasks from ``queues`` (earlier queues first) until stopped.
+    """Runs tasks from ``queues`` (earlier queues first, or each claim in its own
+    weighted random order when ``order`` has weights) until stopped.
 
     ``registry`` and ``sandbox`` default to the real ones; tests may pass their own
     (anything that meets :mod:`runtime.worker.seams`).
@@ -122,9 +130,13 @@ class Worker:
         registry: ModuleSource | None = None,
         sandbox: TaskRunner | None = None,
         ledger: Ledger | None = None,
+        order: QueueOrder | None = None,
     ) -> None:
         self.settings = settings
         self.queues = list(queues) or [settings.queue]
+        #: Weighted orders are drawn per claim; strict ones are ``self.queues`` always.
+        self.order = order if order is not None and order.weights is not None else None
+        self.rng = random.Random()
         self.burst = burst
         self.worker_id = worker_id or new_worker_id()
         self.redis = client if client is not None else connect(settings, check=False)
@@ -146,6 +158,10 @@ class Worker:
         self._giving_back: list[Task] = []
         self._give_lock = threading.Lock()
         self._running: tuple[str, int] | None = None
+        #: The task about to run or running, and what stops it.
+        self._current: tuple[str, Interrupt] | None = None
+        self._cancelled = RecentCancels()
+        self._cancels = CancelListener(self.redis, self.cancel_running)
         self._lock = threading.Lock()
         self._records: dict[str, tuple[float, TaskRecord | None]] = {}
         self._ledger = ledger
@@ -177,13 +193,15 @@ class Worker:
         self.abort = abort or threading.Event()
         self.stop_event = stop
         self._start_live_logs()
+        self._cancels.start()
         self.heartbeat.start()
         self._note()
         log.info("worker started", worker_id=self.worker_id, queues=self.queues)
         try:
             while not stop.is_set():
                 try:
-                    batch = self.broker.claim(self.queues, self.worker_id, self._batch_size())
+                    queues = self.order.claim_order(self.rng) if self.order else self.queues
+                    batch = self.broker.claim(queues, self.worker_id, self._batch_size())
                     self._outage.ok()
                 except redis.RedisError as exc:
                     self._outage.failed(exc, stop)
@@ -247,7 +265,13 @@ class Worker:
                     continue  # given back by another thread behind a slow task
             self._note()
             t0 = time.monotonic()
-            reports.append(self.run_task(task))
+            interrupt = Interrupt()
+            # Set before the look at the cancelled ids; cancel_running does the reverse.
+            self._current = (task.id, interrupt)
+            if self._cancelled.since(task.id, task.started_ms or 0):
+                reports.append(self._not_started(task))
+                continue
+            reports.append(self.run_task(task, interrupt))
             took = time.monotonic() - t0
             self._task_seconds = (
                 took if not self._task_seconds else (0.8 * self._task_seconds + 0.2 * took)
@@ -258,6 +282,7 @@ class Worker:
                 self._flush(reports)
                 reports = []
         self._running = None
+        self._current = None
         self.stats.current_task = self.stats.current_name = ""
         with self._lock:
             unstarted = list(self._queued.values())
@@ -294,6 +319,25 @@ class Worker:
         finally:
             self._give_lock.release()
 
+    def cancel_running(self, task_id: str) -> None:
+        """A task was cancelled (called on the listener's thread): stop it if it runs
+        here, and keep it from starting if it is claimed here."""
+        self._cancelled.add(task_id)
+        current = self._current
+        if current is not None and current[0] == task_id:
+            log.info("stopping cancelled task", task_id=task_id)
+            current[1].request()
+
+    def _not_started(self, task: Task) -> Report:
+        log.info("cancelled task not started", task_id=task.id, task_name=task.task_name)
+        return Report(
+            task,
+            ok=False,
+            error="The task was cancelled before it started.",
+            error_kind=ErrorKind.CANCELLED,
+            started_ms=now_ms(),
+        )
+
     def _note(self) -> None:
         if self._ledger is not None:
             with self._lock:
@@ -302,8 +346,10 @@ class Worker:
 
     # -- one task -------------------------------------------------------------------
 
-    def run_task(self, task: Task) -> Report:
-        """Run one claimed task; never raises (every failure becomes a report)."""
+    def run_task(self, task: Task, interrupt: Interrupt | None = None) -> Report:
+        """Run one claimed task; never raises (every failure becomes a report).
+
+        ``interrupt`` stops the run from another thread (the task was cancelled)."""
         started_ms = now_ms()
         self._running = (task.id, started_ms)
         self.stats.current_task = task.id
@@ -362,6 +408,7 @@ class Worker:
                 capabilities=capabilities,
                 on_output=on_output,
                 on_progress=on_progress,
+                interrupt=interrupt,
             )
         except Exception as exc:
             # The sandbox promises never to raise; if it does, the task fails, not the worker.
@@ -578,6 +625,7 @@ class Worker:
         if held and not self.abort.is_set():
             self._release(held)
         self.heartbeat.stop(deregister=True)
+        self._cancels.stop()
         if self._live is not None:
             self._live.close()
         self.sandbox.close()

@@ -36,6 +36,7 @@ from runtime.logging_config import get_logger
 from runtime.queue.broker import Broker
 from runtime.server.connection import connect
 from runtime.settings import Settings
+from runtime.worker.queue_order import QueueOrder
 
 log = get_logger("worker")
 
@@ -70,7 +71,13 @@ class SharedLedger:
         self._array.value = b""
 
 
-def child_main(settings: Settings, queues: list[str], burst: bool, ledger: SharedLedger) -> None:
+def child_main(
+    settings: Settings,
+    queues: list[str],
+    burst: bool,
+    ledger: SharedLedger,
+    order: QueueOrder | None = None,
+) -> None:
     """Entry point of one worker process."""
     logging_setup.configure(settings.log_level, settings.log_format)
     stop = threading.Event()
@@ -88,7 +95,7 @@ def child_main(settings: Settings, queues: list[str], burst: bool, ledger: Share
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     from runtime.worker.loop import Worker
 
-    worker = Worker(settings, queues, burst=burst, ledger=ledger)
+    worker = Worker(settings, queues, burst=burst, ledger=ledger, order=order)
 
     def watch_signals() -> None:
         # Also gives back the tasks that have not started, without waiting for the
@@ -135,9 +142,11 @@ class Pool:
         burst: bool = False,
         scheduler: bool = True,
         reaper: bool = True,
+        order: QueueOrder | None = None,
     ) -> None:
         self.settings = settings
         self.queues = list(queues) or [settings.queue]
+        self.order = order
         self.concurrency = concurrency or settings.concurrency or os.cpu_count() or 1
         self.burst = burst
         self.with_scheduler = scheduler
@@ -164,7 +173,7 @@ class Pool:
             log.info(
                 "worker pool started",
                 processes=self.concurrency,
-                queues=self.queues,
+                queues=self.order.describe() if self.order else self.queues,
                 burst=self.burst,
             )
             for slot in self._slots:
@@ -187,7 +196,7 @@ class Pool:
         slot.ledger.clear()
         process = self._context.Process(
             target=child_main,
-            args=(self.settings, self.queues, self.burst, slot.ledger),
+            args=(self.settings, self.queues, self.burst, slot.ledger, self.order),
             name="wasmq-worker",
         )
         process.start()

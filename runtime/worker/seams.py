@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from runtime.output.chunks import LogChunk
     from runtime.sandbox.limits import Capabilities, TaskLimits
     from runtime.sandbox.outcome import Outcome
+    from runtime.worker.cancels import Interrupt
 
 
 class ModuleSource(Protocol):
@@ -47,7 +48,10 @@ class TaskRunner(Protocol):
         capabilities: Capabilities | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
         on_progress: Callable[[float, str], None] | None = None,
-    ) -> Outcome: ...
+        interrupt: Interrupt | None = None,
+    ) -> Outcome:
+        """``interrupt`` lets another thread stop the run (a cancelled task)."""
+        ...
 
     def idle(self) -> None:
         """No task is expected for a while (a runner may stop its timers)."""

@@ -68,6 +68,7 @@ class StandInSandbox:
         capabilities: Capabilities | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
         on_progress: Callable[[float, str], None] | None = None,
+        interrupt: Any = None,
     ) -> Outcome:
         self.runs.append(payload)
         try:

@@ -3,7 +3,7 @@
 -- KEYS[1] lease zset         task_set:timeout
 -- KEYS[2] processing list    task_queue[:<queue>]:processing
 -- KEYS[3] finished list      task_queue[:<queue>]:finished
--- KEYS[4] pending list       task_queue[:<queue>]:pending
+-- KEYS[4] pending list       task_queue[:<queue>]:pending (and its other priority levels)
 -- KEYS[5] scheduled zset     task_set:scheduled
 -- KEYS[6] throughput hash    wasmq:throughput:<queue>   (Unix second -> completions)
 -- ARGV[1] now ms
@@ -19,7 +19,8 @@
 --         flags: "r" the result follows (a small one), "g" the handler's last progress
 --         follows, "k" keep the payload, "p" the payload is stored apart, "e" the record
 --         holds an earlier attempt's error (and maybe its progress), "l" it may hold
---         earlier logs
+--         earlier logs, "x" the run was stopped by a cancel: its error message follows
+--         (after the result's place, before the progress)
 -- Per-task keys derived here: task_metadata:<id>, task_result:<id>, task_logs:<id>,
 -- task_payload:<id>, channel task_done:<id>.
 --
@@ -29,7 +30,8 @@
 -- Each task leaves processing and the lease set; its logs are stored with the
 -- retention, its hash gets the outcome and timings and stage completed, drops its
 -- payload unless asked to keep it, and then expires with the result. A task cancelled
--- while it ran keeps stage cancelled; a task that already ended (a late duplicate) is
+-- while it ran keeps stage cancelled and loses its result, but keeps its logs and
+-- timings (and, when the cancel stopped it, the reason); a task that already ended (a late duplicate) is
 -- left alone. A task whose lease had expired and was put back to pending is taken out
 -- of pending again: its result is as good as any.
 -- Returns one status per task: completed, cancelled, duplicate or missing.
@@ -48,6 +50,11 @@ for _ = 1, n do
     result = ARGV[i + 9]
     chunks = i + 10
   end
+  local stopped = false
+  if string.find(flags, 'x', 1, true) then
+    stopped = chunks
+    chunks = chunks + 1
+  end
   local progress = false
   if string.find(flags, 'g', 1, true) then
     progress = chunks
@@ -56,21 +63,21 @@ for _ = 1, n do
   local key = TASK_PREFIX .. id
   leased[#leased + 1] = id
   redis.call('LREM', KEYS[2], -1, id)
+  limit_release(id)
   local stage = redis.pcall('HGET', key, 'task_stage')
   if type(stage) == 'table' then stage = false end
   if not stage then
     redis.call('DEL', RESULT_PREFIX .. id)
     out[#out + 1] = 'missing'
   elseif stage == 'cancelled' then
-    redis.call('DEL', RESULT_PREFIX .. id)
-    redis.call('PEXPIRE', key, ttl)
+    keep_cancelled_run(key, id, i, stopped, progress, chunks, nchunks)
     out[#out + 1] = 'cancelled'
   elseif stage == 'completed' or stage == 'failed' then
     if stage == 'failed' then redis.call('DEL', RESULT_PREFIX .. id) end
     out[#out + 1] = 'duplicate'
   else
     if stage == 'pending' then
-      redis.call('LREM', KEYS[4], 0, id)
+      remove_pending_at(KEYS[4], id)
     elseif stage ~= 'in_progress' then
       redis.call('ZREM', KEYS[5], id)
     end
@@ -109,6 +116,7 @@ for _ = 1, n do
     end
     redis.call('PEXPIRE', key, ttl)
     if result then redis.call('SET', RESULT_PREFIX .. id, result, 'PX', ttl) end
+    flow_completed(id, key, ttl, now, ARGV[2])
     redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'completed')
     done[#done + 1] = id
     out[#out + 1] = 'completed'

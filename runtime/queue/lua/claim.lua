@@ -1,7 +1,7 @@
 -- Claim up to `count` tasks from the worker's queues, in the order given.
 --
 -- KEYS[1]        lease zset        task_set:timeout
--- KEYS[4q-2]     pending list of queue q (q = 1..n)
+-- KEYS[4q-2]     pending list of queue q (q = 1..n), its default priority level
 -- KEYS[4q-1]     processing list of queue q
 -- KEYS[4q]       wake-token list of queue q   wasmq:wake:<queue>
 -- KEYS[4q+1]     idle workers of queue q      wasmq:idle:<queue>
@@ -16,15 +16,19 @@
 -- ARGV[8..] the fields to return, starting task_stage, task_name, timeout, attempts,
 --           payload_ref
 -- Per-task keys derived here: task_metadata:<id>, task_payload:<id> (read when the
--- record says its payload is stored there and it is small enough to return).
+-- record says its payload is stored there and it is small enough to return). Per-queue
+-- keys derived here: the pending lists of the other priority levels, beside KEYS[4q-2];
+-- a queue's higher levels are taken first (strict: lower levels wait while higher ones
+-- hold tasks), and its wake tokens are trimmed to the tasks left at all levels.
 --
 -- Each claimed id moves pending -> processing, its hash gets task_stage in_progress,
 -- attempts + 1, worker and started_ms, and its lease deadline (now + timeout + grace)
 -- goes into task_set:timeout, all in this one step. Ids whose task already ended
--- (a duplicate push) are dropped. The wake tokens of each queue are trimmed to its
--- pending length, so no idle worker wakes for a task that is gone; the worker is no
--- longer idle, and tokens addressed to it are dropped (it claims again while the
--- queues hold tasks, so it needs none).
+-- (a duplicate push) are dropped. Ids over a rate or concurrency limit of their task
+-- name or queue go aside (prelude.lua, limit_refuse) and are not returned. The wake
+-- tokens of each queue are trimmed to its pending length, so no idle worker wakes for
+-- a task that is gone; the worker is no longer idle, and tokens addressed to it are
+-- dropped (it claims again while the queues hold tasks, so it needs none).
 -- Returns {{{id, queue index, field values, payload or false}, ...}, pending left}: the
 -- values are empty when the task record is missing or not a hash (the caller reports
 -- and drops it); the payload is false when it is in the hash or must be read separately
@@ -73,11 +77,12 @@ local leases = {}
 local left = 0
 local nqueues = (#KEYS - 2) / 4
 redis.call('DEL', KEYS[#KEYS])
+local limits = limits_load(now, KEYS[1])
 for q = 1, nqueues do
   local pending, processing, wake = KEYS[4 * q - 2], KEYS[4 * q - 1], KEYS[4 * q]
   redis.call('ZREM', KEYS[4 * q + 1], ARGV[5])
   if #out < count then
-    local ids = redis.call('RPOP', pending, count - #out)
+    local ids = pop_pending(pending, count - #out)
     if ids then
       local claimed = {}
       for _, id in ipairs(ids) do
@@ -90,7 +95,9 @@ for q = 1, nqueues do
           out[#out + 1] = {id, q, {}, false}
         else
           local stage = got[1]
-          if stage ~= 'completed' and stage ~= 'failed' and stage ~= 'cancelled' then
+          if stage ~= 'completed' and stage ~= 'failed' and stage ~= 'cancelled'
+              and not (limits and limit_refuse(limits, id, got[2], got[4],
+                now + math.min(duration_ms(got[3]), ceiling) + grace)) then
             claimed[#claimed + 1] = id
             local timeout = math.min(duration_ms(got[3]), ceiling)
             leases[#leases + 1] = now + timeout + grace
@@ -118,7 +125,7 @@ for q = 1, nqueues do
       end
     end
   end
-  local remaining = redis.call('LLEN', pending)
+  local remaining = pending_total(pending)
   left = left + remaining
   if remaining == 0 then
     redis.call('DEL', wake)

@@ -17,9 +17,10 @@
 -- then three values per entry: entry id, its group (1..G), run id.
 --
 -- Also touches, per entry: task_metadata:<entry id>, task_metadata:<run id>,
--- task_metadata:<last run id> (read); per queue that gets runs: its pending list
--- (task_queue:pending for "default", task_queue:<q>:pending otherwise) and its
--- wake-token list wasmq:wake:<queue>.
+-- task_metadata:<last run id> (read); per queue that gets runs: its pending list of
+-- each run's priority, the entry's (task_queue:pending for "default",
+-- task_queue:<q>:pending otherwise, :<priority> appended for the levels other than the
+-- default) and its wake-token list wasmq:wake:<queue>.
 --
 -- The compare-and-set on each entry's score (and expression and zone, which the caller
 -- may know from an earlier firing instead of reading them now) makes each firing happen
@@ -86,7 +87,7 @@ for i = 4 + 7 * groups, #ARGV - 2, 3 do
     f = redis.pcall('HMGET', TASK_PREFIX .. entry, 'task_kind', 'task_stage', 'task_name',
       'task_version', 'payload', 'digest', 'queue', 'limits', 'max_retries', 'timeout',
       'run_count', 'skipped_runs', 'missed_runs', 'keep_result', 'keep_payload',
-      'cron_expr', 'cron_tz')
+      'cron_expr', 'cron_tz', 'priority')
     if not f.err and f[1] == '2'
       and (f[16] or '') == ARGV[g + 5] and (f[17] or '') == ARGV[g + 6] then
       result = 1
@@ -118,7 +119,7 @@ for i = 4 + 7 * groups, #ARGV - 2, 3 do
   end
 end
 
-local queues, runs_of, lists = {}, {}, {}
+local queues, runs_of, lists, run_level = {}, {}, {}, {}
 for _, plan in ipairs(plans) do
   if plan[1] == 1 then
     local queue = plan[6]
@@ -162,6 +163,11 @@ for _, plan in ipairs(plans) do
         run_fields[#run_fields + 1] = 'keep_payload'
         run_fields[#run_fields + 1] = f[15]
       end
+      if f[18] then
+        run_fields[#run_fields + 1] = 'priority'
+        run_fields[#run_fields + 1] = f[18]
+        run_level[run] = f[18]
+      end
       redis.call('HSET', TASK_PREFIX .. run, unpack(run_fields))
       local runs = runs_of[plan[6]]
       runs[#runs + 1] = run
@@ -194,6 +200,6 @@ each_chunk(moved, CHUNK, function(...) redis.call('ZADD', KEYS[1], ...) end)
 each_chunk(last_runs, CHUNK, function(...) redis.call('HSET', KEYS[2], ...) end)
 
 for _, queue in ipairs(queues) do
-  push_pending(lists[queue][1], lists[queue][2], runs_of[queue])
+  push_levels(lists[queue], runs_of[queue], run_level)
 end
 return outcomes

@@ -1,7 +1,7 @@
 -- Enqueue one task atomically; idempotent by id.
 --
 -- KEYS[1] task hash            task_metadata:<id>
--- KEYS[2] pending list         task_queue[:<queue>]:pending
+-- KEYS[2] pending list         task_queue[:<queue>]:pending[:<priority>] (the task's level)
 -- KEYS[3] scheduled zset       task_set:scheduled
 -- KEYS[4] registry hash        wasmq:registry
 -- KEYS[5] queue names set      wasmq:queues
@@ -22,8 +22,12 @@
 -- ARGV[9] longest wait of a live idle worker, ms
 -- Per-worker key derived here: wasmq:wakeup:<worker id> (a token for the woken worker).
 --
--- Returns {0, <flat hash>} when the id exists (nothing is changed), {-1} when the task
--- name is not registered, {1, digest, version} when the task was created.
+-- Per-key derived here: wasmq:unique:<unique_key> (when the fields have one).
+--
+-- Returns {0, <flat hash>} when the id exists (nothing is changed), {0, <flat hash>,
+-- holder id} when a task that has not ended holds the task's unique key (nothing is
+-- changed), {-1} when the task name is not registered, {1, digest, version} when the
+-- task was created (and took its unique key).
 
 -- An existing id keeps its payload: the caller's SET NX left an existing payload key
 -- alone, and a key it did create expires on its own.
@@ -32,6 +36,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 
 local apart = ARGV[5] == '1'
+local unique = unique_holder(ARGV[7])
+if unique and unique[2] then
+  if apart then redis.call('DEL', KEYS[8]) end
+  return {0, redis.call('HGETALL', TASK_PREFIX .. unique[2]), unique[2]}
+end
 local record = redis.call('HGET', KEYS[4], ARGV[2])
 if not record then
   if apart then redis.call('DEL', KEYS[8]) end
@@ -60,6 +69,7 @@ fields[#fields + 1] = digest
 fields[#fields + 1] = 'task_version'
 fields[#fields + 1] = version
 redis.call('HSET', KEYS[1], unpack(fields))
+unique_take(unique, ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[3])
 
 if ARGV[4] == '' then

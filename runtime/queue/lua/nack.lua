@@ -6,7 +6,7 @@
 -- KEYS[4] scheduled zset     task_set:scheduled
 -- KEYS[5] dead-letter list   task_queue[:<queue>]:dlq
 -- KEYS[6] logs list          task_logs:<id>
--- KEYS[7] pending list       task_queue[:<queue>]:pending
+-- KEYS[7] pending list       task_queue[:<queue>]:pending (and its other priority levels)
 -- KEYS[8] scheduler wake     wasmq:scheduler:wake
 -- ARGV[1] id
 -- ARGV[2] now ms
@@ -31,6 +31,7 @@
 local id = ARGV[1]
 redis.call('LREM', KEYS[2], -1, id)
 redis.call('ZREM', KEYS[3], id)
+limit_release(id)
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then
   return 'missing'
 end
@@ -40,7 +41,7 @@ if stage == 'cancelled' then
 elseif stage == 'completed' or stage == 'failed' then
   return 'duplicate'
 elseif stage == 'pending' then
-  redis.call('LREM', KEYS[7], 0, id)
+  remove_pending_at(KEYS[7], id)
 elseif stage == 'retrying' or stage == 'scheduled' then
   redis.call('ZREM', KEYS[4], id)
 end
@@ -80,5 +81,6 @@ if ARGV[6] == '1' and attempts <= max_retries then
 end
 redis.call('HSET', KEYS[1], 'task_stage', 'failed', 'finished_ms', ARGV[2])
 redis.call('LPUSH', KEYS[5], id)
+flow_failed(KEYS[1], ARGV[2])
 redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'failed')
 return 'failed'

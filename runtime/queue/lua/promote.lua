@@ -9,8 +9,9 @@
 --          stay in the set until fired, everything else due leaves it)
 --
 -- Also touches, per due id: task_metadata:<id> (hash); per queue that gets tasks: its
--- pending list (task_queue:pending for "default", task_queue:<q>:pending otherwise) and
--- its wake-token list wasmq:wake:<queue>.
+-- pending list of each task's priority (task_queue:pending for "default",
+-- task_queue:<q>:pending otherwise, with :<priority> appended for the levels other than
+-- the default) and its wake-token list wasmq:wake:<queue>.
 --
 -- Due ids are taken latest first and each queue's ids are RPUSHed in that order, so the
 -- earliest due ends up where workers pop first: promoted tasks run ahead of the backlog,
@@ -32,7 +33,7 @@ local now = tonumber(ARGV[1])
 local due = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
   'LIMIT', ARGV[4], ARGV[2])
 local dropped, crons, leaving, rescored = {}, {}, {}, {}
-local queues, ids_of = {}, {}
+local queues, ids_of, level = {}, {}, {}
 local promoted = 0
 -- Terminal or running tasks left in the set by an interrupted producer must not run again.
 local stale = {completed = true, failed = true, cancelled = true, in_progress = true}
@@ -62,7 +63,8 @@ for i = 1, #due - 1, 2 do
     local key = TASK_PREFIX .. id
     -- One call reads the fields and tells a missing or non-hash record apart, which
     -- cannot run: the id is forgotten.
-    local f = redis.pcall('HMGET', key, 'task_kind', 'queue', 'task_stage', 'cron_expr', 'cron_tz')
+    local f = redis.pcall('HMGET', key, 'task_kind', 'queue', 'task_stage', 'cron_expr', 'cron_tz',
+      'priority')
     if f.err or (not f[1] and not f[2] and not f[3] and redis.call('EXISTS', key) == 0) then
       leaving[#leaving + 1] = id
       dropped[#dropped + 1] = id
@@ -83,6 +85,7 @@ for i = 1, #due - 1, 2 do
         queues[#queues + 1] = queue
       end
       ids[#ids + 1] = id
+      level[id] = f[6]
       leaving[#leaving + 1] = id
       promoted = promoted + 1
     end
@@ -107,6 +110,6 @@ for _, queue in ipairs(queues) do
     redis.call('HSET', TASK_PREFIX .. id, 'task_stage', 'pending', 'updated_at', ARGV[3],
       'promoted_ms', ARGV[1])
   end
-  push_pending(lists[queue][1], lists[queue][2], ids)
+  push_levels(lists[queue], ids, level)
 end
 return {promoted, dropped, crons, #due / 2}

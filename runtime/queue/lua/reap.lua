@@ -4,9 +4,9 @@
 -- ARGV[1] now ms
 -- ARGV[2] now as RFC3339 (updated_at)
 -- ARGV[3] most ids to recover in this call
--- Per-task keys derived here: task_metadata:<id>, and the pending, processing and dlq
--- lists of the task's queue (field `queue`, default queue when absent), its wake-token
--- list wasmq:wake:<queue>; channel task_done:<id>.
+-- Per-task keys derived here: task_metadata:<id>, and the pending (of its priority),
+-- processing and dlq lists of the task's queue (field `queue`, default queue when
+-- absent), its wake-token list wasmq:wake:<queue>; channel task_done:<id>.
 --
 -- Each expired id leaves the lease set and processing in this one step, so many
 -- reapers never recover one task twice. Its attempt was counted at claim: with
@@ -20,6 +20,7 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 local out = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
+  limit_release(id)
   local key = TASK_PREFIX .. id
   local action = 'dropped'
   if redis.call('TYPE', key)['ok'] ~= 'hash' then
@@ -37,12 +38,13 @@ for _, id in ipairs(ids) do
         'retryable', '1')
       if attempts <= max_retries then
         redis.call('HSET', key, 'task_stage', 'pending')
-        redis.call('RPUSH', queue_key(queue, 'pending'), id)
+        redis.call('RPUSH', pending_key(queue, priority_of(id)), id)
         add_wake_tokens(wake_key(queue), 1)
         action = 'requeued'
       else
         redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])
         redis.call('LPUSH', queue_key(queue, 'dlq'), id)
+        flow_failed(key, ARGV[1])
         redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'failed')
         action = 'failed'
       end

@@ -2,7 +2,7 @@
 --
 -- KEYS[1]        lease zset        task_set:timeout
 -- KEYS[4q-2]     processing list of queue q (q = 1..n)
--- KEYS[4q-1]     pending list of queue q
+-- KEYS[4q-1]     pending list of queue q (each task goes to its priority's, beside it)
 -- KEYS[4q]       dead-letter list of queue q
 -- KEYS[4q+1]     wake-token list of queue q
 -- ARGV[1] now ms
@@ -29,13 +29,14 @@ for q = 1, nqueues do
     local f = redis.pcall('HMGET', key, 'worker', 'task_stage', 'attempts', 'max_retries')
     if type(f) == 'table' and not f.err and f[1] == ARGV[3] and f[2] == 'in_progress' then
       redis.call('ZREM', KEYS[1], id)
+      limit_release(id)
       redis.call('LREM', processing, -1, id)
       local attempts = tonumber(f[3] or '0') or 0
       if unstarted[id] then
         redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[2],
           'attempts', tostring(math.max(attempts - 1, 0)))
         redis.call('HDEL', key, 'worker', 'started_ms')
-        redis.call('RPUSH', pending, id)
+        redis.call('RPUSH', at_level(pending, priority_of(id)), id)
         add_wake_tokens(wake, 1)
         released = released + 1
       else
@@ -43,12 +44,13 @@ for q = 1, nqueues do
           'retryable', '1')
         if attempts <= (tonumber(f[4] or '3') or 0) then
           redis.call('HSET', key, 'task_stage', 'pending')
-          redis.call('RPUSH', pending, id)
+          redis.call('RPUSH', at_level(pending, priority_of(id)), id)
           add_wake_tokens(wake, 1)
           requeued = requeued + 1
         else
           redis.call('HSET', key, 'task_stage', 'failed', 'finished_ms', ARGV[1])
           redis.call('LPUSH', dlq, id)
+          flow_failed(key, ARGV[1])
           redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'failed')
           failed = failed + 1
         end

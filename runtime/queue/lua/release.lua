@@ -2,7 +2,7 @@
 --
 -- KEYS[1] lease zset        task_set:timeout
 -- KEYS[2] processing list   task_queue[:<queue>]:processing
--- KEYS[3] pending list      task_queue[:<queue>]:pending
+-- KEYS[3] pending list      task_queue[:<queue>]:pending (each task goes to its priority's)
 -- KEYS[4] wake-token list   wasmq:wake:<queue>
 -- ARGV[1] now as RFC3339 (updated_at)
 -- ARGV[2] worker id (only tasks this worker still holds are released)
@@ -22,11 +22,12 @@ for i = #ARGV, 3, -1 do
       and redis.call('HGET', key, 'worker') == ARGV[2] then
     redis.call('LREM', KEYS[2], -1, id)
     redis.call('ZREM', KEYS[1], id)
+    limit_release(id)
     local attempts = tonumber(redis.call('HGET', key, 'attempts') or '1') or 1
     redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[1],
       'attempts', tostring(math.max(attempts - 1, 0)))
     redis.call('HDEL', key, 'worker', 'started_ms')
-    redis.call('RPUSH', KEYS[3], id)
+    redis.call('RPUSH', at_level(KEYS[3], priority_of(id)), id)
     released = released + 1
   end
 end

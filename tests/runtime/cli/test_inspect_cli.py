@@ -211,7 +211,8 @@ def test_stats_readable_and_json(cli: Any, broker: Broker, redis_client: redis.R
     redis_client.delete(keys.throughput("default"))
     redis_client.hset(keys.throughput("default"), str(now_ms() // 1000), 1)
     data = json.loads(cli("stats", "--json", check=True).stdout)
-    assert set(data) == {"now_ms", "queues", "scheduled"}
+    assert set(data) == {"now_ms", "queues", "scheduled", "limits"}
+    assert data["limits"] == []  # no limit set
     assert data["scheduled"] == {"total": 0, "sampled": 0, "estimated": False}
     (default,) = data["queues"]
     assert set(default) == STATS_KEYS

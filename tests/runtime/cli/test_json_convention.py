@@ -67,7 +67,11 @@ SMALL_BENCH = (
 #: Every command path with ``--json``, and how to run it on the seeded server.
 CASES: dict[tuple[str, ...], list[Case]] = {
     ("enqueue",): [Case(("job", "--payload", "{}"), OBJECT)],
-    ("status",): [Case(("ok-1",), OBJECT), Case(("ok-1", "--follow"), LINES)],
+    ("status",): [
+        Case(("ok-1",), OBJECT),
+        Case(("ok-1", "--follow"), LINES),
+        Case(("flow-1",), OBJECT),
+    ],
     ("result",): [Case(("ok-1",), OBJECT)],
     ("logs",): [Case(("ok-1",), ARRAY), Case(("ok-1", "--follow"), LINES)],
     ("list",): [Case((), ARRAY)],
@@ -77,6 +81,7 @@ CASES: dict[tuple[str, ...], list[Case]] = {
     ("register",): [Case(("{echo}",), ARRAY)],
     ("tasks",): [Case((), ARRAY)],
     ("cron", "list"): [Case((), ARRAY)],
+    ("limit", "list"): [Case((), ARRAY)],
     ("server", "status"): [Case((), OBJECT)],
     ("run",): [Case(("{echo}", "--payload", '{"name": "Ada"}'), OBJECT)],
     ("bench",): [Case(SMALL_BENCH, OBJECT, processes=True)],
@@ -160,7 +165,8 @@ def is_number(value: object) -> bool:
 @pytest.fixture
 def seeded(redis_client: redis.Redis, settings: Settings) -> Iterator[None]:
     """Something for every command to show: a completed task with output (``ok-1``), a
-    dead letter, a pending task, a cron entry, a live worker and a registered task."""
+    dead letter, a pending task, a cron entry, a live worker, a registered task, a
+    limit and a chord (``flow-1``)."""
     broker = Broker(redis_client, settings)
     register(redis_client, "job")
     enqueue(broker, "ok-1")
@@ -170,6 +176,10 @@ def seeded(redis_client: redis.Redis, settings: Settings) -> Iterator[None]:
     run(broker, ok=False, error="exited with code 3", error_kind="exit")
     enqueue(broker, "wait-1")
     Client(settings=settings, client=redis_client).cron("job", "@every 1h", b"{}", id="cron-1")
+    Client(settings=settings, client=redis_client).chord(["job"], "job", id="flow-1")
+    Client(settings=settings, client=redis_client).set_limit(
+        task="job", concurrency=2, rate="100/m"
+    )
     beat = Heartbeat(redis_client, "host:1:ab", ["default"], WorkerStats(), interval=60)
     beat.beat()
     yield

@@ -143,12 +143,40 @@ def test_dlq_list_redrive_purge(cli: Any, redis_client: redis.Redis, settings: S
     assert cli("dlq", "redrive", "x2").returncode == 1
     assert cli("dlq", "redrive").returncode == 1
     assert "purged 0" in cli("dlq", "purge", "--older-than", "7d", check=True).stdout
-    assert "purged 2" in cli("dlq", "purge", check=True).stdout
+    refused = cli("dlq", "purge")  # stdin is no terminal here
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: dlq purge without --older-than or --queue deletes every dead letter;"
+        " pass --yes to confirm"
+    )
+    assert redis_client.llen(keys.dlq()) == 2
+    assert "purged 2" in cli("dlq", "purge", "--yes", check=True).stdout
     assert not redis_client.exists("task_metadata:x1")
     assert cli("dlq", "list", check=True).stdout.strip() == "dead-letter list is empty"
     fail_to_dlq(redis_client, settings, ["y1"])
     # x2 (redriven above) was claimed and failed again with y1.
     assert "redrove 2" in cli("dlq", "redrive", "--all", check=True).stdout
+
+
+def test_dlq_redrive_says_which_version_runs_and_latest_moves_on(
+    cli: Any, redis_client: redis.Redis, settings: Settings
+) -> None:
+    fail_to_dlq(redis_client, settings, ["v1"])
+    assert redis_client.hget(keys.task("v1"), "task_version") == b"3"
+    newer = "cd" * 32
+    redis_client.hset(keys.TASK_REGISTRY, "echo", json.dumps({"digest": newer, "version": 4}))
+    stays = cli("dlq", "redrive", "v1", check=True).stdout.strip()
+    assert stays == "redrove 1 task(s) (echo v3; v4 is current: --latest runs v4)"
+    assert redis_client.hget(keys.task("v1"), "digest") == DIGEST.encode()
+    broker = Broker(redis_client, settings)
+    for task in broker.claim(["default"], "w", 1):
+        assert isinstance(task, Task)
+        broker.nack(Report(task, ok=False, error="again", error_kind="trap"))
+    moved = cli("dlq", "redrive", "--all", "--latest", check=True).stdout.strip()
+    assert moved == "redrove 1 task(s) (echo v4)"
+    raw = redis_client.hgetall(keys.task("v1"))
+    assert raw[b"digest"] == newer.encode() and raw[b"task_version"] == b"4"
+    assert raw[b"task_stage"] == b"pending"
 
 
 def test_workers_and_reaper_once(cli: Any, redis_client: redis.Redis, settings: Settings) -> None:

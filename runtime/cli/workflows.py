@@ -1,0 +1,139 @@
+"""CLI for flows: ``group`` (a chord with ``--callback``), chains made by ``enqueue --then``,
+and what ``status`` and ``cancel`` show for a flow id."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from runtime.cli.choices import complete_queue_names
+from runtime.cli.context import state
+from runtime.errors import InvalidTask
+from runtime.queue import ceilings
+from runtime.units import human_age
+
+if TYPE_CHECKING:
+    from runtime.client import Client, FlowStep
+    from runtime.queue.flows import FlowStatus
+
+
+def _client(ctx: typer.Context) -> Client:
+    from runtime.client import Client
+
+    st = state(ctx)
+    return Client(settings=st.settings(), client=st.redis())
+
+
+def parse_step(text: str) -> FlowStep:
+    """``NAME`` or ``NAME=PAYLOAD`` (text, ``@FILE`` or ``@-``); task names hold no ``=``."""
+    from runtime.cli.queue import read_payload
+
+    name, sep, payload = text.partition("=")
+    if not name:
+        raise InvalidTask(f"invalid flow task {text!r}: write NAME or NAME=PAYLOAD")
+    return (name, read_payload(payload)) if sep else name
+
+
+def enqueue_chain(
+    client: Client,
+    first: tuple[str, bytes],
+    then: list[str],
+    options: dict[str, Any],
+    flow_id: str | None,
+) -> str:
+    """``enqueue NAME --then NAME2 ...``: the chain's flow id."""
+    steps: list[FlowStep] = [first, *(parse_step(step) for step in then)]
+    return client.chain(*steps, id=flow_id, **options).id
+
+
+def group(
+    ctx: typer.Context,
+    members: list[str] = typer.Argument(
+        ..., help="Member tasks in order, each NAME or NAME=PAYLOAD (text, @FILE, @-)."
+    ),
+    callback: str | None = typer.Option(
+        None, "--callback", help="Makes a chord: task run once every member has completed."
+    ),
+    queue: str | None = typer.Option(
+        None, "--queue", "-q", help="Queue (WASMQ_QUEUE).", autocompletion=complete_queue_names
+    ),
+    max_retries: int | None = typer.Option(
+        None,
+        "--max-retries",
+        min=0,
+        max=ceilings.MAX_RETRIES,
+        help="Retries after the first attempt.",
+    ),
+    timeout: str | None = typer.Option(None, "--timeout", help="Time limit, e.g. 30s."),
+    flow_id: str | None = typer.Option(None, "--id", help="Flow id; makes it idempotent."),
+) -> None:
+    """Enqueue tasks as one group (a chord with --callback); prints the flow id."""
+    client = _client(ctx)
+    options: dict[str, Any] = {"queue": queue, "max_retries": max_retries, "timeout": timeout}
+    steps = [parse_step(member) for member in members]
+    if callback is None:
+        flow = client.group(steps, id=flow_id, **options)
+    else:
+        flow = client.chord(steps, callback, id=flow_id, **options)
+    typer.echo(flow.id)
+
+
+def show_flow(client: Client, flow_id: str, as_json: bool) -> bool:
+    """``status`` of an id that is no task: the flow's, if there is one."""
+    from runtime.errors import TaskNotFound
+
+    try:
+        st = client.flow(flow_id)
+    except TaskNotFound:
+        return False
+    if as_json:
+        typer.echo(json.dumps(st.to_json()))
+        return True
+    for label, value in _rows(st):
+        typer.echo(f"{label:<12} {value}")
+    return True
+
+
+def _rows(st: FlowStatus) -> list[tuple[str, str]]:
+    from runtime.clock import now_ms
+
+    stages = ", ".join(f"{n} {stage}" for stage, n in sorted(st.stages.items()))
+    rows = [
+        ("flow", st.id),
+        ("kind", st.kind),
+        ("state", st.state),
+        (
+            "tasks",
+            f"{st.total}: {st.completed} completed, {st.failed} failed, {st.cancelled} cancelled",
+        ),
+        ("stages", stages or "-"),
+    ]
+    if st.callback_id:
+        rows.append(("callback", f"{st.callback_id} ({st.callback_stage})"))
+    if st.created_ms:
+        rows.append(("created", human_age((now_ms() - st.created_ms) / 1000)))
+    shown = st.members[:20]
+    for task_id, stage in shown:
+        rows.append(("member", f"{task_id} {stage}"))
+    if len(st.members) > len(shown):
+        rows.append(("member", f"... {len(st.members) - len(shown)} more (--json lists all)"))
+    return rows
+
+
+def cancel_flow(client: Client, flow_id: str) -> str | None:
+    """``cancel`` of an id that is no task but a flow: the line to print, else None."""
+    from runtime.queue import keys
+
+    if client.redis.exists(keys.task(flow_id)) or not client.redis.exists(keys.flow(flow_id)):
+        return None
+    status, waiting, running = client.cancel_flow(flow_id)
+    if status == "final":
+        return f"flow {flow_id} had already ended; nothing to cancel"
+    return f"cancelled flow {flow_id}: {waiting} waiting task(s), {running} running stopped"
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+    app.command("group")(group)

@@ -15,6 +15,7 @@ import typer
 
 from runtime.cli.choices import choice_option, complete_queue_names, complete_task_names
 from runtime.cli.context import state
+from runtime.cli.options import max_retries_option, queue_option, timeout_option
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask, WasmqError
 from runtime.queue import ceilings, keys
@@ -60,17 +61,9 @@ def enqueue(
         ..., help="Registered task name.", autocompletion=complete_task_names
     ),
     payload: str = typer.Option("", "--payload", "-p", help="Payload text, @FILE or @- (stdin)."),
-    queue: str | None = typer.Option(
-        None, "--queue", "-q", help="Queue (WASMQ_QUEUE).", autocompletion=complete_queue_names
-    ),
-    max_retries: int | None = typer.Option(
-        None,
-        "--max-retries",
-        min=0,
-        max=ceilings.MAX_RETRIES,
-        help="Retries after the first attempt.",
-    ),
-    timeout: str | None = typer.Option(None, "--timeout", help="Time limit, e.g. 30s."),
+    queue: str | None = queue_option(),
+    max_retries: int | None = max_retries_option(),
+    timeout: str | None = timeout_option(),
     task_id: str | None = typer.Option(None, "--id", help="Task id; makes enqueue idempotent."),
     at: str | None = typer.Option(None, "--at", help="Run once at this RFC3339 time."),
     delay: str | None = typer.Option(None, "--in", help="Run once after this delay, e.g. 30s."),

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from runtime.cli.choices import complete_queue_names
 from runtime.cli.context import state
+from runtime.cli.options import max_retries_option, queue_option, timeout_option
 from runtime.errors import InvalidTask
-from runtime.queue import ceilings
 from runtime.units import human_age
 
 if TYPE_CHECKING:
@@ -56,17 +55,9 @@ def group(
     callback: str | None = typer.Option(
         None, "--callback", help="Makes a chord: task run once every member has completed."
     ),
-    queue: str | None = typer.Option(
-        None, "--queue", "-q", help="Queue (WASMQ_QUEUE).", autocompletion=complete_queue_names
-    ),
-    max_retries: int | None = typer.Option(
-        None,
-        "--max-retries",
-        min=0,
-        max=ceilings.MAX_RETRIES,
-        help="Retries after the first attempt.",
-    ),
-    timeout: str | None = typer.Option(None, "--timeout", help="Time limit, e.g. 30s."),
+    queue: str | None = queue_option(),
+    max_retries: int | None = max_retries_option(),
+    timeout: str | None = timeout_option(),
     flow_id: str | None = typer.Option(None, "--id", help="Flow id; makes it idempotent."),
 ) -> None:
     """Enqueue tasks as one group (a chord with --callback); prints the flow id."""

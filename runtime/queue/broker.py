@@ -341,23 +341,10 @@ class Broker:
             flags += "el"
         if task.payload_apart:
             flags += "p"
-        if not report.ok:
-            return scripts.Acked(
-                id=task.id,
-                retention_ms=ttl,
-                duration_ms=_ms(report.duration_ms),
-                log_bytes=report.log_bytes,
-                log_dropped=report.log_dropped,
-                log_file=report.log_file,
-                started_ms=report.started_ms,
-                flags=flags,
-                result=None,
-                logs=report.logs,
-                progress=report.progress,
-                stopped=report.error,
-            )
-        inline = len(report.result) <= PAYLOAD_APART
-        if not inline:
+        result: bytes | None = None
+        if report.ok and len(report.result) <= PAYLOAD_APART:
+            result = report.result
+        elif report.ok:
             plain.append(("SET", keys.result(task.id), report.result, "PX", ttl))
         return scripts.Acked(
             id=task.id,
@@ -368,9 +355,10 @@ class Broker:
             log_file=report.log_file,
             started_ms=report.started_ms,
             flags=flags,
-            result=report.result if inline else None,
+            result=result,
             logs=report.logs,
             progress=report.progress,
+            stopped=None if report.ok else report.error,
         )
 
     def _nack_call(self, report: Report, now: int, now_text: str, ttl: int) -> Call:

@@ -46,14 +46,7 @@ if not record then
   if apart then redis.call('DEL', KEYS[8]) end
   return {-1}
 end
-local digest, version = '', ''
-local ok, decoded = pcall(cjson.decode, record)
-if ok and type(decoded) == 'table' then
-  if type(decoded['digest']) == 'string' then digest = decoded['digest'] end
-  if decoded['version'] ~= nil and type(decoded['version']) ~= 'table' then
-    version = tostring(decoded['version'])
-  end
-end
+local digest, version = registered_version(record)
 
 local fields = {'payload', ARGV[6]}
 if apart then

@@ -34,15 +34,7 @@ local function resolve(json)
   if not versions[name] then
     local record = redis.call('HGET', KEYS[4], name)
     if not record then return nil, {-1, name} end
-    local digest, version = '', ''
-    local ok, decoded = pcall(cjson.decode, record)
-    if ok and type(decoded) == 'table' then
-      if type(decoded['digest']) == 'string' then digest = decoded['digest'] end
-      if decoded['version'] ~= nil and type(decoded['version']) ~= 'table' then
-        version = tostring(decoded['version'])
-      end
-    end
-    versions[name] = {digest, version}
+    versions[name] = {registered_version(record)}
   end
   if redis.call('EXISTS', TASK_PREFIX .. fields['id']) == 1 then
     return nil, {-2, fields['id']}

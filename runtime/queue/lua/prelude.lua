@@ -143,6 +143,19 @@ local function queue_lists(queue, refused)
   return {pending, wake, levels}
 end
 
+-- Digest and version ('' when unreadable) of a task's registry record (JSON text).
+local function registered_version(record)
+  local digest, version = '', ''
+  local ok, decoded = pcall(cjson.decode, record)
+  if ok and type(decoded) == 'table' then
+    if type(decoded['digest']) == 'string' then digest = decoded['digest'] end
+    if decoded['version'] ~= nil and type(decoded['version']) ~= 'table' then
+      version = tostring(decoded['version'])
+    end
+  end
+  return digest, version
+end
+
 -- Tokens are all alike: one table of them serves every push.
 local tokens = {}
 
@@ -342,20 +355,27 @@ local function flow_completed(id, key, ttl, now, now_text)
   end
 end
 
--- nack.lua, reap.lua, recover.lua: the task of hash `key` was dead-lettered. A chain or
--- chord stops (failed); a group fails once every member has ended.
-local function flow_failed(key, now)
+-- A member of the flow of hash `key` ended as `outcome` (failed, cancelled): counted, and
+-- its chain, chord or settled group ends with that outcome (a failed flow keeps its keys
+-- for a redrive: `ttl` nil).
+local function flow_member_ended(key, outcome, now, ttl)
   local flow, index = flow_of(key)
   if not flow then return end
   local fkey = FLOW_PREFIX .. flow
   local kind, total, state = flow_info(fkey)
   if not kind or state == 'cancelled' then return end
-  if index ~= 'callback' then redis.call('HINCRBY', fkey, 'failed', 1) end
+  if index ~= 'callback' then redis.call('HINCRBY', fkey, outcome, 1) end
   if kind == 'group' then
-    flow_settle_group(flow, total, now, nil)
+    flow_settle_group(flow, total, now, ttl)
   else
-    flow_end(flow, 'failed', now, nil)
+    flow_end(flow, outcome, now, ttl)
   end
+end
+
+-- nack.lua, reap.lua, recover.lua: the task of hash `key` was dead-lettered. A chain or
+-- chord stops (failed); a group fails once every member has ended.
+local function flow_failed(key, now)
+  flow_member_ended(key, 'failed', now, nil)
 end
 
 -- dlq_redrive.lua: the dead-lettered task of hash `key` is pending again, so its flow
@@ -383,17 +403,7 @@ end
 -- cancel.lua: the task of hash `key` was cancelled. A chain or chord cannot finish
 -- without it, so it is cancelled too (its later steps never start).
 local function flow_cancelled(key, now, ttl)
-  local flow, index = flow_of(key)
-  if not flow then return end
-  local fkey = FLOW_PREFIX .. flow
-  local kind, total, state = flow_info(fkey)
-  if not kind or state == 'cancelled' then return end
-  if index ~= 'callback' then redis.call('HINCRBY', fkey, 'cancelled', 1) end
-  if kind == 'group' then
-    flow_settle_group(flow, total, now, ttl)
-  else
-    flow_end(flow, 'cancelled', now, ttl)
-  end
+  flow_member_ended(key, 'cancelled', now, ttl)
 end
 
 -- -- Rate and concurrency limits ----------------------------------------------------------
@@ -696,9 +706,7 @@ end
 local function redrive_latest(key, registry)
   local record = redis.call('HGET', registry, redis.call('HGET', key, 'task_name') or '')
   if not record then return end
-  local ok, decoded = pcall(cjson.decode, record)
-  if not ok or type(decoded) ~= 'table' or type(decoded['digest']) ~= 'string' then return end
-  local version = decoded['version']
-  if version == nil or type(version) == 'table' then version = '' end
-  redis.call('HSET', key, 'digest', decoded['digest'], 'task_version', tostring(version))
+  local digest, version = registered_version(record)
+  if digest == '' then return end
+  redis.call('HSET', key, 'digest', digest, 'task_version', version)
 end

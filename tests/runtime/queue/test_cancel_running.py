@@ -12,7 +12,6 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ from runtime.queue import keys
 from runtime.queue.broker import Broker
 from runtime.queue.task import Stage
 from runtime.settings import Settings
-from tests.support.cli import cli_env
-from tests.support.pools import FAST, Pools, client_for, running_tasks, wait_for
+from tests.support.pools import Pools, client_for, running_tasks, wait_for
 from tests.support.standins import enqueue, make_worker
 
 STUCK_WAT = """
@@ -52,15 +50,6 @@ STUCK_WAT = """
         (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 204)))))
     (i64.or (i64.shl (i64.const 300) (i64.const 32)) (i64.const 7))))
 """
-
-
-@pytest.fixture
-def pools(redis_url: str, tmp_path: Path) -> Iterator[Pools]:
-    p = Pools(cli_env(redis_url, tmp_path, **FAST), tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 @pytest.mark.processes

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,12 @@ import redis
 from runtime.modules.registry import Registry
 from runtime.queue import keys
 from runtime.settings import Settings
-from tests.support.cli import cli_env
-from tests.support.pools import FAST, SPIN_WAT, Pools, client_for, running_tasks, wait_for
+from tests.support.pools import SPIN_WAT, Pools, client_for, running_tasks, wait_for
 
 pytestmark = pytest.mark.processes
 
 _DONE = "(return (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 4)))"
 RELAY_WAT = SPIN_WAT.replace(_DONE, "(nop)")
-
-
-@pytest.fixture
-def pools(redis_url: str, tmp_path: Path) -> Iterator[Pools]:
-    p = Pools(cli_env(redis_url, tmp_path, **FAST), tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 @pytest.fixture

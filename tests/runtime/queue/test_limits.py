@@ -10,7 +10,6 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ from runtime.queue.broker import Broker, Report
 from runtime.queue.task import Task
 from runtime.queue.throttles import InvalidLimit
 from runtime.settings import Settings
-from tests.support.cli import cli_env
-from tests.support.pools import FAST, Pools, client_for, register_spin, running_tasks, wait_for
+from tests.support.pools import Pools, client_for, register_spin, running_tasks, wait_for
 from tests.support.seeding import enqueue, register
 
 
@@ -154,15 +152,6 @@ def test_bad_limits_are_refused_with_one_line(client: Client, redis_client: redi
     assert "queue:q" in listed.output and "0/3" in listed.output
     gone = runner.invoke(app, [*url, "limit", "rm", "--queue", "q"])
     assert gone.exit_code == 0 and redis_client.exists(keys.LIMITS) == 0
-
-
-@pytest.fixture
-def pools(redis_url: str, tmp_path: Path) -> Iterator[Pools]:
-    p = Pools(cli_env(redis_url, tmp_path, **FAST), tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 @pytest.mark.slow

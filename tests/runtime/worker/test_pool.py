@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,6 @@ from tests.support.pools import (
     running_tasks,
     wait_for,
 )
-
-
-@pytest.fixture
-def pools(redis_url: str, tmp_path: Path) -> Iterator[Pools]:
-    p = Pools(cli_env(redis_url, tmp_path, **FAST), tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 def stage(client: redis.Redis, task_id: str) -> bytes | None:

@@ -57,6 +57,11 @@ def status_cmd(
     client = _client(ctx)
     if follow:
         limit = parse_duration(wait_timeout) if wait_timeout else None
+        if not client.redis.exists(keys.task(task_id)):
+            from runtime.cli.workflows import follow_flow
+
+            if follow_flow(client, task_id, limit, as_json):
+                return
         last = None
         for last in client.watch(task_id, timeout=limit):
             if as_json:

@@ -4,6 +4,7 @@ and what ``status`` and ``cancel`` show for a flow id."""
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -84,6 +85,51 @@ def show_flow(client: Client, flow_id: str, as_json: bool) -> bool:
         return True
     for label, value in _rows(st):
         typer.echo(f"{label:<12} {value}")
+    return True
+
+
+#: States after which a flow changes only by a redrive or a cancel.
+ENDED = frozenset({"completed", "failed", "cancelled"})
+#: How often ``status --follow`` of a flow looks again (s): a flow's members run on many
+#: workers and change no key a subscriber could hear as one event.
+FOLLOW_POLL = 0.25
+
+
+def follow_flow(client: Client, flow_id: str, timeout: float | None, as_json: bool) -> bool:
+    """``status --follow`` of an id that is no task: each change of the flow's state or
+    counts, until it ends (or ``timeout`` s pass), then its status; False when there is
+    no such flow."""
+    from runtime.clock import now_ms
+    from runtime.errors import TaskNotFound
+    from runtime.queue.task import format_time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last: tuple[object, ...] | None = None
+    while True:
+        try:
+            st = client.flow(flow_id)
+        except TaskNotFound:
+            if last is None:
+                return False
+            raise
+        seen = (st.state, st.completed, st.failed, st.cancelled, sorted(st.stages.items()))
+        if seen != last:
+            last = seen
+            if as_json:
+                typer.echo(json.dumps(st.to_json()))
+            else:
+                stages = ", ".join(f"{n} {stage}" for stage, n in sorted(st.stages.items()))
+                typer.echo(
+                    f"{format_time(now_ms())[11:23]}  {st.state:<9} "
+                    f"{st.completed}/{st.total} completed, {st.failed} failed"
+                    + (f"  ({stages})" if stages else "")
+                )
+        if st.state in ENDED or (deadline is not None and time.monotonic() >= deadline):
+            break
+        time.sleep(FOLLOW_POLL)
+    if not as_json:
+        for label, value in _rows(st):
+            typer.echo(f"{label:<12} {value}")
     return True
 
 

@@ -185,3 +185,25 @@ def test_flow_member_keeps_its_flow_fields(client: Client) -> None:
         flow.id.encode(),
         b"0",
     ]
+
+
+def test_status_follow_of_a_flow_prints_each_change_until_it_ends(
+    client: Client, redis_client: redis.Redis, redis_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    flow = client.group(["job", "job"])
+    follow = ["--redis-url", redis_url, "status", flow.id, "--follow"]
+    running = CliRunner().invoke(app, [*follow, "--wait-timeout", "300ms"])
+    assert running.exit_code == 0, running.output
+    assert "running   0/2 completed, 0 failed  (2 pending)" in running.output
+    run(client.broker, result=b"1")
+    run(client.broker, result=b"2")
+    ended = CliRunner().invoke(app, [*follow, "--json"])
+    assert ended.exit_code == 0, ended.output
+    (line,) = ended.output.splitlines()
+    assert json.loads(line)["state"] == "completed"
+    missing = CliRunner().invoke(app, ["--redis-url", redis_url, "status", "nope", "--follow"])
+    assert missing.exit_code != 0 and str(missing.exception) == "no task nope"

@@ -156,14 +156,7 @@ class Client(Queries):
             except ValueError as exc:
                 raise InvalidTask(f"invalid memory limit: {exc}") from None
         task_limits.timeout = seconds
-        keep: float | None = None
-        if keep_result is not None:
-            try:
-                keep = parse_duration(keep_result)
-            except ValueError as exc:
-                raise InvalidTask(f"invalid keep-result duration: {exc}") from None
-            if keep < 0.001:
-                raise InvalidTask("invalid keep-result duration: it must be at least 1ms")
+        keep = None if keep_result is None else _at_least_1ms("keep-result", keep_result)
         body = encode_payload(payload)
         key, hold = _unique(name, queue_name, body, unique_key, unique_for, unique)
         return Task(
@@ -473,12 +466,16 @@ def _unique(
         raise InvalidTask(
             f"invalid unique key {key[:40]!r}: use 1 to {UNIQUE_KEY_MAX} printable characters"
         )
-    seconds = UNIQUE_FOR
-    if hold is not None:
-        try:
-            seconds = parse_duration(hold)
-        except ValueError as exc:
-            raise InvalidTask(f"invalid unique-for duration: {exc}") from None
-        if seconds < 0.001:
-            raise InvalidTask("invalid unique-for duration: it must be at least 1ms")
+    seconds = UNIQUE_FOR if hold is None else _at_least_1ms("unique-for", hold)
     return key, seconds
+
+
+def _at_least_1ms(what: str, text: float | str) -> float:
+    """``text`` as seconds, or one line saying why the ``what`` duration is refused."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise InvalidTask(f"invalid {what} duration: {exc}") from None
+    if seconds < 0.001:
+        raise InvalidTask(f"invalid {what} duration: it must be at least 1ms")
+    return seconds

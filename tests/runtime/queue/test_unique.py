@@ -69,6 +69,8 @@ def test_the_key_lasts_unique_for_and_a_derived_key_covers_name_queue_and_payloa
         ({"unique_for": "1h"}, "needs a unique key"),
         ({"unique_key": ""}, "invalid unique key"),
         ({"unique_key": "k", "unique_for": "soon"}, "invalid unique-for"),
+        ({"unique_key": "k", "unique_for": "0s"}, "unique-for duration: it must be at least 1ms"),
+        ({"keep_result": "0s"}, "keep-result duration: it must be at least 1ms"),
     ],
 )
 def test_bad_unique_options_are_refused(client: Client, options: Any, message: str) -> None:

@@ -34,8 +34,9 @@ shell: $(STAMP)
 	@echo "a shell with $(BIN) on PATH (wasmq, pytest, ruff...): 'exit' or Ctrl-D leaves it"
 	@VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" "$${SHELL:-/bin/sh}" -i
 
-# Compiles of untrusted source run in bubblewrap. A fresh machine (CI runs as root) gets it
-# from apt; the package lists are fetched only when the install cannot find it.
+# Compiles of untrusted source run in bubblewrap; the browser tests (tests/browser) drive
+# Debian's Chromium and chromedriver. A fresh machine (CI runs as root) gets them from apt;
+# the package lists are fetched only when the install cannot find them.
 system-deps:
 	@command -v bwrap >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -46,6 +47,17 @@ system-deps:
 		else \
 			echo "bwrap is missing: install bubblewrap, or set WASMQ_COMPILE_ISOLATION=none" \
 				"for trusted source only" >&2; \
+		fi; \
+	}
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null \
+				&& apt-get install -y -qq chromium chromium-driver >/dev/null; }; \
+		else \
+			echo "chromium or chromedriver is missing: install chromium and chromium-driver" \
+				"(the browser tests skip without them)" >&2; \
 		fi; \
 	}
 
@@ -111,7 +123,7 @@ lock:
 	tmp="$$(mktemp -d)" && trap 'rm -rf "$$tmp"' EXIT \
 		&& $(PYTHON) -m venv "$$tmp" \
 		&& "$$tmp/bin/python" -m pip install --quiet uv==$(UV_VERSION) \
-		&& "$$tmp/bin/uv" pip compile pyproject.toml --extra dev --extra go --extra zig \
+		&& "$$tmp/bin/uv" pip compile pyproject.toml --extra dev --extra go --extra zig --extra otel \
 			--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 			--custom-compile-command "make lock" --quiet $(LOCK_ARGS) --output-file $(LOCK)
 

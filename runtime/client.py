@@ -30,13 +30,15 @@ from runtime.logging_config import get_logger
 from runtime.queue import ceilings, keys
 from runtime.queue import throttles as limit_store
 from runtime.queue.broker import BadTask, Broker, check_priority
+from runtime.queue.catalog import BROWSE_SCAN
 from runtime.queue.ceilings import check_at_most
 from runtime.queue.flows import Flow, Flows, FlowStatus, Member
 from runtime.queue.names import check_queue_name, check_task_id, check_task_name
-from runtime.queue.queries import LIST_SCAN, Queries, TaskPage
+from runtime.queue.queries import LIST_SCAN, Queries, TaskBrowse, TaskPage
 from runtime.queue.task import Kind, Limits, Stage, Task, parse_time
 from runtime.server.connection import connect
 from runtime.settings import Settings
+from runtime.telemetry.tracing import enqueue_spans
 from runtime.units import parse_duration, parse_size
 from runtime.worker.heartbeats import WorkerInfo, list_workers
 
@@ -178,7 +180,8 @@ class Client(Queries):
 
     def submit(self, task: Task) -> tuple[Task, bool]:
         """Send a built task; ``(task, created)`` (``False`` when the id existed)."""
-        return self.broker.enqueue(task)
+        with enqueue_spans([task]):
+            return self.broker.enqueue(task)
 
     def enqueue(self, name: str, payload: Payload = b"", **options: Any) -> Task:
         """Enqueue one task to run now; options as in :meth:`task`. With an ``id`` that
@@ -194,7 +197,8 @@ class Client(Queries):
             item if isinstance(item, Task) else self.task(item[0], item[1], **options)
             for item in items
         ]
-        return [task for task, _ in self.broker.enqueue_many(tasks)]
+        with enqueue_spans(tasks):
+            return [task for task, _ in self.broker.enqueue_many(tasks)]
 
     def schedule(
         self,
@@ -325,6 +329,24 @@ class Client(Queries):
         check_at_most("list limit", limit, ceilings.LIST_LIMIT)
         check_at_most("list scan", scan, ceilings.LIST_SCAN)
         return super().list_page(queue, stage, task, limit, scan)
+
+    def browse(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        stage: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        scan: int = BROWSE_SCAN,
+    ) -> TaskBrowse:
+        """:meth:`Queries.browse`, refusing an unknown stage and counts over their ceilings."""
+        if stage is not None and stage not in STAGE_NAMES:
+            raise InvalidTask(f"invalid stage {stage!r}: use one of {', '.join(STAGE_NAMES)}")
+        check_at_most("browse limit", limit, ceilings.LIST_LIMIT)
+        check_at_most("browse scan", scan, ceilings.LIST_SCAN)
+        return super().browse(queue, task, stage, since_ms, until_ms, cursor, limit, scan)
 
     # -- control -------------------------------------------------------------------------
 

@@ -82,6 +82,16 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _otel(text: str) -> str:
+    from runtime.telemetry.tracing import EXPORTERS, missing_extra
+
+    value = _choice(EXPORTERS)(text)
+    problem = missing_extra(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _queue_name(text: str) -> str:
     from runtime.queue.names import check_queue_name
 
@@ -258,6 +268,12 @@ class Settings:
         _positive_int,
         "Most completed task records kept per queue; older ones are deleted (0: no cap)",
     )
+    index_max: int = _setting(
+        "WASMQ_INDEX_MAX",
+        1_000_000,
+        _positive_int,
+        "Most ids kept in each task-list index (one per queue and one per task name; 0: no cap)",
+    )
     lease_grace: float = _setting(
         "WASMQ_LEASE_GRACE", 10.0, parse_duration, "Added to a task's timeout to form its lease"
     )
@@ -281,6 +297,12 @@ class Settings:
     )
     claim_batch: int = _setting(
         "WASMQ_CLAIM_BATCH", 32, _positive_int, "Most tasks a worker process claims at once"
+    )
+    otel: str = _setting(
+        "WASMQ_OTEL",
+        "off",
+        _otel,
+        "OpenTelemetry spans of workers: off, otlp (OTLP/HTTP, set by OTEL_* variables) or console",
     )
 
     @classmethod

@@ -68,8 +68,9 @@ def test_dev_tools_are_pinned_exactly_and_locked_at_their_pins() -> None:
 
 def test_dependencies_and_extras_are_locked_within_their_ranges() -> None:
     entries = locked()
-    declared = [*requirements(), *requirements("go"), *requirements("zig")]
-    assert {"dev", "go", "zig"} == set(PYPROJECT["project"]["optional-dependencies"])
+    extras = ("go", "zig", "otel")
+    declared = [*requirements(), *(r for extra in extras for r in requirements(extra))]
+    assert {"dev", *extras} == set(PYPROJECT["project"]["optional-dependencies"])
     for requirement in declared:
         name = canonicalize_name(requirement.name)
         assert name in entries, f"{name} is not in {LOCK.name}: run make lock"
@@ -96,7 +97,7 @@ def test_makefile_installs_from_the_lock_alone() -> None:
     assert "pip install --quiet --require-hashes -r $(LOCK)\n" in stamp
     assert "pip install --quiet --no-deps -e .\n" in stamp
     lock = MAKEFILE.split("\nlock:\n", 1)[1].split("\n\n", 1)[0]
-    assert "pip compile pyproject.toml --extra dev --extra go --extra zig" in lock
+    assert "pip compile pyproject.toml --extra dev --extra go --extra zig --extra otel" in lock
     assert "--generate-hashes" in lock and "--output-file $(LOCK)" in lock
 
 

@@ -14,6 +14,7 @@ import redis
 import typer
 
 from runtime.cli import bench as bench_cmds
+from runtime.cli import dashboard as dashboard_cmds
 from runtime.cli import develop as develop_cmds
 from runtime.cli import inspect as inspect_cmds
 from runtime.cli import limits as limit_cmds
@@ -97,6 +98,7 @@ for _module in (
     limit_cmds,
     bench_cmds,
     develop_cmds,
+    dashboard_cmds,
 ):
     _module.install(app)
 

@@ -83,7 +83,7 @@ def status_cmd(
         if as_json:
             typer.echo(json.dumps(st.to_json()))
             return
-    for label, value in _status_rows(st):
+    for label, value in status_rows(st):
         typer.echo(f"{label:<12} {value}")
 
 
@@ -108,7 +108,8 @@ def _change_line(st: TaskStatus) -> str:
     return line
 
 
-def _status_rows(st: TaskStatus) -> list[tuple[str, str]]:
+def status_rows(st: TaskStatus) -> list[tuple[str, str]]:
+    """The (label, value) lines of ``wasmq status``; the dashboard shows the same."""
     rows = [
         ("id", st.id),
         ("task", f"{st.task_name} v{st.version}" if st.version else st.task_name),

@@ -214,6 +214,16 @@ def worker(
         False, "--no-scheduler", help="Do not run the scheduler loop."
     ),
     no_reaper: bool = typer.Option(False, "--no-reaper", help="Do not run the reaper loop."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics of the workers at http://HOST:PORT/metrics.",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="Address of --metrics-port (0.0.0.0: every one)."
+    ),
 ) -> None:
     """Run a pool of worker processes (plus the scheduler and reaper loops)."""
     from runtime.worker.pool import Pool
@@ -237,6 +247,7 @@ def worker(
         burst=burst,
         scheduler=not no_scheduler,
         reaper=not no_reaper,
+        metrics=None if metrics_port is None else (metrics_host, metrics_port),
     ).run()
     raise typer.Exit(code)
 

@@ -63,6 +63,7 @@ CLAIM_FIELDS = (
     "created_at",
     "enqueued_ms",
     "cron_id",
+    "trace_context",
 )
 
 

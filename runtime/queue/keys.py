@@ -254,3 +254,21 @@ UNIQUE_PREFIX = "wasmq:unique:"
 
 def unique(key: str) -> str:
     return UNIQUE_PREFIX + key
+
+
+# -- Task index (the dashboard's task list) ------------------------------------------------
+
+#: Sorted set per queue of the ids of tasks created in it, score = enqueue ms: the task
+#: list pages through it by time, filtered or not, without reading any list whole. The
+#: reaper trims it to twice the queue's retention and to ``WASMQ_INDEX_MAX`` entries.
+INDEX_QUEUE_PREFIX = "wasmq:index:queue:"
+#: The same per task name.
+INDEX_NAME_PREFIX = "wasmq:index:task:"
+
+
+def index_queue(name: str) -> str:
+    return INDEX_QUEUE_PREFIX + name
+
+
+def index_name(task_name: str) -> str:
+    return INDEX_NAME_PREFIX + task_name

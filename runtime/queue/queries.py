@@ -21,7 +21,7 @@ from runtime.errors import InvalidTask, TaskFailed, TaskNotFinished, TaskNotFoun
 from runtime.output.chunks import LogChunk, read_logs, stream_number
 from runtime.output.follow import follow as follow_output
 from runtime.output.follow import subscribe_done, wait_message
-from runtime.queue import keys
+from runtime.queue import catalog, keys
 from runtime.queue.task import (
     TERMINAL_STAGES,
     ErrorKind,
@@ -240,6 +240,20 @@ class TaskPage:
     complete: bool = True
 
 
+@dataclass
+class TaskBrowse:
+    """One page of :meth:`Queries.browse`."""
+
+    tasks: list[TaskStatus]
+    #: Pass as ``cursor`` for the next page; None on the last one.
+    next_cursor: str | None
+    #: Index entries read for this page.
+    scanned: int
+    #: The page stopped at its scan budget with fewer matches than asked: older tasks may
+    #: still match (the cursor continues the search).
+    budget_spent: bool
+
+
 #: Where tasks of a stage wait, so that a stage filter reads only those places. The
 #: scheduled set can hold ``pending`` tasks: the reference producer ZADDs them so.
 #: Other stages (cancelled, paused, a producer's own) are looked for everywhere.
@@ -405,6 +419,39 @@ class Queries:
         ordered = sorted(found.values(), key=lambda s: (s.enqueued_ms or 0, s.id), reverse=True)
         page.tasks = ordered[:limit]
         return page
+
+    def browse(
+        self,
+        queue: str | None = None,
+        task: str | None = None,
+        stage: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        scan: int = catalog.BROWSE_SCAN,
+    ) -> TaskBrowse:
+        """Tasks enqueued between ``since_ms`` and ``until_ms``, newest first, through the
+        task index (:mod:`runtime.queue.catalog`): the cost of a page does not grow with
+        the number of tasks. ``cursor`` is the previous page's ``next_cursor``."""
+        page = catalog.browse(
+            self.redis,
+            self.queues(),
+            queue=queue,
+            task=task,
+            stage=stage,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            cursor=cursor,
+            limit=limit,
+            scan=scan,
+        )
+        return TaskBrowse(
+            [TaskStatus.from_task(t) for t in page.records],
+            page.next_cursor,
+            page.scanned,
+            page.budget_spent,
+        )
 
     def stats(self) -> list[QueueStats]:
         """Per queue: tasks by stage, completions in the last minute, oldest wait."""

@@ -9,14 +9,21 @@ supervisor, plus ``wasmq reaper``) can run at once without recovering a task twi
 from __future__ import annotations
 
 import threading
+import time
 
 import redis
 
+from runtime.clock import now_ms
 from runtime.logging_config import get_logger
+from runtime.queue import catalog
 from runtime.queue.broker import REAP_BATCH, Broker
 from runtime.settings import Settings
 
 log = get_logger("reaper")
+
+#: Seconds between two trims of the task index by one reaper (each trim reads the queue
+#: set and the registry's names and sends two commands per index).
+INDEX_TRIM_EVERY = 60.0
 
 
 class Reaper:
@@ -25,9 +32,16 @@ class Reaper:
     def __init__(self, broker: Broker, settings: Settings) -> None:
         self.broker = broker
         self.settings = settings
+        self._trimmed_at = 0.0
 
     def run_once(self) -> list[tuple[str, str]]:
-        """One round: recover everything expired now; ``[(id, action)]``."""
+        """One round: recover everything expired now; ``[(id, action)]``. Also trims the
+        task index (:func:`runtime.queue.catalog.trim`) once every ``INDEX_TRIM_EVERY``."""
+        if time.monotonic() - self._trimmed_at >= INDEX_TRIM_EVERY:
+            self._trimmed_at = time.monotonic()
+            dropped = catalog.trim(self.broker.redis, self.settings, now_ms())
+            if dropped:
+                log.debug("task index trimmed", entries=dropped)
         recovered: list[tuple[str, str]] = []
         while True:
             batch = self.broker.reap(limit=REAP_BATCH)

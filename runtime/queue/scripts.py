@@ -84,6 +84,9 @@ LUA_CONSTANTS: dict[str, str | int] = {
     "LIMIT_RATE_PREFIX": keys.LIMIT_RATE_PREFIX,
     "LIMIT_WAITING_PREFIX": keys.LIMIT_WAITING_PREFIX,
     "LIMIT_DUE": keys.LIMIT_DUE,
+    # Task index
+    "INDEX_QUEUE_PREFIX": keys.INDEX_QUEUE_PREFIX,
+    "INDEX_NAME_PREFIX": keys.INDEX_NAME_PREFIX,
 }
 
 #: Per-queue keys of claim.lua and recover.lua, in their scripts' order.

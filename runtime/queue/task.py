@@ -222,6 +222,8 @@ class Task:
     #: (``keys.unique``); held at most ``unique_for`` seconds.
     unique_key: str = ""
     unique_for: float | None = None
+    #: The W3C trace context of the span that enqueued it (``runtime.telemetry.tracing``).
+    trace_context: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
     def next_retry_delay(self, base: float, ceiling: float) -> float:
@@ -269,6 +271,8 @@ class Task:
         if self.unique_key:
             out["unique_key"] = self.unique_key
             out["unique_for"] = str(int((self.unique_for or 0) * 1000))
+        if self.trace_context:
+            out["trace_context"] = self.trace_context
         return out
 
     @classmethod
@@ -354,6 +358,7 @@ class Task:
             priority=_priority(text("priority")),
             unique_key=text("unique_key"),
             unique_for=parsed("unique_for", lambda ms: int(ms) / 1000, None),
+            trace_context=_trace_context(h.get("trace_context")),
             extra=extra,
         )
 
@@ -390,6 +395,7 @@ _KNOWN = frozenset(
         "priority",
         "unique_key",
         "unique_for",
+        "trace_context",
     )
 )
 
@@ -397,6 +403,13 @@ _KNOWN = frozenset(
 def _priority(text: str) -> str:
     # The scripts claim a missing or unknown level as the default one: read it so too.
     return text if text in keys.PRIORITIES else keys.DEFAULT_PRIORITY
+
+
+def _trace_context(value: bytes | str | None) -> str:
+    # Telemetry only: a damaged context starts a new trace rather than failing the task.
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value or ""
 
 
 def _keep_seconds(ms: int | None) -> float | None:

@@ -52,6 +52,7 @@ from runtime.server.connection import connect
 from runtime.settings import Settings
 from runtime.worker.cancels import CancelListener, Interrupt, RecentCancels
 from runtime.worker.heartbeats import Heartbeat, WorkerStats, new_worker_id
+from runtime.worker.observers import TaskObserver
 from runtime.worker.queue_order import QueueOrder
 from runtime.worker.seams import ModuleSource, TaskRunner
 
@@ -131,8 +132,10 @@ class Worker:
         sandbox: TaskRunner | None = None,
         ledger: Ledger | None = None,
         order: QueueOrder | None = None,
+        observers: Sequence[TaskObserver] = (),
     ) -> None:
         self.settings = settings
+        self.observers = list(observers)
         self.queues = list(queues) or [settings.queue]
         #: Weighted orders are drawn per claim; strict ones are ``self.queues`` always.
         self.order = order if order is not None and order.weights is not None else None
@@ -201,8 +204,11 @@ class Worker:
             while not stop.is_set():
                 try:
                     queues = self.order.claim_order(self.rng) if self.order else self.queues
+                    t_claim = time.perf_counter()
                     batch = self.broker.claim(queues, self.worker_id, self._batch_size())
                     self._outage.ok()
+                    for observer in self.observers:
+                        observer.claimed(queues, len(batch), time.perf_counter() - t_claim)
                 except redis.RedisError as exc:
                     self._outage.failed(exc, stop)
                     continue
@@ -537,6 +543,9 @@ class Worker:
                     statuses = []
                     break
                 outage.failed(exc, self.abort)
+        for report, status in zip(reports, statuses, strict=False):
+            for observer in self.observers:
+                observer.reported(report, status)
         for status in statuses:
             # A status names the stage the report left its task in (or why it did not).
             if status == Stage.COMPLETED:

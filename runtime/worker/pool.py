@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -37,6 +37,9 @@ from runtime.queue.broker import Broker
 from runtime.server.connection import connect
 from runtime.settings import Settings
 from runtime.worker.queue_order import QueueOrder
+
+if TYPE_CHECKING:
+    from runtime.telemetry.metrics import SupervisorMetrics
 
 log = get_logger("worker")
 
@@ -93,9 +96,17 @@ def child_main(
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    from runtime.telemetry import worker_observers
     from runtime.worker.loop import Worker
 
-    worker = Worker(settings, queues, burst=burst, ledger=ledger, order=order)
+    worker = Worker(
+        settings,
+        queues,
+        burst=burst,
+        ledger=ledger,
+        order=order,
+        observers=worker_observers(settings),
+    )
 
     def watch_signals() -> None:
         # Also gives back the tasks that have not started, without waiting for the
@@ -143,6 +154,7 @@ class Pool:
         scheduler: bool = True,
         reaper: bool = True,
         order: QueueOrder | None = None,
+        metrics: tuple[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.queues = list(queues) or [settings.queue]
@@ -162,6 +174,13 @@ class Pool:
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot() for _ in range(self.concurrency)]
         self._threads: list[threading.Thread] = []
+        #: Prometheus metrics of the children, served at ``metrics`` (host, port) while
+        #: :meth:`run` runs.
+        self.metrics: SupervisorMetrics | None = None
+        if metrics is not None:
+            from runtime.telemetry.metrics import SupervisorMetrics
+
+            self.metrics = SupervisorMetrics(*metrics, processes=self.live_processes)
 
     def run(self) -> int:
         """Supervise until stopped (or, with ``burst``, until every child is done)."""
@@ -169,6 +188,8 @@ class Pool:
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
+            if self.metrics is not None:
+                self.metrics.start()  # before any child: they inherit where to write
             self._start_threads()
             log.info(
                 "worker pool started",
@@ -184,8 +205,13 @@ class Pool:
             self._exited.set()
             for thread in self._threads:
                 thread.join(timeout=5)
+            if self.metrics is not None:
+                self.metrics.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def live_processes(self) -> int:
+        return sum(1 for s in self._slots if s.process is not None)
 
     def pids(self) -> list[int]:
         return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
@@ -222,6 +248,8 @@ class Pool:
                     live += 1
                     continue
                 code = process.exitcode
+                if self.metrics is not None and process.pid:
+                    self.metrics.process_dead(process.pid)
                 process.close()
                 slot.process = None
                 if code != 0:

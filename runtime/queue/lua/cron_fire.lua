@@ -169,6 +169,7 @@ for _, plan in ipairs(plans) do
         run_level[run] = f[18]
       end
       redis.call('HSET', TASK_PREFIX .. run, unpack(run_fields))
+      index_task(run, f[7] or DEFAULT_QUEUE, f[3] or '', NOW)
       local runs = runs_of[plan[6]]
       runs[#runs + 1] = run
       last_runs[#last_runs + 1] = entry

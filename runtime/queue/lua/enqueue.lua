@@ -22,7 +22,8 @@
 -- ARGV[9] longest wait of a live idle worker, ms
 -- Per-worker key derived here: wasmq:wakeup:<worker id> (a token for the woken worker).
 --
--- Per-key derived here: wasmq:unique:<unique_key> (when the fields have one).
+-- Per-key derived here: wasmq:unique:<unique_key> (when the fields have one), the task
+-- index of the queue and of the task name (wasmq:index:queue:<queue>, wasmq:index:task:<name>).
 --
 -- Returns {0, <flat hash>} when the id exists (nothing is changed), {0, <flat hash>,
 -- holder id} when a task that has not ended holds the task's unique key (nothing is
@@ -62,6 +63,7 @@ fields[#fields + 1] = digest
 fields[#fields + 1] = 'task_version'
 fields[#fields + 1] = version
 redis.call('HSET', KEYS[1], unpack(fields))
+index_task(ARGV[1], ARGV[3], ARGV[2], ARGV[8])
 unique_take(unique, ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[3])
 

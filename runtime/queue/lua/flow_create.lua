@@ -78,6 +78,7 @@ for m = 1, n do
       flat[#flat + 1] = payload
     end
     redis.call('HSET', TASK_PREFIX .. id, unpack(flat))
+    index_task(id, fields['queue'], fields['task_name'], fields['enqueued_ms'] or ARGV[2])
     push_task(fields['queue'], fields['priority'], id)
   else
     redis.call('HSET', KEYS[3], 's' .. (m - 1), cjson.encode(fields))

@@ -209,6 +209,15 @@ local function push_task(queue, priority, id)
   return nil
 end
 
+-- -- Task index ----------------------------------------------------------------------------
+
+-- Task `id` of `queue` and task `name` was created at `ms`: the task list (dashboard)
+-- finds it by time, per queue and per name. Every script that writes a new record calls it.
+local function index_task(id, queue, name, ms)
+  redis.call('ZADD', INDEX_QUEUE_PREFIX .. queue_or_default(queue), ms, id)
+  if name and name ~= '' then redis.call('ZADD', INDEX_NAME_PREFIX .. name, ms, id) end
+end
+
 -- -- Workflows: chains, groups and chords ---------------------------------------------
 -- A member of a flow has `flow` (the flow id) and `flow_index` (its place, from 0, or
 -- `callback`) on its record. The flow hash counts members by outcome; the hooks below
@@ -305,6 +314,7 @@ local function flow_spawn(flow, field, payload, copy_from, now, now_text)
   redis.call('HSET', key, unpack(flat))
   redis.call('HSET', key, 'task_stage', 'pending', 'created_at', now_text,
     'updated_at', now_text, 'enqueued_ms', tostring(now))
+  index_task(id, fields['queue'], fields['task_name'], now)
   push_task(fields['queue'], fields['priority'], id)
 end
 

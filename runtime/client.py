@@ -27,14 +27,13 @@ import redis
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskNotFound
 from runtime.logging_config import get_logger
-from runtime.queue import ceilings, keys
+from runtime.queue import catalog, ceilings, keys
 from runtime.queue import throttles as limit_store
 from runtime.queue.broker import BadTask, Broker, check_priority
-from runtime.queue.catalog import BROWSE_SCAN
 from runtime.queue.ceilings import check_at_most
 from runtime.queue.flows import Flow, Flows, FlowStatus, Member
 from runtime.queue.names import check_queue_name, check_task_id, check_task_name
-from runtime.queue.queries import LIST_SCAN, Queries, TaskBrowse, TaskPage
+from runtime.queue.queries import LIST_SCAN, Queries, TaskBrowse, TaskPage, TaskStatus
 from runtime.queue.task import Kind, Limits, Stage, Task, parse_time
 from runtime.server.connection import connect
 from runtime.settings import Settings
@@ -339,14 +338,23 @@ class Client(Queries):
         until_ms: int | None = None,
         cursor: str | None = None,
         limit: int = 50,
-        scan: int = BROWSE_SCAN,
+        scan: int = catalog.BROWSE_SCAN,
     ) -> TaskBrowse:
-        """:meth:`Queries.browse`, refusing an unknown stage and counts over their ceilings."""
+        """Tasks enqueued between ``since_ms`` and ``until_ms``, newest first, through the
+        task index (:mod:`runtime.queue.catalog`): the cost of a page does not grow with
+        the number of tasks. ``cursor`` is the previous page's ``next_cursor``."""
         if stage is not None and stage not in STAGE_NAMES:
             raise InvalidTask(f"invalid stage {stage!r}: use one of {', '.join(STAGE_NAMES)}")
         check_at_most("browse limit", limit, ceilings.LIST_LIMIT)
         check_at_most("browse scan", scan, ceilings.LIST_SCAN)
-        return super().browse(queue, task, stage, since_ms, until_ms, cursor, limit, scan)
+        where = catalog.TaskFilter(queue, task, stage, since_ms, until_ms)
+        page = catalog.browse(self.redis, self.queues(), where, cursor, limit, scan)
+        return TaskBrowse(
+            [TaskStatus.from_task(t) for t in page.records],
+            page.next_cursor,
+            page.scanned,
+            page.budget_spent,
+        )
 
     # -- control -------------------------------------------------------------------------
 

@@ -70,22 +70,31 @@ class Cursor:
         return cls(int(ms), task_id)
 
 
+@dataclass(frozen=True)
+class TaskFilter:
+    """What a page of :func:`browse` keeps: each given field must match (times in ms,
+    ``since_ms`` inclusive, ``until_ms`` inclusive)."""
+
+    queue: str | None = None
+    task: str | None = None
+    stage: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
 def browse(
     client: redis.Redis,
     queues: Sequence[str],
-    *,
-    queue: str | None = None,
-    task: str | None = None,
-    stage: str | None = None,
-    since_ms: int | None = None,
-    until_ms: int | None = None,
+    where: TaskFilter,
     cursor: str | None = None,
     limit: int = 50,
     scan: int = BROWSE_SCAN,
 ) -> BrowsePage:
-    """Up to ``limit`` tasks enqueued in ``[since_ms, until_ms]``, newest first, matching
-    the filters; ``queues`` are the queues to merge when neither ``queue`` nor ``task``
-    is given. ``cursor`` is a previous page's ``next_cursor``."""
+    """Up to ``limit`` tasks matching ``where``, newest enqueue first; ``queues`` are the
+    queues to merge when ``where`` names neither a queue nor a task. ``cursor`` is a
+    previous page's ``next_cursor``."""
+    queue, task, stage = where.queue, where.task, where.stage
+    since_ms, until_ms = where.since_ms, where.until_ms
     if limit < 1:
         raise InvalidTask(f"limit {limit} is below 1: ask for at least one task")
     after = Cursor.decode(cursor) if cursor else None

@@ -21,7 +21,7 @@ from runtime.errors import InvalidTask, TaskFailed, TaskNotFinished, TaskNotFoun
 from runtime.output.chunks import LogChunk, read_logs, stream_number
 from runtime.output.follow import follow as follow_output
 from runtime.output.follow import subscribe_done, wait_message
-from runtime.queue import catalog, keys
+from runtime.queue import keys
 from runtime.queue.task import (
     TERMINAL_STAGES,
     ErrorKind,
@@ -419,39 +419,6 @@ class Queries:
         ordered = sorted(found.values(), key=lambda s: (s.enqueued_ms or 0, s.id), reverse=True)
         page.tasks = ordered[:limit]
         return page
-
-    def browse(
-        self,
-        queue: str | None = None,
-        task: str | None = None,
-        stage: str | None = None,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        cursor: str | None = None,
-        limit: int = 50,
-        scan: int = catalog.BROWSE_SCAN,
-    ) -> TaskBrowse:
-        """Tasks enqueued between ``since_ms`` and ``until_ms``, newest first, through the
-        task index (:mod:`runtime.queue.catalog`): the cost of a page does not grow with
-        the number of tasks. ``cursor`` is the previous page's ``next_cursor``."""
-        page = catalog.browse(
-            self.redis,
-            self.queues(),
-            queue=queue,
-            task=task,
-            stage=stage,
-            since_ms=since_ms,
-            until_ms=until_ms,
-            cursor=cursor,
-            limit=limit,
-            scan=scan,
-        )
-        return TaskBrowse(
-            [TaskStatus.from_task(t) for t in page.records],
-            page.next_cursor,
-            page.scanned,
-            page.budget_spent,
-        )
 
     def stats(self) -> list[QueueStats]:
         """Per queue: tasks by stage, completions in the last minute, oldest wait."""

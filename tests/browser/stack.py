@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 
 from runtime.client import Client
 from runtime.settings import Settings
+from tests.support.pools import stop_processes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -236,15 +236,7 @@ class Processes:
                 time.sleep(0.05)
 
     def stop_all(self) -> None:
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _ in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([proc for proc, _ in self.procs])
 
     def logs(self) -> str:
         return "\n".join(log.read_text(errors="replace")[-3000:] for _, log in self.procs)

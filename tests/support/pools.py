@@ -135,6 +135,19 @@ def terminate(proc: subprocess.Popen[Any], timeout: float) -> None:
         proc.wait()
 
 
+def stop_processes(procs: list[subprocess.Popen[Any]], timeout: float = 20) -> None:
+    """SIGTERM every process, then wait for each (killing one that outlasts ``timeout``)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Pools:
     """Starts ``wasmq worker`` supervisors and stops them at the end of the test."""
 
@@ -183,15 +196,7 @@ class Pools:
         return ready
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.cwd.glob("worker-*.log"))

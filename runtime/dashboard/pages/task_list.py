@@ -3,19 +3,17 @@ at a time; an ``id`` that exists goes straight to its detail page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from runtime.client import Client
 from runtime.clock import now_ms
 from runtime.dashboard.app import dash
 from runtime.errors import WasmqError
 from runtime.queue import keys
-from runtime.queue.queries import TaskStatus
+from runtime.queue.queries import TaskBrowse, TaskStatus
 from runtime.queue.task import Stage, parse_time
 from runtime.units import human_duration, parse_duration
 
@@ -26,40 +24,8 @@ FILTERS = ("queue", "task", "stage", "since", "until")
 STAGES = tuple(s.value for s in Stage)
 
 
-@dataclass
-class Found:
-    tasks: list[TaskStatus]
-    next_cursor: str | None
-    #: The page stopped at the index-entry budget of a stage filter before it was full.
-    budget_spent: bool = False
-
-
 class BadFilter(WasmqError):
     """A filter value the list cannot use (the page shows the form again with it)."""
-
-
-def browse(
-    client: Client,
-    *,
-    queue: str | None,
-    task: str | None,
-    stage: str | None,
-    since_ms: int | None,
-    until_ms: int | None,
-    cursor: str | None,
-    limit: int = PAGE,
-) -> Found:
-    """One page of matching tasks, newest enqueue first, and the cursor of the next."""
-    page = client.browse(
-        queue=queue,
-        task=task,
-        stage=stage,
-        since_ms=since_ms,
-        until_ms=until_ms,
-        cursor=cursor,
-        limit=limit,
-    )
-    return Found(list(page.tasks), page.next_cursor, page.budget_spent)
 
 
 def parse_when(name: str, text: str, now: int) -> int | None:
@@ -100,15 +66,14 @@ def task_list(request: Request) -> Response:
         return d.done(request, "/tasks", f"no task {wanted}")
     values = {name: params.get(name, "").strip() for name in FILTERS}
     error = None
-    found = Found([], None)
+    found = TaskBrowse([], None, 0, False)
     try:
         now = now_ms()
         if values["stage"] and values["stage"] not in STAGES:
             raise BadFilter(
                 f"stage {values['stage']!r} is not a stage: use one of {', '.join(STAGES)}"
             )
-        found = browse(
-            d.client,
+        found = d.client.browse(
             queue=values["queue"] or None,
             task=values["task"] or None,
             stage=values["stage"] or None,

@@ -6,11 +6,98 @@ with the queue name inserted (``task_queue:Q:pending``). Lua scripts receive eve
 key they touch through ``KEYS`` except the per-task keys of ids they find in lists,
 which they derive from the constants below: the script loader (``scripts.py``) writes
 them into a prelude every script runs after (each script header says which it derives).
+
+Two layouts: ``reference`` (the default, one server) and ``tagged`` (Redis Cluster, see
+:func:`use_layout`). In the tagged layout every key a queue's scripts touch carries the
+queue's hash tag ``{<queue>}`` so that each script call stays in one slot; the constants
+below keep the reference names, and the functions give the key of the layout in use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 DEFAULT_QUEUE = "default"
+
+# -- Layouts -------------------------------------------------------------------------------
+
+#: ``reference``: the key names of the reference implementation, for one server.
+#: ``tagged``: the same data with every queue's keys under its hash tag, for a cluster.
+LAYOUTS = ("reference", "tagged")
+#: Hash tag of the keys that are not a queue's: the registry, module bytes, versions,
+#: compile and snapshot indexes (their scripts touch them together).
+REGISTRY_TAG = "{wasmq}"
+_layout = "reference"
+
+
+def use_layout(name: str) -> None:
+    """Switch the process to layout ``name``. A process talks to one deployment, so
+    the switch is process-wide: the connection sets it when it makes a cluster client."""
+    global _layout
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown key layout {name!r}: use {' or '.join(LAYOUTS)}")
+    _layout = name
+
+
+def layout() -> str:
+    return _layout
+
+
+def tagged() -> bool:
+    return _layout == "tagged"
+
+
+@contextmanager
+def layout_as(name: str) -> Iterator[None]:
+    """Run a block under layout ``name`` and restore the previous one (tests, docs)."""
+    before = _layout
+    use_layout(name)
+    try:
+        yield
+    finally:
+        use_layout(before)
+
+
+def tag(queue: str) -> str:
+    """The hash tag of queue ``queue``: every key of the queue hashes to its slot."""
+    return "{" + queue + "}"
+
+
+def _scoped(prefix: str, queue: str) -> str:
+    """``<prefix><queue>``, with the queue as a hash tag in the tagged layout."""
+    return prefix + (tag(queue) if tagged() else queue)
+
+
+def _in_queue(prefix: str, queue: str | None) -> str:
+    """A key the reference layout shares between queues (``<prefix><rest>``): in the
+    tagged layout each queue has its own, ``<prefix>{<queue>}:<rest>``."""
+    if not tagged():
+        return prefix
+    return prefix + tag(queue or DEFAULT_QUEUE) + ":"
+
+
+def _per_queue(key: str, queue: str | None) -> str:
+    """A key the reference layout shares between queues; per queue when tagged."""
+    return f"{key}:{tag(queue or DEFAULT_QUEUE)}" if tagged() else key
+
+
+def _registry_side(key: str) -> str:
+    """A registry-side key: in the registry's slot (``{wasmq}``) when tagged."""
+    if tagged() and key.startswith("wasmq:"):
+        return REGISTRY_TAG + key[len("wasmq") :]
+    return key
+
+
+def id_tag(task_id: str) -> str | None:
+    """The queue whose hash tag starts ``task_id`` (``{q}...``), or None."""
+    if task_id.startswith("{"):
+        end = task_id.find("}")
+        if end > 1:
+            return task_id[1:end]
+    return None
+
+
 #: Start of every queue list key (see :func:`queue`).
 QUEUE_PREFIX = "task_queue:"
 
@@ -95,12 +182,13 @@ def done_channel(task_id: str) -> str:
 
 
 def queue(name: str, part: str) -> str:
-    """``task_queue:<part>`` for the default queue, ``task_queue:<name>:<part>`` otherwise."""
+    """``task_queue:<part>`` for the default queue, ``task_queue:<name>:<part>`` otherwise;
+    ``task_queue:{<name>}:<part>`` for every queue in the tagged layout."""
     if part not in STAGES:
         raise ValueError(f"unknown queue part {part!r}")
-    if name == DEFAULT_QUEUE:
+    if name == DEFAULT_QUEUE and not tagged():
         return f"{QUEUE_PREFIX}{part}"
-    return f"{QUEUE_PREFIX}{name}:{part}"
+    return f"{_scoped(QUEUE_PREFIX, name)}:{part}"
 
 
 def pending(name: str = DEFAULT_QUEUE) -> str:
@@ -120,27 +208,90 @@ def dlq(name: str = DEFAULT_QUEUE) -> str:
 
 
 def wake(name: str) -> str:
-    return WAKE_PREFIX + name
+    return _scoped(WAKE_PREFIX, name)
 
 
 def idle(name: str) -> str:
-    return IDLE_PREFIX + name
+    return _scoped(IDLE_PREFIX, name)
 
 
-def worker_wake(worker_id: str) -> str:
-    return WORKER_WAKE_PREFIX + worker_id
+def worker_wake(worker_id: str, queue: str | None = None) -> str:
+    """A worker's own wake tokens; in the tagged layout one list per queue it serves."""
+    return _in_queue(WORKER_WAKE_PREFIX, queue) + worker_id
 
 
 def throughput(name: str) -> str:
-    return THROUGHPUT_PREFIX + name
+    return _scoped(THROUGHPUT_PREFIX, name)
 
 
 def module(digest: str) -> str:
-    return MODULE_PREFIX + digest
+    return module_prefix() + digest
+
+
+def module_prefix() -> str:
+    return _registry_side(MODULE_PREFIX)
 
 
 def task_versions(name: str) -> str:
-    return TASK_VERSIONS_PREFIX + name
+    return versions_prefix() + name
+
+
+def versions_prefix() -> str:
+    return _registry_side(TASK_VERSIONS_PREFIX)
+
+
+def registry() -> str:
+    """The registry hash: ``wasmq:registry``, ``{wasmq}:registry`` when tagged."""
+    return _registry_side(TASK_REGISTRY)
+
+
+def registry_mirror(queue: str) -> str:
+    """The registry the scripts of ``queue`` read. Tagged: a copy in the queue's slot,
+    ``wasmq:registry:{<queue>}``, that clients refresh when the registry's generation
+    (:func:`registry_generation`) moves; the registry itself otherwise."""
+    return _per_queue(TASK_REGISTRY, queue) if tagged() else registry()
+
+
+#: Counter bumped by every register and unregister (tagged layout): a client whose
+#: mirror was copied at another generation copies it again.
+REGISTRY_GENERATION = "wasmq:registry:generation"
+
+
+def registry_generation() -> str:
+    return _registry_side(REGISTRY_GENERATION)
+
+
+def compile_index() -> str:
+    return _registry_side(COMPILE_INDEX)
+
+
+def snapshot_index() -> str:
+    return _registry_side(SNAPSHOT_INDEX)
+
+
+def queue_names(queue: str) -> str:
+    """The queue-names set scripts add ``queue`` to. Tagged: a one-member set in the
+    queue's slot (a script cannot reach the shared one); the client adds the name to
+    :data:`QUEUES` itself."""
+    return _per_queue(QUEUES, queue)
+
+
+def scheduled(queue: str | None = None) -> str:
+    """Ids due later: ``task_set:scheduled``, or ``task_set:{<queue>}:scheduled``."""
+    return f"task_set:{tag(queue or DEFAULT_QUEUE)}:scheduled" if tagged() else SCHEDULED
+
+
+def timeout(queue: str | None = None) -> str:
+    """Leases: ``task_set:timeout``, or ``task_set:{<queue>}:timeout``."""
+    return f"task_set:{tag(queue or DEFAULT_QUEUE)}:timeout" if tagged() else TIMEOUT
+
+
+def scheduler_wake(queue: str | None = None) -> str:
+    return _per_queue(SCHEDULER_WAKE, queue)
+
+
+def cron_last_run(queue: str | None = None) -> str:
+    return _per_queue(CRON_LAST_RUN, queue)
 
 
 def worker(worker_id: str) -> str:
@@ -149,6 +300,11 @@ def worker(worker_id: str) -> str:
 
 #: Set of paused cron entry ids (they are out of ``task_set:scheduled`` while paused).
 CRON_PAUSED = "wasmq:cron:paused"
+
+
+def cron_paused(queue: str | None = None) -> str:
+    return _per_queue(CRON_PAUSED, queue)
+
 
 #: Hash compile key (SHA-256 of source, language, toolchain version, flags) -> module
 #: digest: an unchanged source is never compiled twice, on any machine.
@@ -228,16 +384,25 @@ LIMIT_WAITING_PREFIX = "wasmq:limit:waiting:"
 LIMIT_DUE = "wasmq:limit:due"
 
 
-def limit_running(scope: str) -> str:
-    return LIMIT_RUNNING_PREFIX + scope
+def limits(queue: str | None = None) -> str:
+    """The limits hash; per queue in the tagged layout (only queue scopes there)."""
+    return _per_queue(LIMITS, queue)
 
 
-def limit_rate(scope: str) -> str:
-    return LIMIT_RATE_PREFIX + scope
+def limit_due(queue: str | None = None) -> str:
+    return _per_queue(LIMIT_DUE, queue)
 
 
-def limit_waiting(scope: str) -> str:
-    return LIMIT_WAITING_PREFIX + scope
+def limit_running(scope: str, queue: str | None = None) -> str:
+    return _in_queue(LIMIT_RUNNING_PREFIX, queue) + scope
+
+
+def limit_rate(scope: str, queue: str | None = None) -> str:
+    return _in_queue(LIMIT_RATE_PREFIX, queue) + scope
+
+
+def limit_waiting(scope: str, queue: str | None = None) -> str:
+    return _in_queue(LIMIT_WAITING_PREFIX, queue) + scope
 
 
 # -- Unique tasks and cancel ---------------------------------------------------------------
@@ -252,8 +417,9 @@ CANCEL_CHANNEL = "wasmq:cancel"
 UNIQUE_PREFIX = "wasmq:unique:"
 
 
-def unique(key: str) -> str:
-    return UNIQUE_PREFIX + key
+def unique(key: str, queue: str | None = None) -> str:
+    """A unique key's lock; per queue in the tagged layout (uniqueness is per queue)."""
+    return _in_queue(UNIQUE_PREFIX, queue) + key
 
 
 # -- Task index (the dashboard's task list) ------------------------------------------------
@@ -267,8 +433,9 @@ INDEX_NAME_PREFIX = "wasmq:index:task:"
 
 
 def index_queue(name: str) -> str:
-    return INDEX_QUEUE_PREFIX + name
+    return _scoped(INDEX_QUEUE_PREFIX, name)
 
 
-def index_name(task_name: str) -> str:
-    return INDEX_NAME_PREFIX + task_name
+def index_name(task_name: str, queue: str | None = None) -> str:
+    """Ids by task name; in the tagged layout one index per queue and name."""
+    return _in_queue(INDEX_NAME_PREFIX, queue) + task_name

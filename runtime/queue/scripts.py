@@ -89,6 +89,22 @@ LUA_CONSTANTS: dict[str, str | int] = {
     "INDEX_NAME_PREFIX": keys.INDEX_NAME_PREFIX,
 }
 
+#: Constants that name a key the reference layout shares between queues and the tagged
+#: layout keeps per queue: there they are built in Lua from the hash tag of the call's
+#: KEYS[1] (``SLOT``), which is the tag of the queue the call is about, since every key
+#: of a cluster call must be in one slot. ``True``: a prefix (``<prefix>{q}:<rest>``, as
+#: keys._in_queue); ``False``: a key (``<key>:{q}``, as keys._per_queue).
+_SLOT_SCOPED: dict[str, bool] = {
+    "WORKER_WAKE_PREFIX": True,
+    "UNIQUE_PREFIX": True,
+    "LIMITS": False,
+    "LIMIT_RUNNING_PREFIX": True,
+    "LIMIT_RATE_PREFIX": True,
+    "LIMIT_WAITING_PREFIX": True,
+    "LIMIT_DUE": False,
+    "INDEX_NAME_PREFIX": True,
+}
+
 #: Per-queue keys of claim.lua and recover.lua, in their scripts' order.
 _CLAIM_PARTS = (keys.pending, keys.processing, keys.wake, keys.idle)
 _RECOVER_PARTS = (keys.processing, keys.pending, keys.dlq, keys.wake)
@@ -107,11 +123,28 @@ def _lua_value(value: str | int) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _lua_constant(name: str, value: str | int, layout: str) -> str:
+    text = _lua_value(value)
+    if layout == "tagged" and name in _SLOT_SCOPED:
+        return f"{text} .. SLOT .. ':'" if _SLOT_SCOPED[name] else f"{text} .. ':' .. SLOT"
+    return text
+
+
 @cache
-def prelude() -> str:
-    """Lua source every script runs after: the key constants, then ``lua/prelude.lua``."""
-    lines = ["-- Generated from runtime/queue/keys.py by scripts.prelude()."]
-    lines += [f"local {name} = {_lua_value(value)}" for name, value in LUA_CONSTANTS.items()]
+def prelude(layout: str = "reference") -> str:
+    """Lua source every script runs after: the key constants of ``layout``, then
+    ``lua/prelude.lua``."""
+    tagged = layout == "tagged"
+    lines = [f"-- Generated from runtime/queue/keys.py by scripts.prelude({layout!r})."]
+    if tagged:
+        lines.append("local SLOT = string.match(KEYS[1] or '', '{[^}]*}') or ''")
+    lines += [
+        f"local {name} = {_lua_constant(name, value, layout)}"
+        for name, value in LUA_CONSTANTS.items()
+    ]
+    # queue_scoped() in lua/prelude.lua: a queue name inside these is a hash tag.
+    lines.append(f"local TAG_OPEN = {_lua_value('{' if tagged else '')}")
+    lines.append(f"local TAG_CLOSE = {_lua_value('}' if tagged else '')}")
     parts = ", ".join(f"{part} = true" for part in keys.STAGES)
     lines.append(f"local QUEUE_PARTS = {{{parts}}}")
     levels = ", ".join(_lua_value(level) for level in keys.PRIORITIES)
@@ -130,10 +163,10 @@ def _names(lua: str) -> set[str]:
 
 
 @cache
-def _definitions() -> tuple[tuple[str, str], ...]:
+def _definitions(layout: str = "reference") -> tuple[tuple[str, str], ...]:
     """The prelude cut at each top-level ``local``: (name defined, its text), in order."""
     chunks: list[tuple[str, str]] = []
-    for line in prelude().splitlines(keepends=True):
+    for line in prelude(layout).splitlines(keepends=True):
         if line.startswith("local "):
             words = line.split()
             name = words[2] if words[1] == "function" else words[1]
@@ -144,12 +177,12 @@ def _definitions() -> tuple[tuple[str, str], ...]:
 
 
 @cache
-def text(script: Script) -> str:
+def text(script: Script, layout: str = "reference") -> str:
     """What is registered for ``script``: the prelude definitions it uses (directly or
     through another definition), then the script itself. Lua runs a script's top level
     on every call, so a helper it never calls would cost each call a closure."""
     body = source(script.value)
-    definitions = _definitions()
+    definitions = _definitions(layout)
     wanted = _names(body)
     used = [False] * len(definitions)
     # Definitions only use earlier ones, so one pass from the last backwards is closed.
@@ -181,7 +214,7 @@ class Scripts:
     def loaded(self, script: Script) -> RedisScript:
         registered = self._loaded.get(script)
         if registered is None:
-            registered = self._client.register_script(text(script))
+            registered = self._client.register_script(text(script, keys.layout()))
             self._loaded[script] = registered
         return registered
 
@@ -194,6 +227,20 @@ def _task_key(task_id: str | bytes) -> KeyT:
     if isinstance(task_id, bytes):
         return keys.TASK_PREFIX.encode() + task_id
     return keys.task(task_id)
+
+
+def _queue_of(task_id: str | bytes) -> str | None:
+    """The queue a tagged id (``{q}...``) belongs to: its scripts' shared keys are that
+    queue's (None: the reference layout's, which ignores it)."""
+    if isinstance(task_id, bytes):
+        task_id = task_id.decode("utf-8", "replace")
+    return keys.id_tag(task_id)
+
+
+def _one_queue(queues: Sequence[str]) -> str | None:
+    if keys.tagged() and len(queues) != 1:
+        raise ValueError("in the tagged layout a claim or recover call takes one queue")
+    return queues[0] if queues else None
 
 
 # -- producing -------------------------------------------------------------------------
@@ -218,10 +265,10 @@ def enqueue(
     call_keys: list[KeyT] = [
         keys.task(task_id),
         keys.pending_at(queue, priority),
-        keys.SCHEDULED,
-        keys.TASK_REGISTRY,
-        keys.QUEUES,
-        keys.SCHEDULER_WAKE,
+        keys.scheduled(queue),
+        keys.registry_mirror(queue),
+        keys.queue_names(queue),
+        keys.scheduler_wake(queue),
         keys.wake(queue),
         keys.payload(task_id),
         keys.idle(queue),
@@ -255,11 +302,12 @@ def claim(
     max_timeout_ms: int,
     fields: Sequence[str],
 ) -> Call:
-    """``claim.lua`` over ``queues`` in priority order; ``fields`` are returned per task."""
-    call_keys: list[KeyT] = [keys.TIMEOUT]
+    """``claim.lua`` over ``queues`` in priority order (one queue in the tagged layout);
+    ``fields`` are returned per task."""
+    call_keys: list[KeyT] = [keys.timeout(_one_queue(queues))]
     for queue in queues:
         call_keys += [part(queue) for part in _CLAIM_PARTS]
-    call_keys.append(keys.worker_wake(worker_id))
+    call_keys.append(keys.worker_wake(worker_id, _one_queue(queues)))
     args: list[EncodableT] = [
         now,
         now_text,
@@ -330,11 +378,11 @@ def ack(
 ) -> Call:
     """``ack.lua`` for ``tasks`` of one queue; replies one status per task."""
     call_keys: list[KeyT] = [
-        keys.TIMEOUT,
+        keys.timeout(queue),
         keys.processing(queue),
         keys.finished(queue),
         keys.pending(queue),
-        keys.SCHEDULED,
+        keys.scheduled(queue),
         keys.throughput(queue),
     ]
     args: list[EncodableT] = [now, now_text, finished_max, completed_max, len(tasks)]
@@ -366,12 +414,12 @@ def nack(
     call_keys: list[KeyT] = [
         keys.task(task_id),
         keys.processing(queue),
-        keys.TIMEOUT,
-        keys.SCHEDULED,
+        keys.timeout(queue),
+        keys.scheduled(queue),
         keys.dlq(queue),
         keys.logs(task_id),
         keys.pending(queue),
-        keys.SCHEDULER_WAKE,
+        keys.scheduler_wake(queue),
     ]
     args: list[EncodableT] = [
         task_id,
@@ -402,7 +450,7 @@ def progress(*, task_id: str, worker_id: str, value: float, message: str, now: i
 def release(*, queue: str, worker_id: str, now_text: str, ids: Sequence[str]) -> Call:
     """``release.lua``: give ``ids`` (claimed, in that order) back to pending."""
     call_keys: list[KeyT] = [
-        keys.TIMEOUT,
+        keys.timeout(queue),
         keys.processing(queue),
         keys.pending(queue),
         keys.wake(queue),
@@ -413,9 +461,9 @@ def release(*, queue: str, worker_id: str, now_text: str, ids: Sequence[str]) ->
 # -- recovery and administration -------------------------------------------------------
 
 
-def reap(*, now: int, now_text: str, limit: int) -> Call:
-    """``reap.lua``: recover up to ``limit`` expired leases."""
-    return Call(Script.REAP, [keys.TIMEOUT], [now, now_text, limit])
+def reap(*, now: int, now_text: str, limit: int, queue: str | None = None) -> Call:
+    """``reap.lua``: recover up to ``limit`` expired leases (of ``queue``, tagged)."""
+    return Call(Script.REAP, [keys.timeout(queue)], [now, now_text, limit])
 
 
 def recover(
@@ -428,7 +476,7 @@ def recover(
     unstarted: Sequence[str],
 ) -> Call:
     """``recover.lua``: recover what a dead worker held in ``queues``."""
-    call_keys: list[KeyT] = [keys.TIMEOUT]
+    call_keys: list[KeyT] = [keys.timeout(_one_queue(queues))]
     for queue in queues:
         call_keys += [part(queue) for part in _RECOVER_PARTS]
     return Call(Script.RECOVER, call_keys, [now, now_text, worker_id, reason, *unstarted])
@@ -436,7 +484,7 @@ def recover(
 
 def cancel(*, task_id: str, now: int, now_text: str, retention_ms: int) -> Call:
     """``cancel.lua``; replies ``[status, previous stage]``."""
-    call_keys: list[KeyT] = [keys.task(task_id), keys.SCHEDULED]
+    call_keys: list[KeyT] = [keys.task(task_id), keys.scheduled(_queue_of(task_id))]
     return Call(Script.CANCEL, call_keys, [task_id, now, now_text, retention_ms])
 
 
@@ -447,7 +495,7 @@ def dlq_redrive(*, queue: str, now_text: str, ids: Sequence[str], latest: bool =
         keys.dlq(queue),
         keys.pending(queue),
         keys.wake(queue),
-        keys.TASK_REGISTRY,
+        keys.registry_mirror(queue),
     ]
     return Call(Script.DLQ_REDRIVE, call_keys, [now_text, "1" if latest else "", *ids])
 
@@ -472,15 +520,17 @@ def flow_create(
     now: int,
     members: Sequence[FlowMember],
     callback_json: str,
+    queue: str = keys.DEFAULT_QUEUE,
 ) -> Call:
     """``flow_create.lua``; replies ``[1]`` created, ``[0]`` the flow exists, ``[-1, name]``
-    an unregistered task, ``[-2, id]`` a member id that is taken."""
+    an unregistered task, ``[-2, id]`` a member id that is taken. ``queue`` is the one
+    queue of every member in the tagged layout (whose registry mirror is read)."""
     call_keys: list[KeyT] = [
         keys.flow(flow_id),
         keys.flow_members(flow_id),
         keys.flow_data(flow_id),
-        keys.TASK_REGISTRY,
-        keys.QUEUES,
+        keys.registry_mirror(queue),
+        keys.queue_names(queue),
     ]
     args: list[EncodableT] = [kind, now, len(members), callback_json]
     for fields_json, now_, own, payload in members:
@@ -499,7 +549,7 @@ def flow_cancel(*, flow_id: str, now: int, now_text: str, retention_ms: int) -> 
         keys.flow(flow_id),
         keys.flow_members(flow_id),
         keys.flow_data(flow_id),
-        keys.SCHEDULED,
+        keys.scheduled(_queue_of(flow_id)),
     ]
     return Call(Script.FLOW_CANCEL, call_keys, [now, now_text, retention_ms])
 
@@ -507,9 +557,10 @@ def flow_cancel(*, flow_id: str, now: int, now_text: str, retention_ms: int) -> 
 # -- scheduling ------------------------------------------------------------------------
 
 
-def promote(*, now: int, limit: int, now_text: str, skip: int) -> Call:
-    """``promote.lua``: look at up to ``limit`` due ids, passing over the latest ``skip``."""
-    return Call(Script.PROMOTE, [keys.SCHEDULED], [now, limit, now_text, skip])
+def promote(*, now: int, limit: int, now_text: str, skip: int, queue: str | None = None) -> Call:
+    """``promote.lua``: look at up to ``limit`` due ids, passing over the latest ``skip``
+    (of ``queue``'s scheduled set, tagged)."""
+    return Call(Script.PROMOTE, [keys.scheduled(queue)], [now, limit, now_text, skip])
 
 
 #: One tick group of a ``cron_fire.lua`` call: due ms, next due ms, both as RFC3339,
@@ -520,41 +571,53 @@ FireEntry = tuple[str | bytes, int, str]
 
 
 def cron_fire(
-    *, now: int, now_text: str, groups: Sequence[FireGroup], entries: Sequence[FireEntry]
+    *,
+    now: int,
+    now_text: str,
+    groups: Sequence[FireGroup],
+    entries: Sequence[FireEntry],
+    queue: str | None = None,
 ) -> Call:
-    """``cron_fire.lua``; replies one outcome per entry."""
+    """``cron_fire.lua``; replies one outcome per entry (all of ``queue``, tagged)."""
     args: list[EncodableT] = [now, now_text, len(groups)]
     for group in groups:
         args += group
     for entry in entries:
         args += entry
-    call_keys: list[KeyT] = [keys.SCHEDULED, keys.CRON_LAST_RUN, keys.TASK_REGISTRY]
+    call_keys: list[KeyT] = [
+        keys.scheduled(queue),
+        keys.cron_last_run(queue),
+        keys.registry_mirror(queue or keys.DEFAULT_QUEUE),
+    ]
     return Call(Script.CRON_FIRE, call_keys, args)
 
 
 def cron_pause(*, entry: str | bytes, now_text: str, reason: str) -> Call:
     """``cron_pause.lua``; ``reason`` is empty when a user paused the entry."""
-    call_keys: list[KeyT] = [keys.SCHEDULED, keys.CRON_PAUSED, _task_key(entry)]
+    queue = _queue_of(entry)
+    call_keys: list[KeyT] = [keys.scheduled(queue), keys.cron_paused(queue), _task_key(entry)]
     return Call(Script.CRON_PAUSE, call_keys, [entry, now_text, reason])
 
 
 def cron_resume(*, entry: str, next_ms: int, next_text: str, now_text: str) -> Call:
     """``cron_resume.lua``: back in the scheduled set at ``next_ms``."""
+    queue = _queue_of(entry)
     call_keys: list[KeyT] = [
-        keys.SCHEDULED,
-        keys.CRON_PAUSED,
+        keys.scheduled(queue),
+        keys.cron_paused(queue),
         keys.task(entry),
-        keys.SCHEDULER_WAKE,
+        keys.scheduler_wake(queue),
     ]
     return Call(Script.CRON_RESUME, call_keys, [entry, next_ms, next_text, now_text])
 
 
 def cron_remove(*, entry: str) -> Call:
     """``cron_remove.lua``."""
+    queue = _queue_of(entry)
     call_keys: list[KeyT] = [
-        keys.SCHEDULED,
-        keys.CRON_PAUSED,
-        keys.CRON_LAST_RUN,
+        keys.scheduled(queue),
+        keys.cron_paused(queue),
+        keys.cron_last_run(queue),
         keys.task(entry),
     ]
     return Call(Script.CRON_REMOVE, call_keys, [entry])
@@ -582,12 +645,12 @@ def register(
     the snapshot index."""
     source_digest = source_digest or digest
     call_keys: list[KeyT] = [
-        keys.TASK_REGISTRY,
+        keys.registry(),
         keys.task_versions(name),
         keys.module(digest),
-        keys.COMPILE_INDEX,
+        keys.compile_index(),
         keys.module(source_digest),
-        keys.SNAPSHOT_INDEX,
+        keys.snapshot_index(),
     ]
     args: list[EncodableT] = [name, digest, module, compile_key, record_json, now]
     args += [source_digest, source, snapshot_field, snapshot_json]
@@ -596,11 +659,11 @@ def register(
 
 def unregister(*, name: str) -> Call:
     """``unregister.lua``; replies 1 when ``name`` was registered."""
-    return Call(Script.UNREGISTER, [keys.TASK_REGISTRY, keys.task_versions(name)], [name])
+    return Call(Script.UNREGISTER, [keys.registry(), keys.task_versions(name)], [name])
 
 
 def prune_modules() -> Call:
     """``prune_modules.lua``; replies ``[modules deleted, index entries deleted]``."""
-    call_keys: list[KeyT] = [keys.TASK_REGISTRY, keys.COMPILE_INDEX, keys.SNAPSHOT_INDEX]
-    args: list[EncodableT] = [keys.TASK_VERSIONS_PREFIX, keys.MODULE_PREFIX]
+    call_keys: list[KeyT] = [keys.registry(), keys.compile_index(), keys.snapshot_index()]
+    args: list[EncodableT] = [keys.versions_prefix(), keys.module_prefix()]
     return Call(Script.PRUNE_MODULES, call_keys, args)

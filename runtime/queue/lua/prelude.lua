@@ -8,25 +8,32 @@
 -- Most arguments per command: unpack has to fit them on Lua's C stack.
 local CHUNK = 1000
 
+-- <prefix><queue>, the queue as a hash tag in the tagged (cluster) layout (keys._scoped):
+-- every key named after a queue is built here, so it lands in that queue's slot.
+local function queue_scoped(prefix, queue)
+  return prefix .. TAG_OPEN .. queue .. TAG_CLOSE
+end
+
 -- keys.queue(): the default queue keeps the reference layout (task_queue:<part>), a
--- named one has its name inserted. A record without a queue field (nil or '') belongs
--- to the default queue.
+-- named one has its name inserted (every queue, tagged, in the tagged layout). A record
+-- without a queue field (nil or '') belongs to the default queue.
 local function queue_key(queue, part)
   if not QUEUE_PARTS[part] then
     error('unknown queue part ' .. tostring(part))
   end
   if not queue or queue == '' or queue == DEFAULT_QUEUE then
-    return QUEUE_PREFIX .. part
+    if TAG_OPEN == '' then return QUEUE_PREFIX .. part end
+    queue = DEFAULT_QUEUE
   end
-  return QUEUE_PREFIX .. queue .. ':' .. part
+  return queue_scoped(QUEUE_PREFIX, queue) .. ':' .. part
 end
 
 -- keys.wake(), with the same default as queue_key.
 local function wake_key(queue)
   if not queue or queue == '' then
-    return WAKE_PREFIX .. DEFAULT_QUEUE
+    return queue_scoped(WAKE_PREFIX, DEFAULT_QUEUE)
   end
-  return WAKE_PREFIX .. queue
+  return queue_scoped(WAKE_PREFIX, queue)
 end
 
 local function each_chunk(list, step, fn)
@@ -132,7 +139,7 @@ end
 -- as pushing there would stop the script half way. Scripts check every queue before
 -- their first write.
 local function queue_lists(queue, refused)
-  local pending, wake = queue_key(queue, 'pending'), WAKE_PREFIX .. queue
+  local pending, wake = queue_key(queue, 'pending'), queue_scoped(WAKE_PREFIX, queue)
   local levels = levels_of(pending)
   for _, list in ipairs({wake, unpack(levels)}) do
     local kind = redis.call('TYPE', list).ok
@@ -214,7 +221,7 @@ end
 -- Task `id` of `queue` and task `name` was created at `ms`: the task list (dashboard)
 -- finds it by time, per queue and per name. Every script that writes a new record calls it.
 local function index_task(id, queue, name, ms)
-  redis.call('ZADD', INDEX_QUEUE_PREFIX .. queue_or_default(queue), ms, id)
+  redis.call('ZADD', queue_scoped(INDEX_QUEUE_PREFIX, queue_or_default(queue)), ms, id)
   if name and name ~= '' then redis.call('ZADD', INDEX_NAME_PREFIX .. name, ms, id) end
 end
 

@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from runtime.queue.ceilings import check_at_most
 from runtime.queue.flows import Flow, Flows, FlowStatus, Member
 from runtime.queue.names import check_queue_name, check_task_id, check_task_name
 from runtime.queue.queries import LIST_SCAN, Queries, TaskBrowse, TaskPage, TaskStatus
+from runtime.queue.slots import new_id, tagged_id
 from runtime.queue.task import Kind, Limits, Stage, Task, parse_time
 from runtime.server.connection import connect
 from runtime.settings import Settings
@@ -137,7 +137,7 @@ class Client(Queries):
             check_queue_name(queue_name)
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
-        task_id = check_task_id(id) if id is not None else uuid.uuid4().hex
+        task_id = tagged_id(check_task_id(id), queue_name) if id is not None else new_id(queue_name)
         retries = self.settings.max_retries if max_retries is None else max_retries
         if retries < 0:
             raise InvalidTask(f"invalid max retries {retries}: use 0 or more")
@@ -442,7 +442,7 @@ class Client(Queries):
             if name:
                 pairs[(name.decode(), (version or b"").decode())] = None
         names = sorted({name for name, _ in pairs})
-        records = self.redis.hmget(keys.TASK_REGISTRY, names) if names else []
+        records = self.redis.hmget(keys.registry(), names) if names else []
         current: dict[str, str] = {}
         for name, raw in zip(names, records, strict=True):
             try:

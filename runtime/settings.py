@@ -32,6 +32,8 @@ GO_TOOLCHAINS = ("auto", "tinygo", "go")
 COMPILE_ISOLATIONS = ("bwrap", "none")
 #: Settings whose defaults are relative to the project root rather than the working dir.
 PROJECT_PATHS = ("wasm_log_dir", "module_dir", "state_dir")
+#: URL schemes of a Redis Cluster: ``redis+cluster://host:port,host:port,...``.
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def _redis_url(text: str) -> str | None:
@@ -42,9 +44,15 @@ def _redis_url(text: str) -> str | None:
         # The reference's .env uses a bare host:port.
         value = "redis://" + value
     parsed = urlparse(value)
+    if parsed.scheme in CLUSTER_SCHEMES:
+        from runtime.server.cluster import cluster_nodes
+
+        cluster_nodes(value)
+        return value
     if parsed.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"unsupported scheme {parsed.scheme!r} (use redis://, rediss:// or unix://)"
+            f"unsupported scheme {parsed.scheme!r} "
+            "(use redis://, rediss://, unix:// or redis+cluster://)"
         )
     if parsed.scheme == "unix":
         if not parsed.path:

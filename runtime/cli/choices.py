@@ -118,7 +118,7 @@ def complete_task_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Registered task names."""
     from runtime.queue import keys
 
-    return _names(ctx, incomplete, lambda r: r.hkeys(keys.TASK_REGISTRY))
+    return _names(ctx, incomplete, lambda r: r.hkeys(keys.registry()))
 
 
 def complete_queue_names(ctx: typer.Context, incomplete: str) -> list[str]:

@@ -30,6 +30,7 @@ from runtime.modules.snapshots import RunModule, SnapshotInfo, run_module
 from runtime.queue import keys, scripts
 from runtime.queue.names import check_task_name
 from runtime.queue.scripts import Scripts
+from runtime.queue.slots import bump_generation
 from runtime.sandbox.limits import Capabilities
 from runtime.settings import Settings
 
@@ -267,7 +268,7 @@ class Registry:
             return None  # indexed, but the module is gone everywhere: compile again
 
     def _indexed(self, compile_key: str) -> str | None:
-        raw = self.client.hget(keys.COMPILE_INDEX, compile_key)
+        raw = self.client.hget(keys.compile_index(), compile_key)
         if raw is None:
             return None
         digest = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -306,19 +307,20 @@ class Registry:
         reply = self.scripts.run(call(False))
         if int(reply[0]) == -1:
             reply = self.scripts.run(call(True))
+        bump_generation(self.client)
         return bool(int(reply[0])), int(reply[1]), int(reply[2])
 
     # -- reading -------------------------------------------------------------------------
 
     def get(self, name: str) -> TaskRecord | None:
         """The current record of ``name`` (from Redis), or None when not registered."""
-        raw = self.client.hget(keys.TASK_REGISTRY, name)
+        raw = self.client.hget(keys.registry(), name)
         return None if raw is None else TaskRecord.from_json(name, raw)
 
     def list(self) -> list[TaskRecord]:
         """Every registered task, by name (damaged records are skipped with a warning)."""
         records = []
-        for raw_name, raw in sorted(self.client.hgetall(keys.TASK_REGISTRY).items()):
+        for raw_name, raw in sorted(self.client.hgetall(keys.registry()).items()):
             name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
             try:
                 records.append(TaskRecord.from_json(name, raw))
@@ -340,6 +342,7 @@ class Registry:
         even with the module cached). Module bytes stay, as other tasks may share them:
         :meth:`prune` deletes the unused ones."""
         removed = bool(int(self.scripts.run(scripts.unregister(name=name))))
+        bump_generation(self.client)
         if removed:
             self.cache.task_path(name).unlink(missing_ok=True)
             log.info("task unregistered", task_name=name)

@@ -143,7 +143,7 @@ def run_module(
 
 
 def _indexed(client: redis.Redis, cache: ModuleCache, field: str) -> RunModule | None:
-    raw = client.hget(keys.SNAPSHOT_INDEX, field)
+    raw = client.hget(keys.snapshot_index(), field)
     if raw is None:
         return None
     try:

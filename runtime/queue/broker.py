@@ -23,6 +23,7 @@ from runtime.errors import InvalidTask, TaskNotFound, UnknownTask
 from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Call, Scripts
+from runtime.queue.slots import Mirrors
 from runtime.queue.task import ErrorKind, Kind, Stage, Task, format_time
 from runtime.settings import Settings
 
@@ -118,6 +119,7 @@ class Broker:
         self.redis = client
         self.settings = settings
         self.scripts = Scripts(client)
+        self.mirrors = Mirrors(client)
 
     # -- producing ---------------------------------------------------------------------
 
@@ -129,13 +131,24 @@ class Broker:
         task name raises :class:`UnknownTask` (a ``RegistryError``); an oversized payload :class:`InvalidTask`.
         """
         _, call, plain = self._enqueue_call(task)
+        self.mirrors.ensure(task.queue)
         reply = self._run([call], plain)[0]
+        if int(reply[0]) == -1 and keys.tagged():
+            # The queue's registry copy may predate the registration: copy it again.
+            self.mirrors.ensure(task.queue, force=True)
+            reply = self._run([call], plain)[0]
         return self._enqueued(task, reply)
 
     def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[Task, bool]]:
         """Like :meth:`enqueue` for many tasks, pipelined; validation happens before any
         is sent, so a bad task refuses the whole batch."""
         prepared = [self._enqueue_call(task) for task in tasks]
+        if keys.tagged():
+            for queue in {task.queue for task in tasks}:
+                self.mirrors.ensure(queue)
+            if any(commands for _, _, commands in prepared):
+                # A MULTI cannot span slots: a payload stored apart goes with its own task.
+                return [self.enqueue(task) for task in tasks]
         out: list[tuple[Task, bool]] = []
         for start in range(0, len(prepared), ENQUEUE_CHUNK):
             chunk = prepared[start : start + ENQUEUE_CHUNK]
@@ -217,7 +230,21 @@ class Broker:
         Damaged records are dead-lettered here (or dropped when there is no record) and
         come back as :class:`BadTask`, so the caller only logs them. ``left`` on the
         result says how many tasks the queues still hold, so a worker knows whether to
-        claim again or to wait for a wake token."""
+        claim again or to wait for a wake token.
+
+        In the tagged layout (Redis Cluster) a script call stays in one slot, so the
+        queues are claimed one call each, in order, until ``count`` are taken."""
+        if keys.tagged() and len(queues) > 1:
+            out = Claimed()
+            for i, queue in enumerate(queues):
+                got = self.claim([queue], worker_id, count - len(out))
+                out.extend(got)
+                out.left += got.left
+                if len(out) >= count:
+                    # The queues not looked at may hold tasks: claim again, not wait.
+                    out.left += int(i < len(queues) - 1)
+                    break
+            return out
         now = now_ms()
         s = self.settings
         call = scripts.claim(
@@ -288,11 +315,22 @@ class Broker:
         MULTI; returns each report's status in order (completed, retrying, failed,
         cancelled, duplicate, missing). Results are written with plain SETs in the same
         MULTI, so their bytes never pass through Lua."""
+        if keys.tagged() and len({report.task.queue for report in reports}) > 1:
+            # A MULTI stays in one slot: one per queue.
+            statuses = [""] * len(reports)
+            by_queue: dict[str, list[int]] = {}
+            for i, report in enumerate(reports):
+                by_queue.setdefault(report.task.queue, []).append(i)
+            for places in by_queue.values():
+                done = self.finish([reports[i] for i in places])
+                for i, status in zip(places, done, strict=True):
+                    statuses[i] = status
+            return statuses
         # A queue name holds the place of that queue's one ack call, built at the end.
         parts: list[Call | str] = []
         plain: list[Plain] = []
         slots: list[tuple[int, int]] = []  # (call index, position within the call)
-        by_queue: dict[str, int] = {}
+        call_of: dict[str, int] = {}
         acked: dict[str, list[scripts.Acked]] = {}
         now = now_ms()
         now_text = format_time(now)
@@ -307,10 +345,10 @@ class Broker:
                 parts.append(self._nack_call(report, now, now_text, ttl))
                 continue
             if task.queue not in acked:
-                by_queue[task.queue] = len(parts)
+                call_of[task.queue] = len(parts)
                 acked[task.queue] = []
                 parts.append(task.queue)
-            slots.append((by_queue[task.queue], len(acked[task.queue])))
+            slots.append((call_of[task.queue], len(acked[task.queue])))
             acked[task.queue].append(self._acked(report, ttl, plain))
         calls = [
             part
@@ -415,8 +453,16 @@ class Broker:
         """Recover expired leases; ``[(id, action)]`` with action requeued, failed or
         dropped. Safe to run in any number of processes at once."""
         now = now_ms() if now is None else now
-        reply = self._run([scripts.reap(now=now, now_text=format_time(now), limit=limit)])[0]
-        items = [_text(x) for x in reply]
+        text = format_time(now)
+        if keys.tagged():
+            # Each queue has its own lease set in the tagged layout.
+            calls = [
+                scripts.reap(now=now, now_text=text, limit=limit, queue=queue)
+                for queue in self.queues()
+            ]
+        else:
+            calls = [scripts.reap(now=now, now_text=text, limit=limit)]
+        items = [_text(x) for reply in self._run(calls) for x in reply]
         return list(zip(items[::2], items[1::2], strict=False))
 
     def recover_worker(
@@ -425,6 +471,10 @@ class Broker:
         """Recover the tasks of a worker process that died, now rather than at lease
         expiry: ``(released, requeued, failed)``. ``unstarted`` ids go back with their
         attempt uncounted; the running one counts as a lost attempt."""
+        if keys.tagged() and len(queues) > 1:
+            totals = [self.recover_worker(worker_id, [q], unstarted, reason) for q in queues]
+            released, requeued, failed = (sum(column) for column in zip(*totals, strict=True))
+            return released, requeued, failed
         now = now_ms()
         call = scripts.recover(
             worker_id=worker_id,
@@ -484,6 +534,8 @@ class Broker:
         if ids is not None and not ids:
             return []
         now_text = format_time(now_ms())
+        if latest:
+            self.mirrors.ensure(queue)
         call = scripts.dlq_redrive(queue=queue, now_text=now_text, ids=ids or [], latest=latest)
         return [_text(i) for i in self._run([call])[0]]
 
@@ -509,7 +561,9 @@ class Broker:
             pipe.execute_command(*command)
         for call in calls:
             script = self.scripts.loaded(call.script)
-            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            # execute_command, not evalsha(): redis-py's cluster pipeline refuses the
+            # method by name, while the command routes by its keys like any other.
+            pipe.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
         replies: list[Any] = pipe.execute(raise_on_error=False)[len(plain) :]
         missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         for i in missed:
@@ -533,7 +587,7 @@ def close_task_names(client: redis.Redis, name: str, n: int = 3) -> list[str]:
     Read only when a name was not found, so the registry's size costs nothing on the
     enqueue path; a Redis error here yields no suggestion rather than hiding the first."""
     try:
-        raw = client.hkeys(keys.TASK_REGISTRY)
+        raw = client.hkeys(keys.registry())
     except redis.RedisError:
         return []
     names = [_text(field) for field in raw]  # type: ignore[union-attr]

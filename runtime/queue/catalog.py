@@ -224,7 +224,7 @@ def trim(client: redis.Redis, settings: Settings, now: int) -> int:
     the longest queue retention) and keep each index to ``settings.index_max``;
     returns how many entries went."""
     queues = {m.decode() for m in client.smembers(keys.QUEUES)} | {keys.DEFAULT_QUEUE}
-    names = [n.decode() for n in client.hkeys(keys.TASK_REGISTRY)]
+    names = [n.decode() for n in client.hkeys(keys.registry())]
     ages = {q: 2 * settings.retention(q) for q in queues}
     longest = max(ages.values())
     pipe = client.pipeline(transaction=False)

@@ -32,6 +32,7 @@ from runtime.errors import InvalidTask, TaskNotFound, UnknownTask
 from runtime.queue import keys, scripts
 from runtime.queue.broker import Broker, close_task_names
 from runtime.queue.names import check_task_id
+from runtime.queue.slots import tagged_id
 from runtime.queue.task import Kind, Stage, Task, format_time
 
 KINDS = ("chain", "group", "chord")
@@ -164,7 +165,9 @@ class Flows:
             )
         if (callback is not None) != (kind == "chord"):
             raise InvalidTask("a chord needs a callback task and only a chord has one")
-        flow_id = self._flow_id(flow_id)
+        queue = _one_queue(kind, members, callback)
+        flow_id = tagged_id(self._flow_id(flow_id), queue)
+        self.broker.mirrors.ensure(queue)
         limit = self.broker.settings.payload_limit
         now = now_ms()
         calls: list[scripts.FlowMember] = []
@@ -192,7 +195,12 @@ class Flows:
             callback.created_ms = callback.updated_ms = now
             callback_json = _fields_json(callback, flow_id, "callback")
         call = scripts.flow_create(
-            flow_id=flow_id, kind=kind, now=now, members=calls, callback_json=callback_json
+            flow_id=flow_id,
+            kind=kind,
+            now=now,
+            members=calls,
+            callback_json=callback_json,
+            queue=queue,
         )
         reply = self.broker._run([call])[0]
         code = int(reply[0])
@@ -272,6 +280,19 @@ class Flows:
         if _text(status) == "missing":
             raise FlowNotFound(flow_id)
         return _text(status), int(waiting), int(running)
+
+
+def _one_queue(kind: str, members: Sequence[Member], callback: Task | None) -> str:
+    """The queue of the flow's first member; in the tagged layout (Redis Cluster) every
+    member's, since a flow's script calls must stay in one slot."""
+    queues = {m.task.queue for m in members} | ({callback.queue} if callback else set())
+    first = members[0].task.queue
+    if keys.tagged() and len(queues) > 1:
+        raise InvalidTask(
+            f"a {kind} on a Redis Cluster runs in one queue, and this one names "
+            f"{', '.join(sorted(queues))}; give every task the same queue"
+        )
+    return first
 
 
 def _text(value: Any) -> str:

@@ -7,8 +7,9 @@ import re
 from runtime.errors import InvalidTask
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-# Ids end up in key names and file names: no separators, no whitespace.
-_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+# Ids end up in key names and file names: no separators, no whitespace. On a Redis
+# Cluster an id starts with its queue's hash tag, {<queue>} (runtime.queue.slots).
+_ID = re.compile(r"(\{[A-Za-z0-9_.\-]{1,128}\})?[A-Za-z0-9_.:\-]{1,200}")
 
 
 def check_task_name(name: str) -> str:

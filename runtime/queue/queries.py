@@ -22,6 +22,7 @@ from runtime.output.chunks import LogChunk, read_logs, stream_number
 from runtime.output.follow import follow as follow_output
 from runtime.output.follow import subscribe_done, wait_message
 from runtime.queue import keys
+from runtime.queue.slots import scopes
 from runtime.queue.task import (
     TERMINAL_STAGES,
     ErrorKind,
@@ -410,7 +411,9 @@ class Queries:
             for key in _part_lists(name, part)
         ]
         if "scheduled" in homes:
-            sources.append(self._scheduled_source())
+            # One scheduled set for all queues, or one per queue on a Redis Cluster.
+            for scope in [queue] if queue and keys.tagged() else scopes(self.redis):
+                sources.append(self._scheduled_source(scope))
         filters = (queue, stage, task)
         found: dict[str, TaskStatus] = {}
         for source in sources:
@@ -525,11 +528,12 @@ class Queries:
             lambda: int(self.redis.llen(key)),
         )
 
-    def _scheduled_source(self) -> _Source:
+    def _scheduled_source(self, queue: str | None = None) -> _Source:
         # Ranked by due time: enqueue order is not kept anywhere a range can read.
+        key = keys.scheduled(queue)
         return _Source(
-            lambda start, stop: self.redis.zrange(keys.SCHEDULED, start, stop),
-            lambda: int(self.redis.zcard(keys.SCHEDULED)),
+            lambda start, stop: self.redis.zrange(key, start, stop),
+            lambda: int(self.redis.zcard(key)),
         )
 
     def _scan(
@@ -601,13 +605,17 @@ class Queries:
 
     def _scheduled_split(self, sample: int) -> tuple[int, dict[str, dict[str, int]], int]:
         """(entries, queue -> kind -> count, entries read) of the scheduled set."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zcard(keys.SCHEDULED)
-        # With a positive count ZRANDMEMBER returns distinct members, every one of them
-        # when the set holds no more than ``sample``: then the split is exact.
-        pipe.zrandmember(keys.SCHEDULED, max(sample, 1))
-        total, ids = pipe.execute()
-        ids = ids or []
+        total, ids = 0, []
+        # One scheduled set, or one per queue on a Redis Cluster (each sampled alike).
+        for scope in scopes(self.redis):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zcard(keys.scheduled(scope))
+            # With a positive count ZRANDMEMBER returns distinct members, every one of
+            # them when the set holds no more than ``sample``: then the split is exact.
+            pipe.zrandmember(keys.scheduled(scope), max(sample, 1))
+            count, got = pipe.execute()
+            total += count
+            ids += got or []
         pipe = self.redis.pipeline(transaction=False)
         for task_id in ids:
             pipe.hmget(keys.task(task_id.decode()), ["queue", "task_stage", "task_kind"])

@@ -169,29 +169,55 @@ def make_limit(scope_name: str, concurrency: int | None, rate: str | None) -> Li
     return Limit(scope_name, concurrency, count, period)
 
 
+def scope_queue(scope_name: str) -> str | None:
+    """The queue whose keys hold ``scope_name``'s limit: its own queue in the tagged
+    layout (Redis Cluster), where a claim sees only its queue's slot and so only queue
+    limits exist; None (the shared keys) in the reference layout."""
+    if not keys.tagged():
+        return None
+    kind, _, name = scope_name.partition(":")
+    if kind != "queue":
+        raise InvalidLimit(
+            "task limits are not available on a Redis Cluster (a claim sees one queue's "
+            "slot); limit the queue instead: --queue NAME"
+        )
+    return name
+
+
 def set_limit(client: redis.Redis, limit: Limit) -> None:
     """Store ``limit`` (replacing the scope's), and have the next claim look at the
     tasks it holds aside: a raised limit lets them go at once."""
+    queue = scope_queue(limit.scope)
     pipe = client.pipeline(transaction=True)
-    pipe.hset(keys.LIMITS, limit.scope, limit.stored())
-    pipe.zadd(keys.LIMIT_DUE, {limit.scope: 0})
+    pipe.hset(keys.limits(queue), limit.scope, limit.stored())
+    pipe.zadd(keys.limit_due(queue), {limit.scope: 0})
     pipe.execute()
 
 
 def remove_limit(client: redis.Redis, scope_name: str) -> bool:
     """Remove a scope's limit; its waiting tasks go back to their queues at the next
     claim. False when the scope had none."""
+    queue = scope_queue(scope_name)
     pipe = client.pipeline(transaction=True)
-    pipe.hdel(keys.LIMITS, scope_name)
-    pipe.zadd(keys.LIMIT_DUE, {scope_name: 0})
-    pipe.delete(keys.limit_rate(scope_name))
+    pipe.hdel(keys.limits(queue), scope_name)
+    pipe.zadd(keys.limit_due(queue), {scope_name: 0})
+    pipe.delete(keys.limit_rate(scope_name, queue))
     removed = pipe.execute()[0]
     return bool(removed)
 
 
 def list_limits(client: redis.Redis) -> list[Limit]:
     """Every stored limit, tasks first, by name (a damaged entry is skipped)."""
-    raw: dict[Any, Any] = client.hgetall(keys.LIMITS)  # type: ignore[assignment]
+    raw: dict[Any, Any] = {}
+    if keys.tagged():
+        names = {_text(q) for q in client.smembers(keys.QUEUES)} | {keys.DEFAULT_QUEUE}  # type: ignore[union-attr]
+        pipe = client.pipeline(transaction=False)
+        for name in sorted(names):
+            pipe.hgetall(keys.limits(name))
+        for part in pipe.execute():
+            raw.update(part)
+    else:
+        raw = client.hgetall(keys.LIMITS)  # type: ignore[assignment]
     out = [_parse(_text(k), _text(v)) for k, v in raw.items()]
     return sorted((x for x in out if x is not None), key=lambda x: (x.kind != "task", x.name))
 
@@ -206,15 +232,16 @@ def usage(client: redis.Redis, now: int | None = None) -> list[LimitUsage]:
         return []
     pipe = client.pipeline(transaction=False)
     for lim in limits:
-        pipe.zrange(keys.limit_running(lim.scope), 0, -1)
-        pipe.zcount(keys.limit_rate(lim.scope), now - (lim.period_ms or 0) + 1, "+inf")
-        pipe.llen(keys.limit_waiting(lim.scope))
+        queue = scope_queue(lim.scope)
+        pipe.zrange(keys.limit_running(lim.scope, queue), 0, -1)
+        pipe.zcount(keys.limit_rate(lim.scope, queue), now - (lim.period_ms or 0) + 1, "+inf")
+        pipe.llen(keys.limit_waiting(lim.scope, queue))
     replies = pipe.execute()
     holders = [replies[i * 3] for i in range(len(limits))]
     pipe = client.pipeline(transaction=False)
-    for ids in holders:
+    for lim, ids in zip(limits, holders, strict=True):
         if ids:
-            pipe.zmscore(keys.TIMEOUT, ids)
+            pipe.zmscore(keys.timeout(scope_queue(lim.scope)), ids)
     scores = iter(pipe.execute()) if any(holders) else iter(())
     out = []
     for i, lim in enumerate(limits):

@@ -19,6 +19,7 @@ from runtime.clock import now_ms
 from runtime.errors import CronEntryNotFound, InvalidTask
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Scripts
+from runtime.queue.slots import scopes
 from runtime.queue.task import TERMINAL_STAGES, Stage, format_time, parse_time
 from runtime.scheduling.cron_expr import CronSchedule
 
@@ -72,16 +73,17 @@ def _int(value: bytes | None) -> int:
 def _candidate_ids(client: redis.Redis) -> Iterator[str]:
     """Every id that may be a cron entry: scheduled-set members and paused entries."""
     seen: set[str] = set()
-    for member, _score in client.zscan_iter(keys.SCHEDULED, count=500):
-        entry = _text(member)
-        if entry not in seen:
-            seen.add(entry)
-            yield entry
-    for member in client.sscan_iter(keys.CRON_PAUSED, count=500):
-        entry = _text(member)
-        if entry not in seen:
-            seen.add(entry)
-            yield entry
+    for queue in scopes(client):
+        for member, _score in client.zscan_iter(keys.scheduled(queue), count=500):
+            entry = _text(member)
+            if entry not in seen:
+                seen.add(entry)
+                yield entry
+        for member in client.sscan_iter(keys.cron_paused(queue), count=500):
+            entry = _text(member)
+            if entry not in seen:
+                seen.add(entry)
+                yield entry
 
 
 def list_entries(client: redis.Redis, now: int | None = None, runs: int = 3) -> list[CronEntry]:
@@ -107,8 +109,8 @@ def list_entries(client: redis.Redis, now: int | None = None, runs: int = 3) -> 
         pipe = client.pipeline(transaction=False)
         for entry in chunk:
             pipe.hmget(keys.task(entry), fields)
-            pipe.zscore(keys.SCHEDULED, entry)
-            pipe.hget(keys.CRON_LAST_RUN, entry)
+            pipe.zscore(keys.scheduled(keys.id_tag(entry)), entry)
+            pipe.hget(keys.cron_last_run(keys.id_tag(entry)), entry)
         replies = pipe.execute(raise_on_error=False)
         for i, entry in enumerate(chunk):
             values, score, last = replies[3 * i : 3 * i + 3]

@@ -62,6 +62,7 @@ from runtime.errors import InvalidTask, WasmqError
 from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import FireEntry, FireGroup, Scripts
+from runtime.queue.slots import Mirrors
 from runtime.queue.task import format_time
 from runtime.scheduling.cron_expr import CronSchedule
 from runtime.settings import Settings
@@ -112,9 +113,17 @@ def run_id(entry_id: str, due_ms: int) -> str:
 
 
 def wake(client: redis.Redis | Any) -> None:
-    """Wake one sleeping scheduler (the list stays bounded when none is running)."""
+    """Wake one sleeping scheduler (the list stays bounded when none is running); on a
+    Redis Cluster schedulers poll instead (:data:`TAGGED_POLL`)."""
+    if keys.tagged():
+        return
     client.lpush(keys.SCHEDULER_WAKE, "1")
     client.ltrim(keys.SCHEDULER_WAKE, 0, 9)
+
+
+#: Longest sleep of a scheduler on a Redis Cluster (s): one BLPOP cannot wait on every
+#: queue's wake list, so it looks at each queue's scheduled set this often instead.
+TAGGED_POLL = 0.1
 
 
 @dataclass
@@ -144,8 +153,8 @@ _Plan = tuple[int, int, str, str]
 class _FireCall:
     """The arguments of one ``cron_fire.lua`` call, entries grouped by tick."""
 
-    def __init__(self, now: int, now_text: str) -> None:
-        self.now, self.now_text = now, now_text
+    def __init__(self, now: int, now_text: str, queue: str | None) -> None:
+        self.now, self.now_text, self.queue = now, now_text, queue
         self.group_args: list[FireGroup] = []
         self.groups: dict[tuple[bytes, bytes, int], int] = {}
         self.entry_args: list[FireEntry] = []
@@ -164,7 +173,11 @@ class _FireCall:
 
     def call(self) -> scripts.Call:
         return scripts.cron_fire(
-            now=self.now, now_text=self.now_text, groups=self.group_args, entries=self.entry_args
+            now=self.now,
+            now_text=self.now_text,
+            groups=self.group_args,
+            entries=self.entry_args,
+            queue=self.queue,
         )
 
 
@@ -176,6 +189,8 @@ class Scheduler:
     :param batch: most due ids one promotion script looks at.
     :param cron_batch: most cron entries one firing script fires.
     :param max_sleep: longest wait between two checks, in seconds.
+    :param queue: the one queue whose scheduled set this looks at (tagged layout); without
+        it, on a Redis Cluster, it runs one such scheduler per known queue.
     """
 
     def __init__(
@@ -186,8 +201,12 @@ class Scheduler:
         batch: int = 1000,
         cron_batch: int = 1000,
         max_sleep: float = 1.0,
+        queue: str | None = None,
     ) -> None:
         self.client = client
+        self.queue = queue
+        self._mirrors = Mirrors(client)
+        self._queues: dict[str, Scheduler] = {}
         self.settings = settings
         self.batch = batch
         self.cron_batch = cron_batch
@@ -212,6 +231,8 @@ class Scheduler:
         Cron entries due meanwhile are gathered over the whole pass and fired together,
         ``cron_batch`` per script call. ``stop`` ends a long pass between two batches.
         """
+        if keys.tagged() and self.queue is None:
+            return self._each_queue(now_ms, stop)
         now = clock.now_ms() if now_ms is None else now_ms
         now_text = format_time(now)
         tick = Tick()
@@ -225,7 +246,9 @@ class Scheduler:
             # Fired entries leave the due range; the ones gathered but not yet fired stay
             # at its latest end, where promote.lua passes over them.
             promoted, dropped, crons, seen = self._scripts.run(
-                scripts.promote(now=now, limit=self.batch, now_text=now_text, skip=len(due))
+                scripts.promote(
+                    now=now, limit=self.batch, now_text=now_text, skip=len(due), queue=self.queue
+                )
             )
             tick.promoted += int(promoted)
             tick.dropped += len(dropped)
@@ -271,7 +294,9 @@ class Scheduler:
         """
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(theirs), 1000):
-            pipe.zmscore(keys.SCHEDULED, [entry[0] for entry in theirs[start : start + 1000]])
+            pipe.zmscore(
+                keys.scheduled(self.queue), [entry[0] for entry in theirs[start : start + 1000]]
+            )
         scores = [score for chunk in pipe.execute() for score in chunk]
         for (raw, _, raw_expr, raw_tz), score in zip(theirs, scores, strict=True):
             if score is not None and score > now and raw not in self._moved:
@@ -311,7 +336,7 @@ class Scheduler:
         """
         plans: dict[tuple[bytes, bytes, int], _Plan | InvalidTask] = {}
         fired: set[bytes] = set()
-        call = _FireCall(now, now_text)
+        call = _FireCall(now, now_text, self.queue)
         for item in due:
             raw, score, raw_expr, raw_tz = item
             if raw in fired:
@@ -336,11 +361,13 @@ class Scheduler:
             call.add(item, plan, entry, run_id(entry, score))
             if len(call.entries) >= self.cron_batch:
                 self._send(call, tick)
-                call = _FireCall(now, now_text)
+                call = _FireCall(now, now_text, self.queue)
         if call.entries:
             self._send(call, tick)
 
     def _send(self, call: _FireCall, tick: Tick) -> None:
+        if self.queue is not None:
+            self._mirrors.ensure(self.queue)
         outcomes = self._scripts.run(call.call())
         tick.fire_calls += 1
         runs = sum(int(o) == 1 for o in outcomes)
@@ -371,8 +398,33 @@ class Scheduler:
 
     def next_due(self) -> int | None:
         """Due time (ms) of the earliest entry, or ``None`` when nothing is scheduled."""
-        head = self.client.zrange(keys.SCHEDULED, 0, 0, withscores=True)
+        if keys.tagged() and self.queue is None:
+            heads = [s.next_due() for s in self._queues.values()]
+            return min((h for h in heads if h is not None), default=None)
+        head = self.client.zrange(keys.scheduled(self.queue), 0, 0, withscores=True)
         return int(head[0][1]) if head else None
+
+    def _each_queue(self, now_ms: int | None, stop: threading.Event | None) -> int:
+        """Tagged layout: a pass of one scheduler per known queue (each queue has its
+        own scheduled set, and a script call stays in one queue's slot)."""
+        names = {m.decode() for m in self.client.smembers(keys.QUEUES)}  # type: ignore[union-attr]
+        for name in sorted(names | {keys.DEFAULT_QUEUE}):
+            if name not in self._queues:
+                self._queues[name] = Scheduler(
+                    self.client,
+                    self.settings,
+                    batch=self.batch,
+                    cron_batch=self.cron_batch,
+                    max_sleep=self.max_sleep,
+                    queue=name,
+                )
+        total = Tick()
+        for one in self._queues.values():
+            one.run_once(now_ms, stop)
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(one.last, name))
+        self.last = total
+        return total.total
 
     def sleep_for(self, now: int) -> float:
         """Seconds to wait before the next check (0 when something is due)."""
@@ -394,7 +446,9 @@ class Scheduler:
                     stop.wait(_FOLLOW_DELAY)
                 self.run_once(stop=stop)
                 wait = self.sleep_for(clock.now_ms())
-                if wait > _SERVER_TICK:
+                if keys.tagged():
+                    stop.wait(min(wait, TAGGED_POLL))
+                elif wait > _SERVER_TICK:
                     # The server checks blocking timeouts on its cron tick (100 ms at the
                     # default hz), so it may answer late: block until one tick before the
                     # due time (a wake-up returns at once), then sleep the rest here.

@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from runtime.errors import ConnectionFailed
 from runtime.server import embedded
+from runtime.server.cluster import connect_cluster, is_cluster_url
 from runtime.settings import Settings
 
 
@@ -53,13 +54,21 @@ def connect(
     url = resolve_url(settings, on_new_server)
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 0)
+    client: redis.Redis
     if not settings.redis_url:
         # Fail at once on a dead embedded server (it refuses instantly): callers retry
         # with their own backoff and logging while the pool restarts it, so retries
         # inside redis-py would only hide the outage or delay the reconnect.
         options.setdefault("retry", Retry(NoBackoff(), 0))
     try:
-        client: redis.Redis = redis.Redis.from_url(url, **options)
+        if is_cluster_url(url):
+            client = connect_cluster(url, **options)
+        else:
+            client = redis.Redis.from_url(url, **options)
+    except redis.RedisClusterException as exc:
+        raise ConnectionFailed(
+            f"cannot reach the Redis Cluster at {redact(url)} ({exc}); check REDIS_URL"
+        ) from None
     except ValueError as exc:
         raise ConnectionFailed(f"invalid REDIS_URL {redact(url)!r}: {exc}") from None
     if check:

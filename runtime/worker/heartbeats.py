@@ -148,8 +148,16 @@ class Heartbeat:
         if self.leases is None:
             return
         deadlines = self.leases()
-        if deadlines:
-            self.client.zadd(keys.TIMEOUT, deadlines, xx=True)  # type: ignore[arg-type]
+        if not deadlines:
+            return
+        # Tagged layout: each queue has its lease set, named by the tag the ids carry.
+        by_set: dict[str, dict[str, int]] = {}
+        for task_id, deadline in deadlines.items():
+            by_set.setdefault(keys.timeout(keys.id_tag(task_id)), {})[task_id] = deadline
+        pipe = self.client.pipeline(transaction=False)
+        for lease_set, part in by_set.items():
+            pipe.zadd(lease_set, part, xx=True)  # type: ignore[arg-type]
+        pipe.execute()
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self.interval

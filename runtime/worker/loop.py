@@ -38,7 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 
 log = get_logger("worker")
 
+#: A worker of several queues on a Redis Cluster waits this long on each in turn (s).
+QUEUE_TURN = 0.1
 #: Longest sleep of an idle worker between two claims when no wake-up arrives (s).
 IDLE_WAIT = 1.0
 #: Results of a batch are acked early once the oldest has waited this long (s).
@@ -170,7 +172,10 @@ class Worker:
         self._ledger = ledger
         self.stop_event = threading.Event()
         self.abort = threading.Event()
-        self._wake_keys = [keys.worker_wake(self.worker_id), *(keys.wake(q) for q in self.queues)]
+        # Each queue's own wake list and this worker's token list for it (one list for
+        # all queues in the reference layout), so a token key maps back to a queue.
+        self._own_wake = {keys.worker_wake(self.worker_id, q): q for q in self.queues}
+        self._wake_keys = [*dict.fromkeys(self._own_wake), *(keys.wake(q) for q in self.queues)]
         self._idle_keys = [keys.idle(q) for q in self.queues]
         self._outage = Outage("worker loop")
         self._live: LiveLogPublisher | None = None
@@ -599,8 +604,12 @@ class Worker:
             pipe = self.redis.pipeline(transaction=False)
             for key in self._idle_keys:
                 pipe.zadd(key, {self.worker_id: now_ms()})
-            pipe.blpop(self._wake_keys, timeout=IDLE_WAIT)
-            token = pipe.execute()[-1]
+            if keys.tagged():
+                pipe.execute()
+                token = self._wait_in_turn(stop)
+            else:
+                pipe.blpop(self._wake_keys, timeout=IDLE_WAIT)
+                token = pipe.execute()[-1]
         except (redis.RedisError, OSError) as exc:
             self._outage.failed(exc, stop)
             return
@@ -608,10 +617,27 @@ class Worker:
             # Stopping: the token belongs to a task another worker should now run (if it
             # cannot go back, the others' one-second safety claim finds the task).
             key = token[0].decode() if isinstance(token[0], bytes) else token[0]
-            if key == self._wake_keys[0]:
-                key = keys.wake(self.queues[0])  # addressed to this worker: make it anyone's
+            if key in self._own_wake:
+                # Addressed to this worker: make it anyone's.
+                key = keys.wake(self._own_wake[key])
             with contextlib.suppress(redis.RedisError):
                 self.redis.lpush(key, token[1])
+
+    def _wait_in_turn(self, stop: threading.Event) -> Any:
+        """Tagged layout (Redis Cluster): one BLPOP cannot span slots, so a worker of
+        several queues waits on each queue's two lists in turn, QUEUE_TURN s each (a
+        task of another queue waits up to that times the other queues); a worker of one
+        queue waits as on one server."""
+        turn = IDLE_WAIT if len(self.queues) == 1 else QUEUE_TURN
+        deadline = time.monotonic() + IDLE_WAIT
+        while True:
+            for queue in self.queues:
+                lists = [keys.worker_wake(self.worker_id, queue), keys.wake(queue)]
+                token = self.redis.blpop(lists, timeout=turn)
+                if token is not None:
+                    return token
+            if stop.is_set() or time.monotonic() >= deadline:
+                return None
 
     def _start_live_logs(self) -> None:
         try:
@@ -628,7 +654,8 @@ class Worker:
             pipe = self.redis.pipeline(transaction=False)
             for key in self._idle_keys:
                 pipe.zrem(key, self.worker_id)
-            pipe.delete(keys.worker_wake(self.worker_id))
+            for key in self._own_wake:
+                pipe.delete(key)
             pipe.execute()
         held = list(self._held.values())
         if held and not self.abort.is_set():

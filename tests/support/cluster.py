@@ -105,6 +105,8 @@ class LocalCluster:
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--appendonly", "no",
+                # A replica that never finished its first sync cannot take over: sync now.
+                "--repl-diskless-sync-delay", "0",
                 "--save", "",
                 "--dir", str(home),
                 "--logfile", "valkey.log",
@@ -122,7 +124,18 @@ class LocalCluster:
         if created.returncode != 0:
             raise AssertionError(f"cluster create failed: {created.stdout.decode()[-2000:]}")
         self.wait_ok()
+        self.wait_synced()
         return self
+
+    def wait_synced(self) -> None:
+        """Wait until every replica has its master's data (only then can it take over)."""
+        for node in self.live():
+
+            def synced(n: Node = node) -> bool:
+                info: dict[str, Any] = n.client().info("replication")
+                return info.get("role") != "slave" or info.get("master_link_status") == "up"
+
+            _wait(synced, SETTLE_TIMEOUT, f"replica {node.port} in sync")
 
     def wait_ok(self, nodes: list[Node] | None = None) -> None:
         """Wait until every (live) node says ``cluster_state:ok`` and sees every slot."""

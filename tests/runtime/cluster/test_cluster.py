@@ -126,7 +126,7 @@ def test_every_script_kind_runs_on_queues_of_two_masters(
         report.retryable = True
         assert broker.finish([report]) == ["failed"]
         assert [t.id for t in client.dlq_list(queue)] == [failing.id]
-        assert client.dlq_redrive(queue=queue) == 1 or True
+        assert client.dlq_redrive(queue=queue, latest=True) == [failing.id]
         assert _stage(client, failing.id) == "pending"
         # release, recover and cancel
         (again,) = broker.claim([queue], "w2", 1)
@@ -207,7 +207,7 @@ def test_a_pool_runs_two_queues_and_survives_a_master_killed(
     env["WASMQ_MODULE_DIR"] = str(root / "modules")
     pools = Pools(env, tmp_path)
     try:
-        pools.start("--queues", f"{a},{b}", "--concurrency", "2")
+        pools.start("--queue", a, "--queue", b, "--concurrency", "2")
         ids = [client.enqueue("spin", "spin:20", queue=q).id for q in (a, b) for _ in range(20)]
 
         def finished() -> bool:

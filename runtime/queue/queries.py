@@ -605,7 +605,7 @@ class Queries:
 
     def _scheduled_split(self, sample: int) -> tuple[int, dict[str, dict[str, int]], int]:
         """(entries, queue -> kind -> count, entries read) of the scheduled set."""
-        total, ids = 0, []
+        total, ids = 0, list[bytes]()
         # One scheduled set, or one per queue on a Redis Cluster (each sampled alike).
         for scope in scopes(self.redis):
             pipe = self.redis.pipeline(transaction=True)

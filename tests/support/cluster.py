@@ -79,11 +79,14 @@ class Node:
 
 
 class LocalCluster:
-    """``masters`` masters with one replica each, on 127.0.0.1; :meth:`stop` ends them."""
+    """``masters`` masters with ``replicas`` replica each, on 127.0.0.1; :meth:`stop` ends
+    them. One master (no replicas) is a cluster too: it takes every slot itself, since
+    ``valkey-cli --cluster create`` wants three."""
 
-    def __init__(self, root: Path, masters: int = 3) -> None:
+    def __init__(self, root: Path, masters: int = 3, replicas: int = 1) -> None:
         self.root = root
         self.masters = masters
+        self.replicas = replicas
         self.nodes: list[Node] = []
 
     @property
@@ -94,7 +97,7 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         binary = server_binary()
         cli = binary.with_name("valkey-cli")
-        for port in free_ports(2 * self.masters):
+        for port in free_ports((1 + self.replicas) * self.masters):
             home = self.root / f"node-{port}"
             home.mkdir(parents=True)
             args = [
@@ -115,17 +118,24 @@ class LocalCluster:
             self.nodes.append(Node(port, proc))
         for node in self.nodes:
             _wait(lambda n=node: bool(n.client().ping()), SETTLE_TIMEOUT, f"node {node.port}")
+        if self.masters == 1 and self.replicas == 0:
+            self.nodes[0].client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        else:
+            self._create(str(cli))
+        self.wait_ok()
+        self.wait_synced()
+        return self
+
+    def _create(self, cli: str) -> None:
         hosts = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        replicas = str(self.replicas)
         created = subprocess.run(
-            [str(cli), "--cluster", "create", *hosts, "--cluster-replicas", "1", "--cluster-yes"],
+            [cli, "--cluster", "create", *hosts, "--cluster-replicas", replicas, "--cluster-yes"],
             capture_output=True,
             timeout=SETTLE_TIMEOUT,
         )
         if created.returncode != 0:
             raise AssertionError(f"cluster create failed: {created.stdout.decode()[-2000:]}")
-        self.wait_ok()
-        self.wait_synced()
-        return self
 
     def wait_synced(self) -> None:
         """Wait until every replica has its master's data (only then can it take over)."""

@@ -273,8 +273,10 @@ class Client(Queries):
         """Whether the worker of a cancelled running task acked it within ``wait`` s (its
         lease is gone then) after stopping its run."""
         deadline = now_ms() + int(wait * 1000)
+        # The lease set of the task's queue on a Redis Cluster (its id carries the tag).
+        leases = keys.timeout(keys.id_tag(task_id))
         while now_ms() < deadline:
-            if self.redis.zscore(keys.TIMEOUT, task_id) is None:
+            if self.redis.zscore(leases, task_id) is None:
                 kind = self.redis.hget(keys.task(task_id), "error_kind")
                 return bool(kind == b"cancelled")
             time.sleep(0.01)

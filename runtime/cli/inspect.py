@@ -295,9 +295,10 @@ def stats_cmd(
         typer.echo("")
         typer.echo(limits_table(report.limits))
     if report.scheduled_estimated:
+        where = "the queues' scheduled sets" if keys.tagged() else keys.scheduled()
         typer.echo(
             f"~ estimated: split from {report.scheduled_sampled} random entries of the"
-            f" {report.scheduled_total} in {keys.SCHEDULED}",
+            f" {report.scheduled_total} in {where}",
             err=True,
         )
 

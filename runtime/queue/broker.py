@@ -132,11 +132,8 @@ class Broker:
         """
         _, call, plain = self._enqueue_call(task)
         self.mirrors.ensure(task.queue)
-        reply = self._run([call], plain)[0]
-        if int(reply[0]) == -1 and keys.tagged():
-            # The queue's registry copy may predate the registration: copy it again.
-            self.mirrors.ensure(task.queue, force=True)
-            reply = self._run([call], plain)[0]
+        replies = self._run([call], plain)
+        (reply,) = self.registered_again([task.queue], [call], replies, plain)
         return self._enqueued(task, reply)
 
     def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[Task, bool]]:
@@ -153,10 +150,37 @@ class Broker:
         for start in range(0, len(prepared), ENQUEUE_CHUNK):
             chunk = prepared[start : start + ENQUEUE_CHUNK]
             plain = [command for _, _, commands in chunk for command in commands]
-            replies = self._run([call for _, call, _ in chunk], plain)
+            calls = [call for _, call, _ in chunk]
+            replies = self._run(calls, plain)
+            if keys.tagged():
+                queues = [task.queue for task in tasks[start : start + ENQUEUE_CHUNK]]
+                replies = self.registered_again(queues, calls, replies)
             for task, reply in zip(tasks[start : start + ENQUEUE_CHUNK], replies, strict=False):
                 out.append(self._enqueued(task, reply))
         return out
+
+    def registered_again(
+        self,
+        queues: Sequence[str],
+        calls: Sequence[Call],
+        replies: list[Any],
+        plain: Sequence[Plain] = (),
+    ) -> list[Any]:
+        """Tagged layout (Redis Cluster): the calls a script refused as "not registered"
+        (a reply starting -1) run once more after their queue's registry mirror is copied
+        again, since the copy may predate the registration (``queues[i]`` is the queue of
+        ``calls[i]``). The refused calls wrote nothing, so running them again is safe."""
+        if not keys.tagged():
+            return replies
+        missed = [i for i, reply in enumerate(replies) if int(reply[0]) == -1]
+        if not missed:
+            return replies
+        for queue in {queues[i] for i in missed}:
+            self.mirrors.ensure(queue, force=True)
+        again = self._run([calls[i] for i in missed], plain)
+        for i, reply in zip(missed, again, strict=True):
+            replies[i] = reply
+        return replies
 
     def _enqueue_call(self, task: Task) -> tuple[str, Call, list[Plain]]:
         limit = self.settings.payload_limit
@@ -535,7 +559,8 @@ class Broker:
             return []
         now_text = format_time(now_ms())
         if latest:
-            self.mirrors.ensure(queue)
+            # No "not registered" comes back (such a task keeps its version): look now.
+            self.mirrors.ensure(queue, fresh=True)
         call = scripts.dlq_redrive(queue=queue, now_text=now_text, ids=ids or [], latest=latest)
         return [_text(i) for i in self._run([call])[0]]
 

@@ -2,9 +2,11 @@
 
 The enqueue, cron and flow scripts add each new id to ``wasmq:index:queue:<queue>`` and
 ``wasmq:index:task:<name>`` (sorted sets scored by enqueue ms; ``index_task`` in the Lua
-prelude). :func:`browse` pages through them newest first: one index when the filters
-name a queue or a task, a lazy merge of every queue's index otherwise. A page costs a
-rank lookup and ranged reads of the index (``O(log N + page)``) plus one pipelined read of
+prelude; on a Redis Cluster the name index is per queue,
+``wasmq:index:task:{<queue>}:<name>``). :func:`browse` pages through them newest first:
+one index when the filters name a queue or a task, a lazy merge of every queue's index
+otherwise (and of every queue's index of the name, on a cluster). A page costs a rank
+lookup and ranged reads of the index (``O(log N + page)``) plus one pipelined read of
 the records it shows, at any index size; filters the index cannot answer (stage, or the
 queue when the task name chose the index) read only the three fields they compare, and
 at most ``scan`` entries per page: a page that ran out of budget says so and its cursor
@@ -98,7 +100,10 @@ def browse(
     if limit < 1:
         raise InvalidTask(f"limit {limit} is below 1: ask for at least one task")
     after = Cursor.decode(cursor) if cursor else None
-    if task is not None:
+    if task is not None and keys.tagged():
+        # A Redis Cluster keeps a name index per queue (each in its queue's slot).
+        index_keys = [keys.index_name(task, q) for q in ([queue] if queue else queues)]
+    elif task is not None:
         index_keys = [keys.index_name(task)]
     elif queue is not None:
         index_keys = [keys.index_queue(queue)]
@@ -106,7 +111,8 @@ def browse(
         index_keys = [keys.index_queue(q) for q in queues]
     streams = [_entries(client, key, after, until_ms, since_ms) for key in index_keys]
     merged = heapq.merge(*streams, key=lambda e: (e[0], e[1]), reverse=True)
-    need_fields = stage is not None or (queue is not None and task is not None)
+    by_queue = keys.tagged() or task is None
+    need_fields = stage is not None or (queue is not None and not by_queue)
     page = BrowsePage()
     budget = max(scan, limit)
     last: tuple[int, str] | None = None
@@ -229,7 +235,10 @@ def trim(client: redis.Redis, settings: Settings, now: int) -> int:
     longest = max(ages.values())
     pipe = client.pipeline(transaction=False)
     targets = [(keys.index_queue(q), ages[q]) for q in sorted(queues)]
-    targets += [(keys.index_name(n), longest) for n in names]
+    if keys.tagged():
+        targets += [(keys.index_name(n, q), ages[q]) for q in sorted(queues) for n in names]
+    else:
+        targets += [(keys.index_name(n), longest) for n in names]
     for key, age in targets:
         pipe.zremrangebyscore(key, "-inf", f"({now - int(age * 1000)}")
         if settings.index_max > 0:

@@ -202,7 +202,7 @@ class Flows:
             callback_json=callback_json,
             queue=queue,
         )
-        reply = self.broker._run([call])[0]
+        (reply,) = self.broker.registered_again([queue], [call], self.broker._run([call]))
         code = int(reply[0])
         if code == -1:
             name = _text(reply[1])

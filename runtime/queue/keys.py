@@ -69,17 +69,26 @@ def _scoped(prefix: str, queue: str) -> str:
     return prefix + (tag(queue) if tagged() else queue)
 
 
+def _queue_tag(queue: str | None, key: str) -> str:
+    """The hash tag of ``queue`` for a shared key's per-queue copy. Without a queue the
+    caller named the reference layout's shared key, which the tagged layout does not
+    have: a silent default would read or write another queue's copy."""
+    if queue is None:
+        raise ValueError(f"{key!r} is per queue in the tagged layout: pass the queue")
+    return tag(queue)
+
+
 def _in_queue(prefix: str, queue: str | None) -> str:
     """A key the reference layout shares between queues (``<prefix><rest>``): in the
     tagged layout each queue has its own, ``<prefix>{<queue>}:<rest>``."""
     if not tagged():
         return prefix
-    return prefix + tag(queue or DEFAULT_QUEUE) + ":"
+    return prefix + _queue_tag(queue, prefix) + ":"
 
 
 def _per_queue(key: str, queue: str | None) -> str:
     """A key the reference layout shares between queues; per queue when tagged."""
-    return f"{key}:{tag(queue or DEFAULT_QUEUE)}" if tagged() else key
+    return f"{key}:{_queue_tag(queue, key)}" if tagged() else key
 
 
 def _registry_side(key: str) -> str:
@@ -278,12 +287,12 @@ def queue_names(queue: str) -> str:
 
 def scheduled(queue: str | None = None) -> str:
     """Ids due later: ``task_set:scheduled``, or ``task_set:{<queue>}:scheduled``."""
-    return f"task_set:{tag(queue or DEFAULT_QUEUE)}:scheduled" if tagged() else SCHEDULED
+    return f"task_set:{_queue_tag(queue, SCHEDULED)}:scheduled" if tagged() else SCHEDULED
 
 
 def timeout(queue: str | None = None) -> str:
     """Leases: ``task_set:timeout``, or ``task_set:{<queue>}:timeout``."""
-    return f"task_set:{tag(queue or DEFAULT_QUEUE)}:timeout" if tagged() else TIMEOUT
+    return f"task_set:{_queue_tag(queue, TIMEOUT)}:timeout" if tagged() else TIMEOUT
 
 
 def scheduler_wake(queue: str | None = None) -> str:

@@ -23,6 +23,7 @@ import redis
 from redis.commands.core import Script as RedisScript
 from redis.typing import EncodableT, KeyT
 
+from runtime.errors import InvalidTask
 from runtime.queue import keys
 
 
@@ -234,7 +235,14 @@ def _queue_of(task_id: str | bytes) -> str | None:
     queue's (None: the reference layout's, which ignores it)."""
     if isinstance(task_id, bytes):
         task_id = task_id.decode("utf-8", "replace")
-    return keys.id_tag(task_id)
+    found = keys.id_tag(task_id)
+    if found is None and keys.tagged():
+        # Every id made on a cluster starts with its queue's tag: this one names nothing.
+        raise InvalidTask(
+            f"id {task_id!r} has no {{queue}} prefix; on a Redis Cluster give the whole id"
+            " as enqueue printed it (it starts with its queue's hash tag)"
+        )
+    return found
 
 
 def _one_queue(queues: Sequence[str]) -> str | None:

@@ -61,16 +61,19 @@ class Mirrors:
         self._checked: dict[str, float] = {}
         self._named: set[str] = set()
 
-    def ensure(self, queue: str, *, force: bool = False) -> None:
-        """Make ``queue``'s mirror the registry's current copy (checked at most once per
-        :data:`GENERATION_TTL` unless ``force``)."""
+    def ensure(self, queue: str, *, force: bool = False, fresh: bool = False) -> None:
+        """Make ``queue``'s mirror the registry's current copy: checked at most once per
+        :data:`GENERATION_TTL`, or now with ``fresh`` (callers whose script cannot say
+        "not registered", as a cron firing falls back to the entry's own version), and
+        copied again whatever its generation with ``force`` (a script said it)."""
         if not keys.tagged():
             return
         if queue not in self._named:
             self.client.sadd(keys.QUEUES, queue)
             self._named.add(queue)
         now = time.monotonic()
-        if not force and now - self._checked.get(queue, -GENERATION_TTL) < GENERATION_TTL:
+        recent = now - self._checked.get(queue, -GENERATION_TTL) < GENERATION_TTL
+        if recent and not (force or fresh):
             return
         mirror = keys.registry_mirror(queue)
         generation = self.client.get(keys.registry_generation()) or b"0"

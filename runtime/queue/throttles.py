@@ -1,10 +1,11 @@
 """Rate and concurrency limits per task name or per queue, across every worker.
 
 A limit belongs to a scope, ``task:<name>`` or ``queue:<name>``, and is stored as JSON
-in the hash :data:`keys.LIMITS`, so every worker applies a change at its next claim.
-``claim.lua`` enforces them (the helpers are in ``lua/prelude.lua``): a task starts only
-while each limited scope it belongs to has a free slot and room in its window, and a
-task that may not start is set aside, still pending, with its attempt uncounted.
+in the hash :func:`keys.limits` (one per queue on a Redis Cluster), so every worker
+applies a change at its next claim. ``claim.lua`` enforces them (the helpers are in
+``lua/prelude.lua``): a task starts only while each limited scope it belongs to has a
+free slot and room in its window, and a task that may not start is set aside, still
+pending, with its attempt uncounted.
 
 - Concurrency: tasks of the scope claimed and not yet ended. A slot is taken at claim
   and given back at ack, nack, release, reap, recover or cancel; it also lapses with
@@ -29,6 +30,7 @@ from runtime.clock import now_ms
 from runtime.errors import WasmqError
 from runtime.queue import keys
 from runtime.queue.names import check_queue_name, check_task_name
+from runtime.queue.slots import scopes
 from runtime.units import parse_duration
 
 #: Largest concurrency or count per period a limit takes.
@@ -209,15 +211,12 @@ def remove_limit(client: redis.Redis, scope_name: str) -> bool:
 def list_limits(client: redis.Redis) -> list[Limit]:
     """Every stored limit, tasks first, by name (a damaged entry is skipped)."""
     raw: dict[Any, Any] = {}
-    if keys.tagged():
-        names = {_text(q) for q in client.smembers(keys.QUEUES)} | {keys.DEFAULT_QUEUE}  # type: ignore[union-attr]
-        pipe = client.pipeline(transaction=False)
-        for name in sorted(names):
-            pipe.hgetall(keys.limits(name))
-        for part in pipe.execute():
-            raw.update(part)
-    else:
-        raw = client.hgetall(keys.LIMITS)  # type: ignore[assignment]
+    # One limits hash, or one per queue on a Redis Cluster.
+    pipe = client.pipeline(transaction=False)
+    for name in scopes(client):
+        pipe.hgetall(keys.limits(name))
+    for part in pipe.execute():
+        raw.update(part)
     out = [_parse(_text(k), _text(v)) for k, v in raw.items()]
     return sorted((x for x in out if x is not None), key=lambda x: (x.kind != "task", x.name))
 

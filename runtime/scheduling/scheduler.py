@@ -117,8 +117,8 @@ def wake(client: redis.Redis | Any) -> None:
     Redis Cluster schedulers poll instead (:data:`TAGGED_POLL`)."""
     if keys.tagged():
         return
-    client.lpush(keys.SCHEDULER_WAKE, "1")
-    client.ltrim(keys.SCHEDULER_WAKE, 0, 9)
+    client.lpush(keys.scheduler_wake(), "1")
+    client.ltrim(keys.scheduler_wake(), 0, 9)
 
 
 #: Longest sleep of a scheduler on a Redis Cluster (s): one BLPOP cannot wait on every
@@ -367,7 +367,9 @@ class Scheduler:
 
     def _send(self, call: _FireCall, tick: Tick) -> None:
         if self.queue is not None:
-            self._mirrors.ensure(self.queue)
+            # A run of a task missing from a stale copy would take the entry's own
+            # (older) version rather than fail, so the generation is looked at each call.
+            self._mirrors.ensure(self.queue, fresh=True)
         outcomes = self._scripts.run(call.call())
         tick.fire_calls += 1
         runs = sum(int(o) == 1 for o in outcomes)
@@ -452,7 +454,7 @@ class Scheduler:
                     # The server checks blocking timeouts on its cron tick (100 ms at the
                     # default hz), so it may answer late: block until one tick before the
                     # due time (a wake-up returns at once), then sleep the rest here.
-                    self.client.blpop([keys.SCHEDULER_WAKE], timeout=wait - _SERVER_TICK)
+                    self.client.blpop([keys.scheduler_wake()], timeout=wait - _SERVER_TICK)
                 elif wait >= 0.001:
                     # A task scheduled during this short sleep is due before the head
                     # at the latest, so it is promoted less than a tick late.

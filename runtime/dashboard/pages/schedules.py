@@ -1,12 +1,15 @@
 """``/schedules``: cron entries (pause, resume, remove) and the one-off tasks due soonest.
 
 One-off tasks are read from ``task_set:scheduled`` a page at a time by rank, so the page
-costs the same however many tasks wait there; cron entries share that set and are left
-out of the second table (the first one lists them).
+costs the same however many tasks wait there (on a Redis Cluster, from every queue's
+scheduled set, merged by due time); cron entries share that set and are left out of the
+second table (the first one lists them).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass
 
 import redis
@@ -19,6 +22,7 @@ from runtime.dashboard.app import dash
 from runtime.errors import InvalidTask
 from runtime.queue import keys
 from runtime.queue.names import check_task_id
+from runtime.queue.slots import scopes
 from runtime.queue.task import Kind, Stage, format_time
 from runtime.scheduling import cron_entries
 from runtime.units import human_age
@@ -46,13 +50,28 @@ def _text(value: bytes | None) -> str:
     return value.decode(errors="replace") if value else ""
 
 
+def _ranked(client: redis.Redis, offset: int) -> tuple[list[tuple[bytes, float]], int]:
+    """Members at ranks ``offset`` .. ``offset + PAGE`` by due time, and how many there
+    are: of the one scheduled set, or of every queue's on a Redis Cluster, where the
+    page is a merge of each set's first ``offset + PAGE`` (a deep page costs its depth)."""
+    sets = [keys.scheduled(scope) for scope in scopes(client)]
+    first, last = (offset, offset + PAGE - 1) if len(sets) == 1 else (0, offset + PAGE - 1)
+    pipe = client.pipeline(transaction=False)
+    for key in sets:
+        pipe.zrange(key, first, last, withscores=True)
+        pipe.zcard(key)
+    replies = pipe.execute()
+    total = sum(int(n) for n in replies[1::2])
+    if len(sets) == 1:
+        return replies[0], total
+    merged = heapq.merge(*replies[::2], key=lambda member: (member[1], member[0]))
+    return list(itertools.islice(merged, offset, offset + PAGE)), total
+
+
 def scheduled_page(client: redis.Redis, offset: int, now: int) -> tuple[list[Due], int]:
     """The one-off tasks at ranks ``offset`` .. ``offset + PAGE`` of the scheduled set
     (cron entries skipped) and the size of the whole set."""
-    pipe = client.pipeline(transaction=False)
-    pipe.zrange(keys.SCHEDULED, offset, offset + PAGE - 1, withscores=True)
-    pipe.zcard(keys.SCHEDULED)
-    members, total = pipe.execute()
+    members, total = _ranked(client, offset)
     if not members:
         return [], int(total)
     pipe = client.pipeline(transaction=False)

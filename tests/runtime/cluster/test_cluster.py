@@ -8,6 +8,7 @@ finishes every task.
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,44 @@ def test_a_queue_limit_and_the_read_side(client: Client, queues: tuple[str, str]
     assert client.status(claimed[0].id).stage == Stage.COMPLETED
     assert {s.queue for s in stats} >= {a}
     assert client.list_tasks(queue=a, limit=5)
+
+
+def test_dashboard_pages_and_metrics_read_every_queue(
+    client: Client, queues: tuple[str, str]
+) -> None:
+    from starlette.testclient import TestClient
+
+    from runtime.dashboard.app import create_app
+
+    web = TestClient(create_app(client))
+    waiting = {q: client.enqueue("spin", "page", queue=q).id for q in queues}
+    due = {q: client.schedule("spin", "later", queue=q, delay=3600).id for q in queues}
+    entry = client.cron("spin", "@every 1h", "hourly", queue=queues[1])
+    for path in ("/", "/schedules", "/tasks", "/tasks?task=spin", "/metrics"):
+        page = web.get(path)
+        assert page.status_code == 200, (path, page.text[-2000:])
+        text = page.text
+        if path == "/schedules":
+            assert entry.id in html.unescape(text)
+            assert all(i in html.unescape(text) for i in due.values()), path
+        if path.startswith("/tasks"):
+            # By queue index, and by each queue's index of the name, merged newest first.
+            shown = html.unescape(text)
+            assert all(i in shown for i in waiting.values()), path
+        if path in ("/", "/metrics"):
+            assert all(q in text for q in queues), path
+    for q in queues:
+        metric = f'wasmq_queue_tasks{{queue="{q}",stage="scheduled"}}'
+        assert metric in web.get("/metrics").text
+    # One queue and one name: that queue's own index of the name answers it.
+    page = client.browse(queue=queues[0], task="spin", limit=200)
+    assert waiting[queues[0]] in {t.id for t in page.tasks}
+    assert {t.queue for t in page.tasks} == {queues[0]}
+    client.cancel(due[queues[0]])
+    client.cancel(due[queues[1]])
+    from runtime.scheduling import cron_entries
+
+    cron_entries.remove(client.redis, entry.id)
 
 
 def test_a_pool_runs_two_queues_and_survives_a_master_killed(

@@ -27,6 +27,10 @@ The module is registered as ``wasmq register`` registers it: pre-initialized fro
 snapshot when it exports ``_initialize`` (unless ``--no-snapshot``); the result's
 ``snapshot`` says how it ran. Every key of the bench queue and of its tasks is deleted
 afterwards.
+
+On a Redis Cluster the bench queue is one hash tag, so one master serves its tasks (what
+one queue can do there, cluster client included); the server figures add up every
+master's, as the registry and worker records may live on others.
 """
 
 from __future__ import annotations
@@ -157,18 +161,31 @@ class ServerUsage:
     commands: dict[str, tuple[int, int]]
 
 
+def _infos(client: redis.Redis, section: str) -> list[dict[str, Any]]:
+    """``INFO <section>`` of the server, or of every master of a Redis Cluster (the
+    bench queue's keys are on one of them, the registry and worker records may be on
+    others: the figures are the whole deployment's, as on one server)."""
+    if keys.tagged():
+        replies: dict[Any, Any] = client.info(section, target_nodes="primaries")  # type: ignore[call-arg]
+        return [dict(reply) for reply in replies.values()]
+    return [client.info(section)]
+
+
 def server_usage(client: redis.Redis) -> ServerUsage:
     """``INFO cpu`` (user + system time of the whole server process, background threads
     included) and ``INFO commandstats``; None where a managed server hides them."""
     cpu: float | None = None
     commands: dict[str, tuple[int, int]] = {}
     with contextlib.suppress(redis.ResponseError):
-        info = client.info("cpu")
-        cpu = (float(info["used_cpu_user"]) + float(info["used_cpu_sys"])) * 1e6
+        infos = _infos(client, "cpu")
+        cpu = sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos) * 1e6
     with contextlib.suppress(redis.ResponseError):
-        for name, stats in client.info("commandstats").items():
-            if name.startswith("cmdstat_") and isinstance(stats, dict):
-                commands[name[len("cmdstat_") :]] = (int(stats["calls"]), int(stats["usec"]))
+        for info in _infos(client, "commandstats"):
+            for name, stats in info.items():
+                if name.startswith("cmdstat_") and isinstance(stats, dict):
+                    calls, usec = commands.get(name[len("cmdstat_") :], (0, 0))
+                    calls, usec = calls + int(stats["calls"]), usec + int(stats["usec"])
+                    commands[name[len("cmdstat_") :]] = (calls, usec)
     return ServerUsage(cpu, commands)
 
 
@@ -281,6 +298,8 @@ class Bench:
         #: has no ``_initialize`` (nothing to snapshot).
         self.snapshot: dict[str, Any] | None = None
         self.module_bytes = 0
+        #: The registered task name (its name index holds only the bench's tasks).
+        self.name = ""
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -297,6 +316,7 @@ class Bench:
         # Workers load native code from the module dir; make sure it is there, as it is on
         # a machine that has run the task before, so the drain measures tasks, not compiles.
         Registry(self.settings, self.redis).load_module(done.record.digest)
+        self.name = name
         info = done.record.snapshot
         self.snapshot = None if info is None else info.to_json()
         self.module_bytes = done.record.size
@@ -351,7 +371,8 @@ class Bench:
             with contextlib.suppress(redis.RedisError):
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.zrem(keys.WORKERS, *self.pool_ids)
-                pipe.delete(*(keys.worker(i) for i in self.pool_ids))
+                for worker_id in self.pool_ids:
+                    pipe.delete(keys.worker(worker_id))
                 pipe.execute()
         self.pool_ids = []
 
@@ -360,18 +381,31 @@ class Bench:
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             for task_id in chunk:
-                pipe.unlink(keys.task(task_id), keys.result(task_id), keys.logs(task_id))
-                pipe.unlink(keys.log_stream(task_id), keys.payload(task_id))
-            pipe.zrem(keys.TIMEOUT, *chunk)
-            pipe.zrem(keys.SCHEDULED, *chunk)
+                # One command per task: its keys share a slot on a Redis Cluster, whose
+                # pipelines only take several keys through execute_command.
+                pipe.execute_command(
+                    "UNLINK",
+                    keys.task(task_id),
+                    keys.result(task_id),
+                    keys.logs(task_id),
+                    keys.log_stream(task_id),
+                    keys.payload(task_id),
+                )
+            pipe.zrem(keys.timeout(QUEUE), *chunk)
+            pipe.zrem(keys.scheduled(QUEUE), *chunk)
             pipe.execute()
 
     def cleanup(self) -> None:
         self.delete_tasks(self.ids)
         pipe = self.redis.pipeline(transaction=False)
-        for part in keys.STAGES:
-            pipe.delete(keys.queue(QUEUE, part))
-        pipe.delete(keys.wake(QUEUE), keys.throughput(QUEUE))
+        gone = [keys.queue(QUEUE, part) for part in keys.STAGES]
+        gone += [keys.wake(QUEUE), keys.throughput(QUEUE), keys.index_queue(QUEUE)]
+        if keys.tagged():
+            # The queue's own registry copy and name set (on one server both are shared).
+            gone += [keys.registry_mirror(QUEUE), keys.queue_names(QUEUE)]
+        pipe.execute_command("DEL", *gone)
+        if self.name:
+            pipe.delete(keys.index_name(self.name, QUEUE))
         pipe.srem(keys.QUEUES, QUEUE)
         pipe.execute()
 

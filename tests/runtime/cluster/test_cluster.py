@@ -220,6 +220,27 @@ def test_cron_entries_fire_pause_resume_and_remove(client: Client, queues: tuple
         assert not client.redis.exists(keys.task(entry.id))
 
 
+def test_a_registration_reaches_batches_and_flows_of_a_client_with_a_fresh_copy(
+    cluster: LocalCluster, client: Client, queues: tuple[str, str], root: Path
+) -> None:
+    a, b = queues
+    other = Client(settings=_settings(cluster.url, root))
+    try:
+        # The other client has just checked both queues' registry copies: it trusts them
+        # for a second, during which the new task is missing from them.
+        other.enqueue("spin", "x", queue=a)
+        other.enqueue("spin", "x", queue=b)
+        source = root / "fresh.wat"
+        source.write_text(SPIN_WAT)
+        Registry(client.settings, client.redis).register(source, name="fresh")
+        batch = other.enqueue_many([("fresh", b"1"), ("fresh", b"2")], queue=a)
+        assert all(client.redis.exists(keys.task(t.id)) for t in batch)
+        flow = other.chain(("fresh", "1"), ("fresh", "2"), queue=b)
+        assert other.flow(flow.id).state == "running"
+    finally:
+        other.close()
+
+
 def test_a_chain_runs_in_one_queue_and_two_queues_are_refused(
     client: Client, queues: tuple[str, str]
 ) -> None:
@@ -281,6 +302,13 @@ def test_dashboard_pages_and_metrics_read_every_queue(
     for q in queues:
         metric = f'wasmq_queue_tasks{{queue="{q}",stage="scheduled"}}'
         assert metric in web.get("/metrics").text
+    # The other pages read per-task and shared keys only; one task's page from each queue.
+    others = ["/dlq", "/workers", "/registry", *(f"/tasks/{i}" for i in waiting.values())]
+    for path in others:
+        page = web.get(path)
+        assert page.status_code == 200, path
+        if path.startswith("/tasks/"):
+            assert path.removeprefix("/tasks/") in html.unescape(page.text), path
     # One queue and one name: that queue's own index of the name answers it.
     page = client.browse(queue=queues[0], task="spin", limit=200)
     assert waiting[queues[0]] in {t.id for t in page.tasks}

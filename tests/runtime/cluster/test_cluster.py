@@ -157,6 +157,9 @@ def test_user_ids_get_their_queue_tag_and_a_foreign_tag_is_refused(
     assert task.id == "{" + a + "}mine"
     with pytest.raises(InvalidTask, match="belongs to queue"):
         client.enqueue("spin", "x", queue=b, id="{" + a + "}other")
+    # Its queue's keys are where the tag says: without it, the id is refused in one line.
+    with pytest.raises(InvalidTask, match="give the whole id"):
+        client.cancel("mine")
 
 
 def test_every_script_kind_runs_on_queues_of_two_masters(

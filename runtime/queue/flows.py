@@ -30,7 +30,7 @@ from typing import Any
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskNotFound, UnknownTask
 from runtime.queue import keys, scripts
-from runtime.queue.broker import Broker, close_task_names
+from runtime.queue.broker import ENQUEUED, Broker, close_task_names
 from runtime.queue.names import check_task_id
 from runtime.queue.task import Kind, Stage, Task, format_time
 
@@ -194,7 +194,7 @@ class Flows:
         call = scripts.flow_create(
             flow_id=flow_id, kind=kind, now=now, members=calls, callback_json=callback_json
         )
-        reply = self.broker._run([call])[0]
+        reply = self.broker._run([call], replicated=ENQUEUED)[0]
         code = int(reply[0])
         if code == -1:
             name = _text(reply[1])

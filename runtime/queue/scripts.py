@@ -7,6 +7,10 @@ prelude: the key constants of :mod:`runtime.queue.keys`, written as Lua by
 :func:`prelude`, and the shared helpers of ``lua/prelude.lua``, so key names are
 spelled in keys.py only. Scripts are invoked by EVALSHA of that combined text
 (redis-py loads it again after a server restart).
+
+The prelude also holds ``COMPAT``, whether the scripts write what the reference's Go
+workers read (``WASMQ_REFERENCE_COMPAT``): each mode is its own registered text, so a
+call carries no flag and both modes can share one server.
 """
 
 from __future__ import annotations
@@ -108,10 +112,11 @@ def _lua_value(value: str | int) -> str:
 
 
 @cache
-def prelude() -> str:
+def prelude(compat: bool = False) -> str:
     """Lua source every script runs after: the key constants, then ``lua/prelude.lua``."""
     lines = ["-- Generated from runtime/queue/keys.py by scripts.prelude()."]
     lines += [f"local {name} = {_lua_value(value)}" for name, value in LUA_CONSTANTS.items()]
+    lines.append(f"local COMPAT = {'true' if compat else 'false'}")
     parts = ", ".join(f"{part} = true" for part in keys.STAGES)
     lines.append(f"local QUEUE_PARTS = {{{parts}}}")
     levels = ", ".join(_lua_value(level) for level in keys.PRIORITIES)
@@ -130,10 +135,10 @@ def _names(lua: str) -> set[str]:
 
 
 @cache
-def _definitions() -> tuple[tuple[str, str], ...]:
+def _definitions(compat: bool = False) -> tuple[tuple[str, str], ...]:
     """The prelude cut at each top-level ``local``: (name defined, its text), in order."""
     chunks: list[tuple[str, str]] = []
-    for line in prelude().splitlines(keepends=True):
+    for line in prelude(compat).splitlines(keepends=True):
         if line.startswith("local "):
             words = line.split()
             name = words[2] if words[1] == "function" else words[1]
@@ -144,12 +149,13 @@ def _definitions() -> tuple[tuple[str, str], ...]:
 
 
 @cache
-def text(script: Script) -> str:
+def text(script: Script, compat: bool = False) -> str:
     """What is registered for ``script``: the prelude definitions it uses (directly or
     through another definition), then the script itself. Lua runs a script's top level
-    on every call, so a helper it never calls would cost each call a closure."""
+    on every call, so a helper it never calls would cost each call a closure.
+    ``compat``: the text of reference compat mode (see the module docstring)."""
     body = source(script.value)
-    definitions = _definitions()
+    definitions = _definitions(compat)
     wanted = _names(body)
     used = [False] * len(definitions)
     # Definitions only use earlier ones, so one pass from the last backwards is closed.
@@ -172,16 +178,18 @@ class Call:
 
 
 class Scripts:
-    """Runs :class:`Call` objects; each script is registered once per client."""
+    """Runs :class:`Call` objects; each script is registered once per client.
+    ``compat`` runs the reference compat mode's texts (``settings.reference_compat``)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, compat: bool = False) -> None:
         self._client = client
+        self.compat = compat
         self._loaded: dict[Script, RedisScript] = {}
 
     def loaded(self, script: Script) -> RedisScript:
         registered = self._loaded.get(script)
         if registered is None:
-            registered = self._client.register_script(text(script))
+            registered = self._client.register_script(text(script, self.compat))
             self._loaded[script] = registered
         return registered
 
@@ -413,9 +421,9 @@ def release(*, queue: str, worker_id: str, now_text: str, ids: Sequence[str]) ->
 # -- recovery and administration -------------------------------------------------------
 
 
-def reap(*, now: int, now_text: str, limit: int) -> Call:
-    """``reap.lua``: recover up to ``limit`` expired leases."""
-    return Call(Script.REAP, [keys.TIMEOUT], [now, now_text, limit])
+def reap(*, now: int, now_text: str, limit: int, skip: int = 0) -> Call:
+    """``reap.lua``: recover up to ``limit`` expired leases, passing over ``skip`` first."""
+    return Call(Script.REAP, [keys.TIMEOUT], [now, now_text, limit, skip])
 
 
 def recover(

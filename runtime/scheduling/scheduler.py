@@ -45,6 +45,10 @@ Policies:
   from memory. The others, having found those entries fired, hold back 20 ms at that
   time instead of racing it for the same work, then make their pass as usual: if that
   scheduler is gone, its entries fire 20 ms late once, then from this one's memory.
+- **Units.** ``task_set:scheduled`` is scored in Unix seconds, as the reference's
+  scheduler reads it, so either promotes what the other scheduled; everything here
+  counts ms and converts at the set (``task.ms_to_score``). Run one kind of scheduler
+  on a shared Redis: both would fire the same cron entries.
 - **Clocks.** Each scheduler uses its own clock. With several schedulers, a fast clock
   fires early but never twice: the compare-and-set decides.
 """
@@ -62,7 +66,7 @@ from runtime.errors import InvalidTask, WasmqError
 from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import FireEntry, FireGroup, Scripts
-from runtime.queue.task import format_time
+from runtime.queue.task import format_time, score_to_ms
 from runtime.scheduling.cron_expr import CronSchedule
 from runtime.settings import Settings
 
@@ -193,7 +197,7 @@ class Scheduler:
         self.cron_batch = cron_batch
         self.max_sleep = max_sleep
         self.last = Tick()
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, compat=settings.reference_compat)
         self._schedules: dict[tuple[bytes, bytes], CronSchedule | InvalidTask] = {}
         #: Where this scheduler put the entries it fired: next due ms -> entries. At that
         #: time it fires them straight away, without reading the due range first; the
@@ -274,8 +278,8 @@ class Scheduler:
             pipe.zmscore(keys.SCHEDULED, [entry[0] for entry in theirs[start : start + 1000]])
         scores = [score for chunk in pipe.execute() for score in chunk]
         for (raw, _, raw_expr, raw_tz), score in zip(theirs, scores, strict=True):
-            if score is not None and score > now and raw not in self._moved:
-                self._remember((raw, int(score), raw_expr, raw_tz), theirs=True)
+            if score is not None and score_to_ms(score) > now and raw not in self._moved:
+                self._remember((raw, score_to_ms(score), raw_expr, raw_tz), theirs=True)
 
     def _follows(self, now: int) -> bool:
         """Whether another scheduler is expected to fire what is due now, and not this one."""
@@ -372,7 +376,7 @@ class Scheduler:
     def next_due(self) -> int | None:
         """Due time (ms) of the earliest entry, or ``None`` when nothing is scheduled."""
         head = self.client.zrange(keys.SCHEDULED, 0, 0, withscores=True)
-        return int(head[0][1]) if head else None
+        return score_to_ms(head[0][1]) if head else None
 
     def sleep_for(self, now: int) -> float:
         """Seconds to wait before the next check (0 when something is due)."""

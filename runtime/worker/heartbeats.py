@@ -21,6 +21,7 @@ import redis
 from runtime import clock
 from runtime.logging_config import get_logger
 from runtime.queue import keys
+from runtime.queue.task import ms_to_score
 
 log = get_logger("worker")
 
@@ -149,7 +150,8 @@ class Heartbeat:
             return
         deadlines = self.leases()
         if deadlines:
-            self.client.zadd(keys.TIMEOUT, deadlines, xx=True)  # type: ignore[arg-type]
+            scores = {task_id: ms_to_score(ms) for task_id, ms in deadlines.items()}
+            self.client.zadd(keys.TIMEOUT, scores, xx=True)  # type: ignore[arg-type]
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self.interval

@@ -35,7 +35,7 @@ shell: $(STAMP)
 	@VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" "$${SHELL:-/bin/sh}" -i
 
 # Compiles of untrusted source run in bubblewrap; the browser tests (tests/browser) drive
-# Debian's Chromium and chromedriver. A fresh machine (CI runs as root) gets them from apt;
+# Debian's Chromium and chromedriver; the TLS tests put stunnel in front of Valkey. A fresh machine (CI runs as root) gets them from apt;
 # the package lists are fetched only when the install cannot find them.
 system-deps:
 	@command -v bwrap >/dev/null 2>&1 || { \
@@ -58,6 +58,16 @@ system-deps:
 		else \
 			echo "chromium or chromedriver is missing: install chromium and chromium-driver" \
 				"(the browser tests skip without them)" >&2; \
+		fi; \
+	}
+	@command -v stunnel4 >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq stunnel4 >/dev/null 2>&1 \
+			|| { apt-get update -qq >/dev/null \
+				&& apt-get install -y -qq stunnel4 >/dev/null; }; \
+		else \
+			echo "stunnel4 is missing: install it (the TLS tests skip without it)" >&2; \
 		fi; \
 	}
 

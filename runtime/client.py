@@ -352,7 +352,7 @@ class Client(Queries):
         where = catalog.TaskFilter(queue, task, stage, since_ms, until_ms)
         page = catalog.browse(self.redis, self.queues(), where, cursor, limit, scan)
         return TaskBrowse(
-            [TaskStatus.from_task(t) for t in page.records],
+            [TaskStatus.from_task(t, self.settings.reference_compat) for t in page.records],
             page.next_cursor,
             page.scanned,
             page.budget_spent,

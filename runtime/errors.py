@@ -17,6 +17,11 @@ class ConnectionFailed(WasmqError):
     """The Redis server could not be reached."""
 
 
+class NotReplicated(WasmqError):
+    """The server took a write, but fewer replicas than ``WASMQ_REPLICA_ACKS`` confirmed it
+    in time: a failover now could lose it."""
+
+
 class ServerError(WasmqError):
     """The embedded server could not be started or managed."""
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 from runtime.errors import SettingsError
 from runtime.project import Project, find_project
@@ -30,41 +29,28 @@ LOG_FORMATS = ("pretty", "json")
 SANDBOX_APIS = ("auto", "public")
 GO_TOOLCHAINS = ("auto", "tinygo", "go")
 COMPILE_ISOLATIONS = ("bwrap", "none")
+TLS_VERIFY = ("required", "none")
 #: Settings whose defaults are relative to the project root rather than the working dir.
 PROJECT_PATHS = ("wasm_log_dir", "module_dir", "state_dir")
-#: URL schemes of a Redis Cluster: ``redis+cluster://host:port,host:port,...``.
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def _redis_url(text: str) -> str | None:
-    value = text.strip()
-    if not value:
-        return None
-    if "://" not in value:
-        # The reference's .env uses a bare host:port.
-        value = "redis://" + value
-    parsed = urlparse(value)
-    if parsed.scheme in CLUSTER_SCHEMES:
-        from runtime.server.cluster import cluster_nodes
+    from runtime.server.urls import check
 
-        cluster_nodes(value)
-        return value
-    if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(
-            f"unsupported scheme {parsed.scheme!r} "
-            "(use redis://, rediss://, unix:// or redis+cluster://)"
-        )
-    if parsed.scheme == "unix":
-        if not parsed.path:
-            raise ValueError("a unix:// URL needs a socket path")
-    else:
-        if not parsed.hostname:
-            raise ValueError("the URL has no host")
-        try:
-            parsed.port  # noqa: B018 - raises on an out-of-range port
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
+    return check(text)
+
+
+def _optional_duration(text: str) -> float | None:
+    if not text.strip():
+        return None
+    value = parse_duration(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
     return value
+
+
+def _secret(text: str) -> str | None:
+    return text or None
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
@@ -132,7 +118,52 @@ class Settings:
     """wasmq's configuration. Durations are seconds, sizes are bytes."""
 
     redis_url: str | None = _setting(
-        "REDIS_URL", None, _redis_url, "Redis URL; unset starts the embedded Valkey server"
+        "REDIS_URL",
+        None,
+        _redis_url,
+        "Redis URL (redis://, rediss://, unix://, redis+sentinel://, redis+cluster://); unset"
+        " starts the embedded Valkey server",
+    )
+    connect_timeout: float | None = _setting(
+        "WASMQ_CONNECT_TIMEOUT",
+        None,
+        _optional_duration,
+        "How long a command retries its first connection to REDIS_URL (unset: 30s for"
+        " worker, scheduler, reaper and dashboard, 5s for the rest; 0 fails at once)",
+    )
+    redis_tls_ca: Path | None = _setting(
+        "WASMQ_REDIS_TLS_CA", None, _path, "CA bundle (PEM) that verifies a rediss:// server"
+    )
+    redis_tls_cert: Path | None = _setting(
+        "WASMQ_REDIS_TLS_CERT", None, _path, "Client certificate (PEM) for mutual TLS"
+    )
+    redis_tls_key: Path | None = _setting(
+        "WASMQ_REDIS_TLS_KEY", None, _path, "Private key (PEM) of WASMQ_REDIS_TLS_CERT"
+    )
+    redis_tls_verify: str = _setting(
+        "WASMQ_REDIS_TLS_VERIFY",
+        "required",
+        _choice(TLS_VERIFY),
+        "required (check the server's certificate and name) or none (encrypt only)",
+    )
+    sentinel_password: str | None = _setting(
+        "WASMQ_SENTINEL_PASSWORD",
+        None,
+        _secret,
+        "Password of the sentinels themselves (the master's goes in REDIS_URL)",
+    )
+    replica_acks: int = _setting(
+        "WASMQ_REPLICA_ACKS",
+        0,
+        _positive_int,
+        "Replicas each enqueue must reach (WAIT; else an error) and acks wait for (else a"
+        " warning); 0: no waiting",
+    )
+    replica_timeout: float = _setting(
+        "WASMQ_REPLICA_TIMEOUT",
+        1.0,
+        parse_duration,
+        "How long an enqueue or ack waits for WASMQ_REPLICA_ACKS replicas",
     )
     log_level: str = _setting("TASK_QUEUE_LOG_LEVEL", "info", _choice(LOG_LEVELS), "Log level")
     log_format: str = _setting(
@@ -306,6 +337,13 @@ class Settings:
     claim_batch: int = _setting(
         "WASMQ_CLAIM_BATCH", 32, _positive_int, "Most tasks a worker process claims at once"
     )
+    reference_compat: bool = _setting(
+        "WASMQ_REFERENCE_COMPAT",
+        False,
+        parse_bool,
+        "Write records the reference Go workers read: their four stages, attempts counting "
+        "failures, no expiry on task records, six-field cron",
+    )
     otel: str = _setting(
         "WASMQ_OTEL",
         "off",
@@ -395,6 +433,34 @@ class Settings:
             raise SettingsError("invalid WASMQ_TASK_TIMEOUT: must be greater than zero")
         if self.result_ttl <= 0:
             raise SettingsError("invalid WASMQ_RESULT_TTL: must be greater than zero")
+        if self.replica_timeout <= 0:
+            raise SettingsError("invalid WASMQ_REPLICA_TIMEOUT: must be greater than zero")
+        if self.redis_tls_key is not None and self.redis_tls_cert is None:
+            raise SettingsError(
+                "WASMQ_REDIS_TLS_KEY is set without WASMQ_REDIS_TLS_CERT: set both for mutual TLS"
+            )
+        tls = [
+            name
+            for name, value in (
+                ("WASMQ_REDIS_TLS_CA", self.redis_tls_ca),
+                ("WASMQ_REDIS_TLS_CERT", self.redis_tls_cert),
+                ("WASMQ_REDIS_TLS_KEY", self.redis_tls_key),
+            )
+            if value is not None
+        ]
+        if tls and not (self.redis_url or "").lower().startswith("rediss"):
+            raise SettingsError(
+                f"{tls[0]} is set but REDIS_URL is not a TLS URL: use rediss:// "
+                "(or rediss+sentinel://, rediss+cluster://), or unset it"
+            )
+        from runtime.server.urls import is_cluster
+
+        if self.replica_acks and is_cluster(self.redis_url or ""):
+            # WAIT counts the writes of its own connection, and the cluster client picks
+            # a connection per slot: the WAIT would not follow the write it should.
+            raise SettingsError(
+                "WASMQ_REPLICA_ACKS is not available with redis+cluster://: unset it"
+            )
 
     def retention(self, queue: str, asked: float | None = None) -> float:
         """Seconds the result and record of a task of ``queue`` stay after it ends: the

@@ -87,9 +87,10 @@ def settings(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Setti
 
 
 @pytest.fixture
-def cli(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Any:
-    """``cli("enqueue", ...)`` runs the CLI against the private server."""
-    env = cli_env(redis_url, tmp_path)
+def cli(redis_url: str, redis_client: redis.Redis, tmp_path: Path, toolchain_cache: Path) -> Any:
+    """``cli("enqueue", ...)`` runs the CLI against the private server, its compiles on
+    the session's toolchain caches."""
+    env = cli_env(redis_url, tmp_path, WASMQ_TOOLCHAIN_CACHE=str(toolchain_cache))
 
     def run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         kwargs.setdefault("cwd", tmp_path)

@@ -4,6 +4,9 @@ The clone is the repository's files as they are in the working tree (uncommitted
 count), committed to a new git repository; ``make demo`` there builds its own venv from
 requirements/dev.lock, so this needs the package index, as CI has. Only the toolchains'
 build caches are shared with the rest of the suite, so Go and Zig do not start cold.
+
+It is also the suite's run of the demo on a server that was not running: the demo starts
+it, shows every task's result and logs, and stops it again; the tasks outlive it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.demo import NEXT_COMMANDS
+from runtime.demo import DEMO_QUEUE, NEXT_COMMANDS
 from runtime.server import embedded
+from tests.support.demo_output import WORKER_STOPPED, assert_demo_printed
 
 pytestmark = [pytest.mark.slow, pytest.mark.processes, pytest.mark.toolchain]
 
@@ -29,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MACHINE_PIP_WARNING = re.compile(r"^WARNING: Location '[^']*' is ignored: ")
 #: The demo's lines that can open its output, after make's and the install's.
 DEMO_OPENING = re.compile(r"^(embedded server started in |using the embedded server |registering )")
-SHOWN = re.compile(r"^(?:immediate|scheduled|cron run \d+): \S+ \((\S+)\)$")
 HINT = "wasmq is installed in .venv/bin: run 'source .venv/bin/activate' (or 'make shell'), then:"
 
 
@@ -98,11 +101,13 @@ def test_make_demo_in_a_fresh_clone(tmp_path: Path, toolchain_cache: Path) -> No
         screen[0] == "setting up .venv from requirements/dev.lock (first run only: about a minute)"
     )
 
+    assert lines[len(screen)] == "embedded server started in .wasmq/ (the demo stops it at the end)"
+    steps = assert_demo_printed(lines)
     width = max(len(command) for command, _ in NEXT_COMMANDS)
     hint = [HINT, *(f"  {command:<{width}}  # {what}" for command, what in NEXT_COMMANDS)]
     assert lines[-len(hint) :] == hint
-    assert lines.index("embedded server stopped") < len(lines) - len(hint)
-    # The demo started the project's server, so it stopped it.
+    # The demo started the project's server, so it stopped it, after its worker.
+    assert lines[-len(hint) - 3 : -len(hint)] == [WORKER_STOPPED, "embedded server stopped", ""]
     assert not embedded.status(clone / ".wasmq").running
 
     try:
@@ -116,12 +121,13 @@ def test_make_demo_in_a_fresh_clone(tmp_path: Path, toolchain_cache: Path) -> No
             timeout=60,
         )
         assert listed.returncode == 0, listed.stderr
-        shown = [m.group(1) for m in map(SHOWN.match, lines) if m]
-        assert len(shown) == 5
-        stages = {task["id"]: task["stage"] for task in tasks_of(json.loads(listed.stdout))}
-        assert {task_id: stages.get(task_id) for task_id in shown} == dict.fromkeys(
-            shown, "completed"
-        )
+        # The server's data outlives it: the next command starts it again and finds them.
+        found = {task["id"]: task for task in tasks_of(json.loads(listed.stdout))}
+        for task_id in (step.task_id for step in steps):
+            task = found.get(task_id)
+            assert task, f"{task_id} is not listed"
+            assert (task["stage"], task["queue"]) == ("completed", DEMO_QUEUE), task
+            assert task["worker"], task
     finally:
         embedded.stop(clone / ".wasmq")
 

@@ -49,7 +49,7 @@ def cli_blocks() -> list[str]:
 
 @pytest.fixture(scope="module")
 def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One module dir (and toolchain build cache) for every README example."""
+    """One module dir for every README example."""
     return tmp_path_factory.mktemp("readme-modules")
 
 
@@ -121,9 +121,14 @@ def test_shell_blocks_are_cli_commands_or_illustrative() -> None:
 @pytest.mark.processes
 @pytest.mark.slow
 def test_shell_blocks_run(
-    redis_url: str, redis_client: object, workdir: Path, module_dir: Path
+    redis_url: str, redis_client: object, workdir: Path, module_dir: Path, toolchain_cache: Path
 ) -> None:
-    env = cli_env(redis_url, workdir, WASMQ_MODULE_DIR=str(module_dir))
+    env = cli_env(
+        redis_url,
+        workdir,
+        WASMQ_MODULE_DIR=str(module_dir),
+        WASMQ_TOOLCHAIN_CACHE=str(toolchain_cache),
+    )
     outputs: dict[str, str] = {}
     for body in cli_blocks():
         for line in command_lines(body):

@@ -9,11 +9,13 @@ import os
 import platform
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from compiler.base import probe
 from compiler.isolation import Sandbox
+from tests.support.cli import cli_env, run_cli
 from tests.support.paths import ROOT
 from tests.support.tiers import UnmarkedSpawn
 
@@ -55,6 +57,12 @@ def test_an_unmarked_test_cannot_signal_a_process_but_may_probe_one() -> None:
     os.kill(os.getpid(), 0)
     with pytest.raises(UnmarkedSpawn, match=r"os\.kill but is not marked processes"):
         os.kill(NO_PROCESS, signal.SIGTERM)
+
+
+def test_an_unmarked_test_cannot_run_the_cli(tmp_path: Path) -> None:
+    # Forked by the shared launcher, the command is still this test's process.
+    with pytest.raises(UnmarkedSpawn, match=r"os\.fork but is not marked processes"):
+        run_cli("--version", env=cli_env(None, tmp_path))
 
 
 def test_the_standard_librarys_host_lookups_need_no_marker() -> None:

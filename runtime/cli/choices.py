@@ -79,6 +79,7 @@ def _completion_redis(ctx: typer.Context) -> redis.Redis | None:
     """A client for the server the command line names, or ``None``: the embedded server
     is used only when it already runs (completing must not start it)."""
     from runtime.server import embedded
+    from runtime.server.connection import client_for
     from runtime.settings import Settings
 
     root = ctx.find_root()
@@ -91,8 +92,9 @@ def _completion_redis(ctx: typer.Context) -> redis.Redis | None:
         if not paths.socket.exists():
             return None
         url = paths.url
-    return redis.Redis.from_url(
+    return client_for(
         url,
+        settings,
         socket_timeout=COMPLETION_TIMEOUT,
         socket_connect_timeout=COMPLETION_TIMEOUT,
         retry_on_timeout=False,

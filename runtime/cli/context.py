@@ -9,12 +9,19 @@ import redis
 import typer
 
 from runtime import logging_config
-from runtime.server.connection import connect
+from runtime.server.connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    SERVICE_CONNECT_TIMEOUT,
+    connect,
+)
 from runtime.settings import Settings
 
 #: Commands that run until stopped: they log at info by default. Every other command is
 #: one-shot and logs warnings and errors only, unless ``-v`` asks for more.
 LONG_RUNNING = frozenset({"worker", "scheduler", "reaper"})
+#: Commands that serve until stopped: they wait longer for Redis at start (a service may
+#: come up before its Redis), one-shot commands fail sooner.
+SERVICES = LONG_RUNNING | {"dashboard"}
 _VERBOSITY = ("warning", "info", "debug")
 
 
@@ -36,7 +43,10 @@ class AppState:
             merged = {**self.overrides, **{k: v for k, v in more.items() if v is not None}}
             # The command's level is a default: an explicit --log-level, environment or
             # .env wins. It travels in the settings, so a worker pool's processes log at it.
-            self._settings = Settings.load(merged, defaults={"log_level": self._log_level()})
+            self._settings = Settings.load(
+                merged,
+                defaults={"log_level": self._log_level(), "connect_timeout": self._patience()},
+            )
             logging_config.configure(self._settings.log_level, self._settings.log_format)
         return self._settings
 
@@ -46,6 +56,12 @@ class AppState:
         if self.command in LONG_RUNNING and wanted == "warning":
             return "info"
         return wanted
+
+    def _patience(self) -> float:
+        """Default retry budget of the first connection (``WASMQ_CONNECT_TIMEOUT``)."""
+        if self.command in SERVICES:
+            return SERVICE_CONNECT_TIMEOUT
+        return DEFAULT_CONNECT_TIMEOUT
 
     def redis(self) -> redis.Redis:
         if self._redis is None:

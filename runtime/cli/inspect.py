@@ -137,6 +137,8 @@ def status_rows(st: TaskStatus) -> list[tuple[str, str]]:
     ]
     if st.extra.get("priority"):
         rows.append(("priority", st.extra["priority"]))
+    if st.extra.get("earlier_error"):
+        rows.append(("earlier error", st.extra["earlier_error"]))
     if st.scheduled_ms:
         rows.append(("scheduled", _time(st.scheduled_ms)))
     if st.cron_expr:

@@ -61,14 +61,16 @@ def rm_cmd(ctx: typer.Context, entry: str = ENTRY) -> None:
 @cron_app.command("pause")
 def pause_cmd(ctx: typer.Context, entry: str = ENTRY) -> None:
     """Stop an entry from firing until it is resumed."""
-    changed = cron_entries.pause(state(ctx).redis(), entry)
+    app = state(ctx)
+    changed = cron_entries.pause(app.redis(), entry, compat=app.settings().reference_compat)
     typer.echo(f"paused {entry}" if changed else f"{entry} was already paused")
 
 
 @cron_app.command("resume")
 def resume_cmd(ctx: typer.Context, entry: str = ENTRY) -> None:
     """Resume a paused entry at its next tick (missed ticks are not run)."""
-    nxt = cron_entries.resume(state(ctx).redis(), entry)
+    app = state(ctx)
+    nxt = cron_entries.resume(app.redis(), entry, compat=app.settings().reference_compat)
     if nxt is None:
         typer.echo(f"{entry} was not paused")
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,16 +20,21 @@ import redis
 from redis.exceptions import NoScriptError
 
 from runtime.clock import now_ms
-from runtime.errors import InvalidTask, TaskNotFound, UnknownTask
+from runtime.errors import InvalidTask, NotReplicated, TaskNotFound, UnknownTask
 from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Call, Scripts
 from runtime.queue.slots import Mirrors
-from runtime.queue.task import ErrorKind, Kind, Stage, Task, format_time
+from runtime.queue.task import COARSE_STAGE, ErrorKind, Kind, Stage, Task, format_time
 from runtime.settings import Settings
 
 log = get_logger("broker")
 
+#: What a write waited on by ``WASMQ_REPLICA_ACKS`` is (see ``Broker._run``).
+ENQUEUED = "enqueue"
+ACKED = "ack"
+#: Seconds acks go without WAIT after one that fewer replicas confirmed than asked.
+ACK_WAIT_PAUSE = 10.0
 #: Largest number of expired leases one reaper call recovers (the rest wait a round).
 REAP_BATCH = 500
 #: Enqueue calls sent per pipeline by ``enqueue_many``.
@@ -118,8 +124,10 @@ class Broker:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.redis = client
         self.settings = settings
-        self.scripts = Scripts(client)
+        self.scripts = Scripts(client, compat=settings.reference_compat)
         self.mirrors = Mirrors(client)
+        #: Acks skip WAIT until then (``time.monotonic``), after replicas fell short.
+        self._acks_unwaited_until = 0.0
 
     # -- producing ---------------------------------------------------------------------
 
@@ -132,8 +140,8 @@ class Broker:
         """
         _, call, plain = self._enqueue_call(task)
         self.mirrors.ensure(task.queue)
-        replies = self._run([call], plain)
-        (reply,) = self.registered_again([task.queue], [call], replies, plain)
+        replies = self._run([call], plain, replicated=ENQUEUED)
+        (reply,) = self.registered_again([task.queue], [call], replies, plain, ENQUEUED)
         return self._enqueued(task, reply)
 
     def enqueue_many(self, tasks: Sequence[Task]) -> list[tuple[Task, bool]]:
@@ -151,10 +159,10 @@ class Broker:
             chunk = prepared[start : start + ENQUEUE_CHUNK]
             plain = [command for _, _, commands in chunk for command in commands]
             calls = [call for _, call, _ in chunk]
-            replies = self._run(calls, plain)
+            replies = self._run(calls, plain, replicated=ENQUEUED)
             if keys.tagged():
                 queues = [task.queue for task in tasks[start : start + ENQUEUE_CHUNK]]
-                replies = self.registered_again(queues, calls, replies)
+                replies = self.registered_again(queues, calls, replies, (), ENQUEUED)
             for task, reply in zip(tasks[start : start + ENQUEUE_CHUNK], replies, strict=False):
                 out.append(self._enqueued(task, reply))
         return out
@@ -165,11 +173,13 @@ class Broker:
         calls: Sequence[Call],
         replies: list[Any],
         plain: Sequence[Plain] = (),
+        replicated: str = "",
     ) -> list[Any]:
         """Tagged layout (Redis Cluster): the calls a script refused as "not registered"
         (a reply starting -1) run once more after their queue's registry mirror is copied
         again, since the copy may predate the registration (``queues[i]`` is the queue of
-        ``calls[i]``). The refused calls wrote nothing, so running them again is safe."""
+        ``calls[i]``). The refused calls wrote nothing, so running them again is safe.
+        ``replicated``: as :meth:`_run`."""
         if not keys.tagged():
             return replies
         missed = [i for i, reply in enumerate(replies) if int(reply[0]) == -1]
@@ -177,7 +187,7 @@ class Broker:
             return replies
         for queue in {queues[i] for i in missed}:
             self.mirrors.ensure(queue, force=True)
-        again = self._run([calls[i] for i in missed], plain)
+        again = self._run([calls[i] for i in missed], plain, replicated)
         for i, reply in zip(missed, again, strict=True):
             replies[i] = reply
         return replies
@@ -203,13 +213,17 @@ class Broker:
             if when is None:
                 raise InvalidTask(f"task {task.id} is scheduled but has no due time")
             due = when
+        if self.settings.reference_compat:
+            task.cron_expr = seconds_first(task.cron_expr)
         fields = task.to_hash()
         payload = fields.pop("payload")
-        # The script records the registered digest and version itself, and fields left
-        # empty cost every task memory and the server time to store them.
-        for name in ("digest", "task_version", "scheduled_at", "cron_expr", "next_run_at"):
-            if name in ("digest", "task_version") or not fields.get(name):
-                fields.pop(name, None)
+        # The script records the registered digest and version itself. Unset times stay
+        # (as Go's zero time: the reference refuses a record without them).
+        fields.pop("digest", None)
+        fields.pop("task_version", None)
+        if self.settings.reference_compat and task.stage in COARSE_STAGE:
+            fields["task_stage"] = COARSE_STAGE[task.stage]
+            fields["wasmq_stage"] = task.stage
         if fields.get("limits") == "{}":
             del fields["limits"]
         plain: list[Plain] = []
@@ -307,6 +321,9 @@ class Broker:
             task.queue = queue
             task.worker = worker_id
             task.started_ms = now
+            if self.settings.reference_compat:
+                # The record counts failed attempts; this one is the next.
+                task.attempts += 1
             if task.extra.pop("payload_ref", None) is not None:
                 task.payload_apart = True
                 if payload is None:
@@ -382,12 +399,13 @@ class Broker:
                 now=now,
                 now_text=now_text,
                 finished_max=s.finished_max,
-                completed_max=s.completed_max,
+                # The reference keeps its records: compat mode deletes none.
+                completed_max=0 if s.reference_compat else s.completed_max,
                 tasks=acked[part],
             )
             for part in parts
         ]
-        replies = self._run(calls, plain)
+        replies = self._run(calls, plain, replicated=ACKED)
         return [_text(replies[i]) if pos < 0 else _text(replies[i][pos]) for i, pos in slots]
 
     def nack(self, report: Report) -> str:
@@ -473,19 +491,29 @@ class Broker:
 
     # -- recovery and administration -----------------------------------------------------
 
-    def reap(self, now: int | None = None, limit: int = REAP_BATCH) -> list[tuple[str, str]]:
-        """Recover expired leases; ``[(id, action)]`` with action requeued, failed or
-        dropped. Safe to run in any number of processes at once."""
+    def reap(
+        self,
+        now: int | None = None,
+        limit: int = REAP_BATCH,
+        skip: int = 0,
+        queue: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """Recover expired leases; ``[(id, action)]`` with action requeued, failed,
+        dropped or foreign (a reference worker's lease, left alone). ``skip`` passes over
+        that many expired leases first (the foreign ones an earlier call found). In the
+        tagged layout each queue has its own leases: ``queue`` reaps that one's, None
+        every queue's (``limit`` and ``skip`` then per queue). Safe to run in any number
+        of processes at once."""
         now = now_ms() if now is None else now
         text = format_time(now)
-        if keys.tagged():
+        if keys.tagged() and queue is None:
             # Each queue has its own lease set in the tagged layout.
             calls = [
-                scripts.reap(now=now, now_text=text, limit=limit, queue=queue)
-                for queue in self.queues()
+                scripts.reap(now=now, now_text=text, limit=limit, skip=skip, queue=name)
+                for name in self.queues()
             ]
         else:
-            calls = [scripts.reap(now=now, now_text=text, limit=limit)]
+            calls = [scripts.reap(now=now, now_text=text, limit=limit, skip=skip, queue=queue)]
         items = [_text(x) for reply in self._run(calls) for x in reply]
         return list(zip(items[::2], items[1::2], strict=False))
 
@@ -572,13 +600,20 @@ class Broker:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _run(self, calls: Sequence[Call], plain: Sequence[Plain] = ()) -> list[Any]:
+    def _run(
+        self, calls: Sequence[Call], plain: Sequence[Plain] = (), replicated: str = ""
+    ) -> list[Any]:
         """Run script calls in one round trip (EVALSHA; scripts are loaded on a miss, for
         instance after a server restart, and only the calls that missed are re-sent).
 
         ``plain`` commands go first, and then everything runs in one MULTI, so a reader
         never sees a script's change without the bytes written beside it. Replies are
-        the scripts' only."""
+        the scripts' only. ``replicated`` names a write that must reach
+        ``WASMQ_REPLICA_ACKS`` replicas (:data:`ENQUEUED` or :data:`ACKED`)."""
+        if replicated and self.settings.replica_acks and self._waits(replicated):
+            waited, confirmed = self._run_and_wait(calls, plain)
+            self._replicated(replicated, confirmed, len(calls))
+            return waited
         if len(calls) == 1 and not plain:
             return [self.scripts.run(calls[0])]
         pipe = self.redis.pipeline(transaction=bool(plain))
@@ -597,6 +632,80 @@ class Broker:
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+    def _run_and_wait(self, calls: Sequence[Call], plain: Sequence[Plain]) -> tuple[list[Any], int]:
+        """:meth:`_run`, then WAIT on the same connection (WAIT counts the replicas that
+        have this connection's writes, so it cannot be sent apart); ``(replies, number of
+        replicas that confirmed)``. The MULTI is spelled out so WAIT can follow its EXEC
+        in the one pipeline."""
+        s = self.settings
+        pipe = self.redis.pipeline(transaction=False)
+        if plain:
+            pipe.execute_command("MULTI")
+        for command in plain:
+            pipe.execute_command(*command)
+        for call in calls:
+            script = self.scripts.loaded(call.script)
+            pipe.execute_command("EVALSHA", script.sha, len(call.keys), *call.keys, *call.args)
+        if plain:
+            pipe.execute_command("EXEC")
+        pipe.execute_command("WAIT", s.replica_acks, max(int(s.replica_timeout * 1000), 1))
+        out: list[Any] = pipe.execute(raise_on_error=False)
+        confirmed = out[-1]
+        replies = out[-2] if plain else out[:-1]
+        if isinstance(replies, Exception):
+            raise replies
+        # EXEC answers for the plain commands too; only the scripts' replies are wanted.
+        replies = list(replies)[len(plain) :]
+        missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missed:
+            for i in missed:
+                script = self.scripts.loaded(calls[i].script)
+                self.redis.script_load(script.script)
+            again, confirmed_again = self._run_and_wait([calls[i] for i in missed], ())
+            for i, reply in zip(missed, again, strict=True):
+                replies[i] = reply
+            if not isinstance(confirmed, Exception):
+                confirmed = min(int(confirmed), confirmed_again)
+        for reply in (*replies, confirmed):
+            if isinstance(reply, Exception):
+                raise reply
+        return replies, int(confirmed)
+
+    def _waits(self, what: str) -> bool:
+        """Whether this write waits for replicas: enqueues always; acks not while paused
+        after a shortfall, since a worker would otherwise spend the whole WAIT timeout on
+        every ack for as long as the replicas are gone."""
+        return what == ENQUEUED or time.monotonic() >= self._acks_unwaited_until
+
+    def _replicated(self, what: str, confirmed: int, count: int) -> None:
+        """Refuse an enqueue, and warn of an ack, that fewer replicas confirmed than asked."""
+        s = self.settings
+        if confirmed >= s.replica_acks:
+            return
+        if what == ENQUEUED:
+            raise NotReplicated(
+                f"Redis took the enqueue, but {confirmed} of WASMQ_REPLICA_ACKS="
+                f"{s.replica_acks} replicas confirmed it within {s.replica_timeout:g}s: "
+                "the task may not be durable; check the replicas, then enqueue again with "
+                "the same task id (that is safe)"
+            )
+        self._acks_unwaited_until = time.monotonic() + ACK_WAIT_PAUSE
+        log.warning(
+            "acks reached fewer replicas than WASMQ_REPLICA_ACKS; a failover now may run "
+            "these tasks again (acks stop waiting for replicas for a while)",
+            confirmed=confirmed,
+            wanted=s.replica_acks,
+            calls=count,
+            pause=ACK_WAIT_PAUSE,
+        )
+
+
+def seconds_first(expr: str) -> str:
+    """A five-field cron expression as the reference's parser (robfig/cron with seconds)
+    reads it: ``0 <expr>``; anything else as it is."""
+    fields = expr.split()
+    return "0 " + " ".join(fields) if len(fields) == 5 else expr
 
 
 def check_priority(priority: str) -> str:

@@ -29,7 +29,7 @@ import redis
 
 from runtime.errors import InvalidTask
 from runtime.queue import keys
-from runtime.queue.task import Stage, Task
+from runtime.queue.task import Stage, Task, stage_of
 from runtime.settings import Settings
 
 #: Index entries read per round trip while a page is filled.
@@ -38,7 +38,7 @@ CHUNK = 200
 #: answer.
 BROWSE_SCAN = 5_000
 #: Fields a stage or queue filter compares, read before any whole record.
-_FILTER_FIELDS = ("queue", "task_stage")
+_FILTER_FIELDS = ("queue", "task_stage", "wasmq_stage")
 
 
 @dataclass
@@ -152,12 +152,15 @@ def _take(
         for task_id in ids:
             pipe.hmget(keys.task(task_id), _FILTER_FIELDS)
         wanted = []
-        for task_id, (queue_raw, stage_raw) in zip(ids, pipe.execute(), strict=True):
+        for task_id, (queue_raw, stage_raw, fine_raw) in zip(ids, pipe.execute(), strict=True):
             if queue_raw is None and stage_raw is None:
                 continue  # the record is gone
             if queue is not None and _text(queue_raw, keys.DEFAULT_QUEUE) != queue:
                 continue
-            if stage is not None and _text(stage_raw, Stage.PENDING) != stage:
+            if (
+                stage is not None
+                and stage_of(_text(stage_raw, Stage.PENDING), _text(fine_raw, "")) != stage
+            ):
                 continue
             wanted.append(task_id)
     else:

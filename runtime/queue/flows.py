@@ -30,7 +30,7 @@ from typing import Any
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskNotFound, UnknownTask
 from runtime.queue import keys, scripts
-from runtime.queue.broker import Broker, close_task_names
+from runtime.queue.broker import ENQUEUED, Broker, close_task_names
 from runtime.queue.names import check_task_id
 from runtime.queue.slots import tagged_id
 from runtime.queue.task import Kind, Stage, Task, format_time
@@ -202,7 +202,8 @@ class Flows:
             callback_json=callback_json,
             queue=queue,
         )
-        (reply,) = self.broker.registered_again([queue], [call], self.broker._run([call]))
+        replies = self.broker._run([call], replicated=ENQUEUED)
+        (reply,) = self.broker.registered_again([queue], [call], replies, (), ENQUEUED)
         code = int(reply[0])
         if code == -1:
             name = _text(reply[1])

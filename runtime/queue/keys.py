@@ -124,9 +124,10 @@ LOG_STREAM_PREFIX = "task_log_stream:"
 #: Pub/sub channel announcing that a task reached a terminal stage.
 DONE_CHANNEL_PREFIX = "task_done:"
 
-#: Sorted set of ids due later (one-off, retry backoff, cron entries), score = due ms.
+#: Sorted set of ids due later (one-off, retry backoff, cron entries), score = due time
+#: in Unix seconds with a ms fraction, as the reference scores it (``task.ms_to_score``).
 SCHEDULED = "task_set:scheduled"
-#: Sorted set of claimed ids, score = lease deadline ms.
+#: Sorted set of claimed ids, score = lease deadline in Unix seconds (as SCHEDULED).
 TIMEOUT = "task_set:timeout"
 #: Hash of cron entry id -> last run id (the overlap policy reads it).
 CRON_LAST_RUN = "wasmq:cron:last_run"

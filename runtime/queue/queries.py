@@ -31,6 +31,7 @@ from runtime.queue.task import (
     Stage,
     Task,
     parse_time,
+    stage_of,
 )
 from runtime.queue.throttles import LimitUsage, usage
 from runtime.settings import Settings
@@ -108,7 +109,10 @@ class TaskStatus:
         return out
 
     @classmethod
-    def from_task(cls, task: Task) -> TaskStatus:
+    def from_task(cls, task: Task, compat: bool = False) -> TaskStatus:
+        """``compat``: the record counts failed attempts (``WASMQ_REFERENCE_COMPAT``); the
+        status counts runs in either mode, so a running or completed task's own run is
+        added."""
         extra = dict(task.extra)
         if task.priority != keys.DEFAULT_PRIORITY:
             extra["priority"] = task.priority
@@ -124,8 +128,15 @@ class TaskStatus:
             duration = float(duration_text) if duration_text else None
         except ValueError:
             duration = None
-        outcome = OutcomeKind.OK if task.stage == Stage.COMPLETED else task.error_kind
+        completed = task.stage == Stage.COMPLETED
+        outcome = OutcomeKind.OK if completed else task.error_kind
         retryable_text = extra.pop("retryable", "")
+        error, error_kind = task.error, task.error_kind
+        if completed and error:
+            # A reference worker's ack leaves an earlier attempt's error behind: it is
+            # not how the task ended.
+            extra["earlier_error"] = error
+            error, error_kind = "", ""
         progress_text = extra.pop("progress", "")
         try:
             progress = float(progress_text) if progress_text else None
@@ -138,10 +149,10 @@ class TaskStatus:
             stage=task.stage,
             queue=task.queue,
             kind=Kind(task.kind).name.lower(),
-            attempts=task.attempts,
+            attempts=task.attempts + (1 if compat and task.stage in _RAN else 0),
             max_retries=task.max_retries,
             outcome=outcome,
-            error=task.error,
+            error=error,
             worker=task.worker,
             digest=task.digest,
             version=task.version,
@@ -156,7 +167,7 @@ class TaskStatus:
             log_bytes=number("log_bytes"),
             log_dropped=number("log_dropped"),
             log_file=extra.pop("log_file", ""),
-            retryable=None if not task.error_kind else retryable_text == "1",
+            retryable=None if not error_kind else retryable_text == "1",
             progress=progress,
             progress_message=progress_message,
             progress_ms=number("progress_ms") or None,
@@ -185,6 +196,9 @@ _OPTIONAL_TEXT = (
     "log_file",
     "progress_message",
 )
+
+# Stages whose current or last run a failure count leaves out.
+_RAN = frozenset({Stage.IN_PROGRESS, Stage.COMPLETED})
 
 # Hash fields that are internal bookkeeping or shown elsewhere.
 _HIDDEN_EXTRA = frozenset({"paused", "attempt_id", "lease"})
@@ -268,7 +282,7 @@ _STAGE_HOMES: dict[str, frozenset[str]] = {
 }
 _EVERYWHERE = frozenset({*keys.STAGES, "scheduled"})
 #: Fields a filter needs: read first, so that non-matching records are never read whole.
-_FILTER_FIELDS = ["queue", "task_stage", "task_name"]
+_FILTER_FIELDS = ["queue", "task_stage", "task_name", "wasmq_stage"]
 
 
 class _Source(NamedTuple):
@@ -293,7 +307,7 @@ class Queries:
             raise TaskNotFound(task_id)
         task = Task.from_hash(raw)
         task.id = task.id or task_id
-        return TaskStatus.from_task(task)
+        return TaskStatus.from_task(task, self.settings.reference_compat)
 
     def watch(
         self, task_id: str, interval: float = 0.25, timeout: float | None = None
@@ -488,14 +502,14 @@ class Queries:
     # -- helpers ------------------------------------------------------------------
 
     def _stage(self, task_id: str) -> str:
-        raw = self.redis.hget(keys.task(task_id), "task_stage")
+        raw, fine = self.redis.hmget(keys.task(task_id), ["task_stage", "wasmq_stage"])
         if raw is None:
             if not self.redis.exists(keys.task(task_id)):
                 if self.flow_member_to_come(task_id):
                     return "waiting"
                 raise TaskNotFound(task_id)
             return Stage.PENDING
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
+        return stage_of(_text(raw, ""), _text(fine, ""))
 
     def flow_member_to_come(self, task_id: str) -> bool:
         """Whether ``task_id`` is a member of a running flow that has not been created yet
@@ -575,13 +589,17 @@ class Queries:
         for task_id in ids:
             pipe.hmget(keys.task(task_id), _FILTER_FIELDS)
         out = []
-        for task_id, (queue_raw, stage_raw, name_raw) in zip(ids, pipe.execute(), strict=True):
+        replies = pipe.execute()
+        for task_id, (queue_raw, stage_raw, name_raw, fine_raw) in zip(ids, replies, strict=True):
             if name_raw is None:
                 continue  # expired record still listed (or one _load would refuse)
             # Missing fields take the defaults Task.from_hash gives them.
             if (
                 (queue is None or _text(queue_raw, keys.DEFAULT_QUEUE) == queue)
-                and (stage is None or _text(stage_raw, Stage.PENDING) == stage)
+                and (
+                    stage is None
+                    or stage_of(_text(stage_raw, Stage.PENDING), _text(fine_raw, "")) == stage
+                )
                 and (task is None or name_raw.decode("utf-8", "replace") == task)
             ):
                 out.append(task_id)
@@ -600,7 +618,7 @@ class Queries:
             except InvalidTask:
                 continue
             parsed.id = parsed.id or task_id
-            out.append(TaskStatus.from_task(parsed))
+            out.append(TaskStatus.from_task(parsed, self.settings.reference_compat))
         return out
 
     def _scheduled_split(self, sample: int) -> tuple[int, dict[str, dict[str, int]], int]:
@@ -618,11 +636,13 @@ class Queries:
             ids += got or []
         pipe = self.redis.pipeline(transaction=False)
         for task_id in ids:
-            pipe.hmget(keys.task(task_id.decode()), ["queue", "task_stage", "task_kind"])
+            pipe.hmget(
+                keys.task(task_id.decode()), ["queue", "task_stage", "task_kind", "wasmq_stage"]
+            )
         counts: dict[str, dict[str, int]] = {}
-        for queue_raw, stage_raw, kind_raw in pipe.execute() if ids else []:
+        for queue_raw, stage_raw, kind_raw, fine_raw in pipe.execute() if ids else []:
             queue = _text(queue_raw, keys.DEFAULT_QUEUE)
-            retrying = _text(stage_raw, "") == Stage.RETRYING
+            retrying = stage_of(_text(stage_raw, ""), _text(fine_raw, "")) == Stage.RETRYING
             stage: str = Stage.RETRYING if retrying else Stage.SCHEDULED
             if kind_raw == b"2":
                 stage = "cron"

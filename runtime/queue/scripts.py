@@ -7,6 +7,10 @@ prelude: the key constants of :mod:`runtime.queue.keys`, written as Lua by
 :func:`prelude`, and the shared helpers of ``lua/prelude.lua``, so key names are
 spelled in keys.py only. Scripts are invoked by EVALSHA of that combined text
 (redis-py loads it again after a server restart).
+
+The prelude also holds ``COMPAT``, whether the scripts write what the reference's Go
+workers read (``WASMQ_REFERENCE_COMPAT``): each mode is its own registered text, so a
+call carries no flag and both modes can share one server.
 """
 
 from __future__ import annotations
@@ -132,11 +136,11 @@ def _lua_constant(name: str, value: str | int, layout: str) -> str:
 
 
 @cache
-def prelude(layout: str = "reference") -> str:
-    """Lua source every script runs after: the key constants of ``layout``, then
-    ``lua/prelude.lua``."""
+def prelude(layout: str = "reference", compat: bool = False) -> str:
+    """Lua source every script runs after: the key constants of ``layout`` and the
+    ``COMPAT`` flag of reference compat mode, then ``lua/prelude.lua``."""
     tagged = layout == "tagged"
-    lines = [f"-- Generated from runtime/queue/keys.py by scripts.prelude({layout!r})."]
+    lines = [f"-- Generated from runtime/queue/keys.py by scripts.prelude({layout!r}, {compat})."]
     if tagged:
         lines.append("local SLOT = string.match(KEYS[1] or '', '{[^}]*}') or ''")
     lines += [
@@ -146,6 +150,7 @@ def prelude(layout: str = "reference") -> str:
     # queue_scoped() in lua/prelude.lua: a queue name inside these is a hash tag.
     lines.append(f"local TAG_OPEN = {_lua_value('{' if tagged else '')}")
     lines.append(f"local TAG_CLOSE = {_lua_value('}' if tagged else '')}")
+    lines.append(f"local COMPAT = {'true' if compat else 'false'}")
     parts = ", ".join(f"{part} = true" for part in keys.STAGES)
     lines.append(f"local QUEUE_PARTS = {{{parts}}}")
     levels = ", ".join(_lua_value(level) for level in keys.PRIORITIES)
@@ -164,10 +169,10 @@ def _names(lua: str) -> set[str]:
 
 
 @cache
-def _definitions(layout: str = "reference") -> tuple[tuple[str, str], ...]:
+def _definitions(layout: str = "reference", compat: bool = False) -> tuple[tuple[str, str], ...]:
     """The prelude cut at each top-level ``local``: (name defined, its text), in order."""
     chunks: list[tuple[str, str]] = []
-    for line in prelude(layout).splitlines(keepends=True):
+    for line in prelude(layout, compat).splitlines(keepends=True):
         if line.startswith("local "):
             words = line.split()
             name = words[2] if words[1] == "function" else words[1]
@@ -178,12 +183,14 @@ def _definitions(layout: str = "reference") -> tuple[tuple[str, str], ...]:
 
 
 @cache
-def text(script: Script, layout: str = "reference") -> str:
+def text(script: Script, layout: str = "reference", compat: bool = False) -> str:
     """What is registered for ``script``: the prelude definitions it uses (directly or
     through another definition), then the script itself. Lua runs a script's top level
-    on every call, so a helper it never calls would cost each call a closure."""
+    on every call, so a helper it never calls would cost each call a closure.
+    ``layout``: the key layout (:func:`keys.layout`); ``compat``: the text of reference
+    compat mode (see the module docstring). Cached per script, layout and mode."""
     body = source(script.value)
-    definitions = _definitions(layout)
+    definitions = _definitions(layout, compat)
     wanted = _names(body)
     used = [False] * len(definitions)
     # Definitions only use earlier ones, so one pass from the last backwards is closed.
@@ -206,16 +213,18 @@ class Call:
 
 
 class Scripts:
-    """Runs :class:`Call` objects; each script is registered once per client."""
+    """Runs :class:`Call` objects; each script is registered once per client.
+    ``compat`` runs the reference compat mode's texts (``settings.reference_compat``)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, compat: bool = False) -> None:
         self._client = client
+        self.compat = compat
         self._loaded: dict[Script, RedisScript] = {}
 
     def loaded(self, script: Script) -> RedisScript:
         registered = self._loaded.get(script)
         if registered is None:
-            registered = self._client.register_script(text(script, keys.layout()))
+            registered = self._client.register_script(text(script, keys.layout(), self.compat))
             self._loaded[script] = registered
         return registered
 
@@ -469,9 +478,10 @@ def release(*, queue: str, worker_id: str, now_text: str, ids: Sequence[str]) ->
 # -- recovery and administration -------------------------------------------------------
 
 
-def reap(*, now: int, now_text: str, limit: int, queue: str | None = None) -> Call:
-    """``reap.lua``: recover up to ``limit`` expired leases (of ``queue``, tagged)."""
-    return Call(Script.REAP, [keys.timeout(queue)], [now, now_text, limit])
+def reap(*, now: int, now_text: str, limit: int, skip: int = 0, queue: str | None = None) -> Call:
+    """``reap.lua``: recover up to ``limit`` expired leases (of ``queue``, tagged),
+    passing over ``skip`` first."""
+    return Call(Script.REAP, [keys.timeout(queue)], [now, now_text, limit, skip])
 
 
 def recover(

@@ -2,8 +2,14 @@
 
 A task is stored as the hash ``task_metadata:<id>``. The first fourteen fields are
 the reference layout, written the way its Go producer writes them (RFC3339 times, Go
-duration strings, decimal counters), so tasks from such producers parse here. The
-rest are wasmq's own and all optional on read.
+duration strings, decimal counters; an unset time is Go's zero time, never ""), so
+tasks from such producers parse here and wasmq's parse there. The rest are wasmq's
+own and all optional on read.
+
+Also here, so each rule lives in one place on the Python side (``lua/prelude.lua``
+holds the Lua one): the unit of the scores of ``task_set:scheduled`` and
+``task_set:timeout`` (:func:`ms_to_score`, :func:`score_to_ms`) and how a stage is read
+from ``task_stage`` and ``wasmq_stage`` (:func:`stage_of`).
 """
 
 from __future__ import annotations
@@ -109,6 +115,43 @@ class OutcomeKind(TextEnum):
 
 TERMINAL_STAGES = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.CANCELLED})
 
+#: The four stages the reference knows; reference compat mode writes the coarse one of
+#: each finer stage into ``task_stage`` and the finer one into ``wasmq_stage``.
+COARSE_STAGE: dict[str, str] = {
+    Stage.SCHEDULED: Stage.PENDING,
+    Stage.RETRYING: Stage.PENDING,
+    Stage.PAUSED: Stage.PENDING,
+    Stage.CANCELLED: Stage.FAILED,
+}
+
+#: Go's zero ``time.Time``: what the reference writes for an unset time, and parses.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+#: Scores of ``task_set:scheduled`` and ``task_set:timeout`` are Unix seconds, as the
+#: reference's; one of at least this (year 5138 in seconds) was written in ms by an
+#: older wasmq and is read as ms.
+LEGACY_MS_SCORE = 1e11
+
+
+def stage_of(task_stage: str, wasmq_stage: str | None) -> str:
+    """A record's stage: ``wasmq_stage`` only while it still agrees with ``task_stage``
+    (a reference worker that moved the task on wins)."""
+    if wasmq_stage and COARSE_STAGE.get(wasmq_stage) == task_stage:
+        return wasmq_stage
+    return task_stage
+
+
+def ms_to_score(ms: float) -> float:
+    """The score of the time ``ms`` in ``task_set:scheduled`` or ``task_set:timeout``."""
+    return round(ms / 1000, 3)
+
+
+def score_to_ms(score: float) -> int:
+    """The time (ms) a score of those sets stands for, in either unit."""
+    if score >= LEGACY_MS_SCORE:
+        return int(score)
+    return round(score * 1000)
+
 
 def format_time(ms: int) -> str:
     """RFC3339 with milliseconds, UTC (what the reference's ``time.Time`` writes, more precise)."""
@@ -120,6 +163,12 @@ def format_time(ms: int) -> str:
 def _format_second(seconds: int) -> str:
     # Every enqueue and ack formats "now": the second part is shared by thousands of them.
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat()[:19]
+
+
+def parse_optional_time(text: str) -> int | None:
+    """:func:`parse_time`, or None for Go's zero time (the reference's unset time)."""
+    ms = parse_time(text)
+    return None if ms == _MIN_MS else ms
 
 
 def parse_time(text: str) -> int:
@@ -250,9 +299,9 @@ class Task:
             "attempts": str(self.attempts),
             "max_retries": str(self.max_retries),
             "timeout": format_duration(self.timeout),
-            "scheduled_at": format_time(self.scheduled_ms) if self.scheduled_ms else "",
+            "scheduled_at": format_time(self.scheduled_ms) if self.scheduled_ms else GO_ZERO_TIME,
             "cron_expr": self.cron_expr,
-            "next_run_at": format_time(self.next_run_ms) if self.next_run_ms else "",
+            "next_run_at": format_time(self.next_run_ms) if self.next_run_ms else GO_ZERO_TIME,
             "queue": self.queue,
             "digest": self.digest,
             "limits": self.limits.to_json(),
@@ -334,7 +383,7 @@ class Task:
             payload=payload if isinstance(payload, bytes) else payload.encode(),
             queue=text("queue", "default") or "default",
             kind=Kind(kind_value),
-            stage=text("task_stage", Stage.PENDING),
+            stage=stage_of(text("task_stage", Stage.PENDING), text("wasmq_stage") or None),
             version=text("task_version"),
             digest=text("digest"),
             attempts=attempts,
@@ -343,11 +392,11 @@ class Task:
             limits=limits,
             created_ms=parsed("enqueued_ms", int, created),
             updated_ms=parsed("updated_at", parse_time, 0),
-            scheduled_ms=parsed("scheduled_at", parse_time, None),
+            scheduled_ms=parsed("scheduled_at", parse_optional_time, None),
             cron_expr=text("cron_expr"),
             cron_tz=text("cron_tz"),
             cron_id=text("cron_id"),
-            next_run_ms=parsed("next_run_at", parse_time, None),
+            next_run_ms=parsed("next_run_at", parse_optional_time, None),
             error=text("error"),
             error_kind=text("error_kind"),
             worker=text("worker"),
@@ -369,6 +418,7 @@ _KNOWN = frozenset(
         "task_name",
         "task_version",
         "task_stage",
+        "wasmq_stage",
         "payload",
         "task_kind",
         "created_at",

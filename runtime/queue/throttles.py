@@ -31,6 +31,7 @@ from runtime.errors import WasmqError
 from runtime.queue import keys
 from runtime.queue.names import check_queue_name, check_task_name
 from runtime.queue.slots import scopes
+from runtime.queue.task import score_to_ms
 from runtime.units import parse_duration
 
 #: Largest concurrency or count per period a limit takes.
@@ -245,7 +246,7 @@ def usage(client: redis.Redis, now: int | None = None) -> list[LimitUsage]:
     out = []
     for i, lim in enumerate(limits):
         leases = next(scores) if holders[i] else []
-        running = sum(1 for s in leases if s is not None and s > now)
+        running = sum(1 for s in leases if s is not None and score_to_ms(s) > now)
         used = int(replies[i * 3 + 1]) if lim.rate is not None else 0
         out.append(LimitUsage(lim, running, used, int(replies[i * 3 + 2])))
     return out

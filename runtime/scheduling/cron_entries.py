@@ -1,8 +1,10 @@
 """Managing cron entries: next runs, listing, pause, resume, removal.
 
 A cron entry is a task hash with ``task_kind`` 2 (``cron_expr``, ``cron_tz``,
-``next_run_at``) kept in ``task_set:scheduled`` at its next due time; a paused entry
-leaves that set (stage ``paused``) and is remembered in ``wasmq:cron:paused``.
+``next_run_at``) kept in ``task_set:scheduled`` at its next due time (scored in Unix
+seconds); a paused entry leaves that set (stage ``paused``) and is remembered in
+``wasmq:cron:paused``. ``compat`` (``settings.reference_compat``) writes the stages as
+the reference reads them.
 Removing an entry keeps the runs it already created. See :mod:`runtime.scheduling.scheduler`
 for the missed-run and overlap policies.
 """
@@ -20,7 +22,14 @@ from runtime.errors import CronEntryNotFound, InvalidTask
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Scripts
 from runtime.queue.slots import scopes
-from runtime.queue.task import TERMINAL_STAGES, Stage, format_time, parse_time
+from runtime.queue.task import (
+    TERMINAL_STAGES,
+    Stage,
+    format_time,
+    parse_optional_time,
+    score_to_ms,
+    stage_of,
+)
 from runtime.scheduling.cron_expr import CronSchedule
 
 
@@ -102,6 +111,7 @@ def list_entries(client: redis.Redis, now: int | None = None, runs: int = 3) -> 
         "skipped_runs",
         "missed_runs",
         "error",
+        "wasmq_stage",
     )
     entries: list[CronEntry] = []
     for start in range(0, len(ids), 500):
@@ -116,7 +126,7 @@ def list_entries(client: redis.Redis, now: int | None = None, runs: int = 3) -> 
             values, score, last = replies[3 * i : 3 * i + 3]
             if not isinstance(values, list) or values[0] != b"2":
                 continue
-            if _text(values[5]) in TERMINAL_STAGES:
+            if stage_of(_text(values[5]), _text(values[11])) in TERMINAL_STAGES:
                 continue  # cancelled through `wasmq cancel`
             entries.append(
                 _entry(entry, dict(zip(fields, values, strict=True)), score, last, current, runs)
@@ -125,11 +135,12 @@ def list_entries(client: redis.Redis, now: int | None = None, runs: int = 3) -> 
     if last_ids:
         pipe = client.pipeline(transaction=False)
         for run in last_ids:
-            pipe.hget(keys.task(run), "task_stage")
+            pipe.hmget(keys.task(run), ["task_stage", "wasmq_stage"])
         stages = dict(zip(last_ids, pipe.execute(), strict=True))
         for e in entries:
             if e.last_run_id:
-                e.last_run_stage = _text(stages.get(e.last_run_id)) or "gone"
+                coarse, fine = stages[e.last_run_id]
+                e.last_run_stage = stage_of(_text(coarse), _text(fine)) or "gone"
     return sorted(entries, key=lambda e: e.id)
 
 
@@ -142,7 +153,7 @@ def _entry(
     runs: int,
 ) -> CronEntry:
     expr, tz = _text(h["cron_expr"]), _text(h["cron_tz"]) or "UTC"
-    paused = _text(h["task_stage"]) == Stage.PAUSED
+    paused = stage_of(_text(h["task_stage"]), _text(h["wasmq_stage"])) == Stage.PAUSED
     out = CronEntry(
         id=entry,
         task_name=_text(h["task_name"]),
@@ -164,10 +175,10 @@ def _entry(
         out.error = out.error or str(exc)
         return out
     # The stored score is the truth for the first run; the rest follow the schedule.
-    first = int(float(score)) if score is not None else None
+    first = score_to_ms(float(score)) if score is not None else None
     if first is None:
         text = _text(h["next_run_at"])
-        first = parse_time(text) if text else schedule.next_after(now)
+        first = (parse_optional_time(text) if text else None) or schedule.next_after(now)
     out.next_runs = [first, *schedule.upcoming(max(first, now), runs - 1)] if runs > 0 else []
     return out
 
@@ -185,11 +196,11 @@ def remove(client: redis.Redis, entry: str) -> None:
     _result(code, entry)
 
 
-def pause(client: redis.Redis, entry: str, now: int | None = None) -> bool:
+def pause(client: redis.Redis, entry: str, now: int | None = None, *, compat: bool = False) -> bool:
     """Pause an entry; ``False`` when it was paused already."""
     current = now_ms() if now is None else now
     code = int(
-        Scripts(client).run(
+        Scripts(client, compat).run(
             scripts.cron_pause(entry=entry, now_text=format_time(current), reason="")
         )
     )
@@ -197,7 +208,9 @@ def pause(client: redis.Redis, entry: str, now: int | None = None) -> bool:
     return code == 1
 
 
-def resume(client: redis.Redis, entry: str, now: int | None = None) -> int | None:
+def resume(
+    client: redis.Redis, entry: str, now: int | None = None, *, compat: bool = False
+) -> int | None:
     """Resume a paused entry at its next tick after ``now``; returns that tick (ms),
     or ``None`` when the entry was not paused."""
     current = now_ms() if now is None else now
@@ -208,7 +221,7 @@ def resume(client: redis.Redis, entry: str, now: int | None = None) -> int | Non
         _result(-2, entry)
     nxt = next_run(_text(raw[1]), _text(raw[2]) or "UTC", current)
     code = int(
-        Scripts(client).run(
+        Scripts(client, compat).run(
             scripts.cron_resume(
                 entry=entry, next_ms=nxt, next_text=format_time(nxt), now_text=format_time(current)
             )

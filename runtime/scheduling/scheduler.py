@@ -45,6 +45,10 @@ Policies:
   from memory. The others, having found those entries fired, hold back 20 ms at that
   time instead of racing it for the same work, then make their pass as usual: if that
   scheduler is gone, its entries fire 20 ms late once, then from this one's memory.
+- **Units.** ``task_set:scheduled`` is scored in Unix seconds, as the reference's
+  scheduler reads it, so either promotes what the other scheduled; everything here
+  counts ms and converts at the set (``task.ms_to_score``). Run one kind of scheduler
+  on a shared Redis: both would fire the same cron entries.
 - **Clocks.** Each scheduler uses its own clock. With several schedulers, a fast clock
   fires early but never twice: the compare-and-set decides.
 """
@@ -63,7 +67,7 @@ from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import FireEntry, FireGroup, Scripts
 from runtime.queue.slots import Mirrors
-from runtime.queue.task import format_time
+from runtime.queue.task import format_time, score_to_ms
 from runtime.scheduling.cron_expr import CronSchedule
 from runtime.settings import Settings
 
@@ -212,7 +216,7 @@ class Scheduler:
         self.cron_batch = cron_batch
         self.max_sleep = max_sleep
         self.last = Tick()
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, compat=settings.reference_compat)
         self._schedules: dict[tuple[bytes, bytes], CronSchedule | InvalidTask] = {}
         #: Where this scheduler put the entries it fired: next due ms -> entries. At that
         #: time it fires them straight away, without reading the due range first; the
@@ -299,8 +303,8 @@ class Scheduler:
             )
         scores = [score for chunk in pipe.execute() for score in chunk]
         for (raw, _, raw_expr, raw_tz), score in zip(theirs, scores, strict=True):
-            if score is not None and score > now and raw not in self._moved:
-                self._remember((raw, int(score), raw_expr, raw_tz), theirs=True)
+            if score is not None and score_to_ms(score) > now and raw not in self._moved:
+                self._remember((raw, score_to_ms(score), raw_expr, raw_tz), theirs=True)
 
     def _follows(self, now: int) -> bool:
         """Whether another scheduler is expected to fire what is due now, and not this one."""
@@ -404,7 +408,7 @@ class Scheduler:
             heads = [s.next_due() for s in self._queues.values()]
             return min((h for h in heads if h is not None), default=None)
         head = self.client.zrange(keys.scheduled(self.queue), 0, 0, withscores=True)
-        return int(head[0][1]) if head else None
+        return score_to_ms(head[0][1]) if head else None
 
     def _each_queue(self, now_ms: int | None, stop: threading.Event | None) -> int:
         """Tagged layout: a pass of one scheduler per known queue (each queue has its

@@ -17,36 +17,20 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 from runtime.queue import keys
+from runtime.server.urls import cluster_nodes
 
 #: Attempts of a command whose node went away (a failover takes a few seconds): each
 #: attempt reloads the slot map, so a promoted replica is found on its own.
 CLUSTER_RETRIES = 20
 
 
-def is_cluster_url(url: str | None) -> bool:
-    return bool(url) and urlsplit(url or "").scheme in ("redis+cluster", "rediss+cluster")
-
-
-def cluster_nodes(url: str) -> list[tuple[str, int]]:
-    """The ``(host, port)`` pairs of a cluster URL; ValueError in one line when bad."""
-    netloc = urlsplit(url).netloc.rpartition("@")[2]
-    nodes: list[tuple[str, int]] = []
-    for part in netloc.split(","):
-        host, _, port = part.strip().rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(
-                f"cluster node {part!r} is not host:port "
-                "(use redis+cluster://host:port,host:port,...)"
-            )
-        nodes.append((host, int(port)))
-    return nodes
-
-
 def connect_cluster(url: str, **options: Any) -> redis.Redis:
     """A cluster client for ``url``, typed as the ``redis.Redis`` the rest of wasmq uses:
     wasmq keeps to the commands both serve (every multi-key change is one script call
-    in one slot, and pipelines group their commands by slot)."""
+    in one slot, and pipelines group their commands by slot). Unlike a plain client it
+    reads the slot map from a node at once: no node answering raises
+    ``redis.RedisClusterException``. Made through
+    :func:`runtime.server.connection.client_for`, which adds the TLS settings."""
     parts = urlsplit(url)
     credentials = parts.netloc.rpartition("@")[0]
     user, _, password = credentials.partition(":")
@@ -55,13 +39,12 @@ def connect_cluster(url: str, **options: Any) -> redis.Redis:
         options.setdefault("password", unquote(password) or None)
     if parts.scheme == "rediss+cluster":
         options.setdefault("ssl", True)
-    options.pop("retry", None)
+    # A caller's retry (a connect probe's: none) stands; the default rides out failovers.
+    retry = options.pop("retry", None) or Retry(
+        ExponentialBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES
+    )
     options.pop("health_check_interval", None)
     nodes = [ClusterNode(host, port) for host, port in cluster_nodes(url)]
-    client = RedisCluster(
-        startup_nodes=nodes,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), CLUSTER_RETRIES),
-        **options,
-    )
+    client = RedisCluster(startup_nodes=nodes, retry=retry, **options)
     keys.use_layout("tagged")
     return cast(redis.Redis, client)

@@ -1,11 +1,10 @@
-"""The demo (``make demo``): its own steps against the private server, and the whole demo
-on an embedded server, as a second run finds it: already running, with the user's own
-worker serving ``default``. Every printed result and log line is what the handlers in
-tasks/ produce."""
+"""The demo (``make demo``) on an embedded server as a second run finds it: already running,
+with the user's own worker serving ``default``. Every printed result and log line is what
+the handlers in tasks/ produce. A first run, which starts the server and stops it, is
+``make demo`` in a fresh clone (tests/test_quickstart.py)."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import subprocess
@@ -27,12 +26,12 @@ from runtime.demo import (
     installed_bin,
     next_steps,
     run,
-    run_demo,
 )
 from runtime.queue.task import Stage
 from runtime.server import embedded
 from runtime.settings import Settings
 from tests.support.cli import cli_env
+from tests.support.demo_output import WORKER_STOPPED, assert_demo_printed
 from tests.support.pools import terminate
 
 #: The handlers the demo runs, without the rest of tasks/ (fewer compiles).
@@ -109,32 +108,6 @@ def assert_demo_tasks_ran(client: Client, shown_ids: list[str], foreign: set[str
 @pytest.mark.toolchain
 @pytest.mark.processes
 @pytest.mark.slow
-def test_demo_steps_print_results_and_logs(settings: Settings, toolchain_cache: Path) -> None:
-    printed: list[str] = []
-    shown = run_demo(settings, out=printed.append, toolchain_cache=toolchain_cache)
-
-    expected = [("immediate", "task_1", "demo", "Go"), ("scheduled", "task_1_c", "later", "C")]
-    expected += [(f"cron run {n}", "task_1_wat", "cron", "WAT") for n in range(1, CRON_RUNS + 1)]
-    assert [(s.label, s.task_name) for s in shown] == [(e[0], e[1]) for e in expected]
-    for item, (_, _, name, language) in zip(shown, expected, strict=True):
-        assert json.loads(item.result) == {"message": f"Hello, {name}!"}
-        assert len(item.log_lines) == 1
-        assert item.log_lines[0].endswith(f" stdout | Hello, {name}! (from task_1 in {language})")
-        assert f"  result: {item.result.decode()}" in printed
-        assert f"    {item.log_lines[0]}" in printed
-    cron_ids = [s.task_id for s in shown[2:]]
-    assert all(i.startswith("demo-cron:") for i in cron_ids)
-    assert len(set(cron_ids)) == CRON_RUNS
-    assert printed[-1] == "worker stopped (exit code 0)"
-    assert any(line.startswith("cron entry demo-cron removed") for line in printed)
-    with Client(settings=settings) as client:
-        assert_demo_tasks_ran(client, [s.task_id for s in shown], set())
-        assert client.list_tasks(queue="default") == []
-
-
-@pytest.mark.toolchain
-@pytest.mark.processes
-@pytest.mark.slow
 def test_a_second_demo_leaves_the_users_server_and_worker_alone(
     project: Settings,
     users_worker: subprocess.Popen[bytes],
@@ -151,28 +124,16 @@ def test_a_second_demo_leaves_the_users_server_and_worker_alone(
         assert users_worker.poll() is None
         assert_demo_tasks_ran(client, [s.task_id for s in shown], users)
         assert [w.done for w in client.workers() if w.id in users] == [0] * len(users)
+        assert client.list_tasks(queue="default") == []
+    steps = assert_demo_printed(printed)
+    assert [(p.label, p.task_name, p.task_id, p.result, p.log_lines) for p in steps] == [
+        (s.label, s.task_name, s.task_id, s.result.decode(), s.log_lines) for s in shown
+    ]
     assert printed[0].startswith("using the embedded server already running in ")
     assert "embedded server stopped" not in printed
+    # The steps end with the worker's exit, then a blank line and the next steps.
+    assert printed[-len(NEXT_COMMANDS) - 3 : -len(NEXT_COMMANDS) - 1] == [WORKER_STOPPED, ""]
     assert printed[-len(NEXT_COMMANDS) - 1 :] == next_steps(*installed_bin())
-
-
-@pytest.mark.toolchain
-@pytest.mark.processes
-@pytest.mark.slow
-def test_a_demo_stops_the_server_it_started(
-    project: Settings, demo_tasks: Path, toolchain_cache: Path
-) -> None:
-    assert not embedded.status(project.state_dir).running
-    printed: list[str] = []
-    shown = run(project, demo_tasks, out=printed.append, toolchain_cache=toolchain_cache)
-
-    assert not embedded.status(project.state_dir).running
-    assert printed[0].startswith("embedded server started in ")
-    assert "(the demo stops it at the end)" in printed[0]
-    assert "embedded server stopped" in printed
-    url = embedded.ensure_running(project.state_dir)  # its data outlives it
-    with Client(url, settings=project) as client:
-        assert_demo_tasks_ran(client, [s.task_id for s in shown], set())
 
 
 def test_next_steps_say_how_to_reach_wasmq_only_when_path_does_not(tmp_path: Path) -> None:

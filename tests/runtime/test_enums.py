@@ -20,8 +20,9 @@ from runtime.sandbox import outcome as outcome_module
 from tests.support.paths import ROOT
 
 LUA = sorted((ROOT / "runtime" / "queue" / "lua").glob("*.lua"))
-#: ``'task_stage', 'x'``: a field and its value in an HSET (or a list built for one).
-STAGE_WRITE = re.compile(r"'task_stage',\s*'([^']*)'")
+#: ``'task_stage', 'x'``: a field and its value in an HSET (or a list built for one), or
+#: ``set_stage(key, 'x'`` (the prelude helper that also writes ``wasmq_stage``).
+STAGE_WRITE = re.compile(r"(?:'task_stage',\s*|set_stage\([^,()]+,\s*)'([^']*)'")
 #: ``stage == 'x'``, ``HGET(..., 'task_stage') ~= 'x'``, ``... or 'x'`` after a stage read.
 STAGE_TEST = re.compile(r"(?:stage|'task_stage'\))\s*(?:[=~]=|or)\s*'([^']*)'")
 ERROR_KIND_WRITE = re.compile(r"'error_kind',\s*'([^']*)'")

@@ -23,7 +23,7 @@ from runtime.errors import InvalidTask
 from runtime.queue import keys
 from runtime.queue.names import check_task_id
 from runtime.queue.slots import scopes
-from runtime.queue.task import Kind, Stage, format_time
+from runtime.queue.task import Kind, Stage, format_time, score_to_ms, stage_of
 from runtime.scheduling import cron_entries
 from runtime.units import human_age
 
@@ -31,7 +31,7 @@ from runtime.units import human_age
 PAGE = 100
 #: Next runs shown per cron entry.
 RUNS = 3
-FIELDS = ("task_kind", "task_name", "queue", "task_stage", "attempts")
+FIELDS = ("task_kind", "task_name", "queue", "task_stage", "attempts", "wasmq_stage")
 
 
 @dataclass
@@ -79,17 +79,19 @@ def scheduled_page(client: redis.Redis, offset: int, now: int) -> tuple[list[Due
         pipe.hmget(keys.task(_text(member)), FIELDS)
     rows: list[Due] = []
     for (member, score), values in zip(members, pipe.execute(), strict=True):
-        kind, name, queue, stage, attempts = values
+        kind, name, queue, stage, attempts, fine = values
         if _text(kind) == str(int(Kind.CRON)):
             continue
-        due = int(score)
+        due = score_to_ms(score)
         rows.append(
             Due(
                 id=_text(member),
                 task_name=_text(name) or "-",
                 queue=_text(queue) or keys.DEFAULT_QUEUE,
                 due_ms=due,
-                kind="retrying" if _text(stage) == Stage.RETRYING else "scheduled",
+                kind="retrying"
+                if stage_of(_text(stage), _text(fine)) == Stage.RETRYING
+                else "scheduled",
                 attempts=int(attempts or 0),
                 due_in=human_age((now - due) / 1000),
             )
@@ -139,7 +141,8 @@ async def _entry(request: Request) -> str:
 async def pause(request: Request) -> Response:
     d = dash(request)
     entry = await _entry(request)
-    changed = await d.call(cron_entries.pause, d.client.redis, entry)
+    compat = d.client.settings.reference_compat
+    changed = await d.call(cron_entries.pause, d.client.redis, entry, compat=compat)
     message = f"paused {entry}" if changed else f"{entry} was paused already"
     return d.done(request, "/schedules", message)
 
@@ -147,7 +150,8 @@ async def pause(request: Request) -> Response:
 async def resume(request: Request) -> Response:
     d = dash(request)
     entry = await _entry(request)
-    nxt = await d.call(cron_entries.resume, d.client.redis, entry)
+    compat = d.client.settings.reference_compat
+    nxt = await d.call(cron_entries.resume, d.client.redis, entry, compat=compat)
     message = f"resumed {entry}; next run {format_time(nxt)}" if nxt else f"{entry} was not paused"
     return d.done(request, "/schedules", message)
 

@@ -33,7 +33,7 @@ from runtime.output.follow import FOLLOW_BLOCK_MS, follow
 from runtime.queue import keys
 from runtime.queue.flows import FlowNotFound
 from runtime.queue.queries import TaskStatus
-from runtime.queue.task import Stage, format_time
+from runtime.queue.task import Stage, format_time, stage_of
 
 #: Largest part of a result the page shows.
 RESULT_CAP = 64 * 1024
@@ -240,8 +240,11 @@ async def _stream(request: Request, redis: Any, task_id: str) -> AsyncGenerator[
             if chunk is None:
                 break
             yield _chunk_event(chunk)
-        raw = await run_in_threadpool(redis.hget, keys.task(task_id), "task_stage")
-        yield _event("end", {"stage": raw.decode() if raw else "gone"})
+        raw, fine = await run_in_threadpool(
+            redis.hmget, keys.task(task_id), ["task_stage", "wasmq_stage"]
+        )
+        stage = stage_of(raw.decode(), fine.decode() if fine else None) if raw else "gone"
+        yield _event("end", {"stage": stage})
     finally:
         stop.set()
 

@@ -1,6 +1,6 @@
 -- Acknowledge a batch of tasks of one queue that ran to the end.
 --
--- KEYS[1] lease zset         task_set:timeout
+-- KEYS[1] lease zset         task_set:timeout (scored in Unix seconds)
 -- KEYS[2] processing list    task_queue[:<queue>]:processing
 -- KEYS[3] finished list      task_queue[:<queue>]:finished
 -- KEYS[4] pending list       task_queue[:<queue>]:pending (and its other priority levels)
@@ -29,7 +29,8 @@
 -- Lua; a result that must not stand (cancelled, missing or failed task) is deleted here.
 -- Each task leaves processing and the lease set; its logs are stored with the
 -- retention, its hash gets the outcome and timings and stage completed, drops its
--- payload unless asked to keep it, and then expires with the result. A task cancelled
+-- payload unless asked to keep it, and then expires with the result (not in compat
+-- mode: the reference keeps its records, and so do the payloads kept then). A task cancelled
 -- while it ran keeps stage cancelled and loses its result, but keeps its logs and
 -- timings (and, when the cancel stopped it, the reason); a task that already ended (a late duplicate) is
 -- left alone. A task whose lease had expired and was put back to pending is taken out
@@ -64,8 +65,7 @@ for _ = 1, n do
   leased[#leased + 1] = id
   redis.call('LREM', KEYS[2], -1, id)
   limit_release(id)
-  local stage = redis.pcall('HGET', key, 'task_stage')
-  if type(stage) == 'table' then stage = false end
+  local stage = stage_at(key)
   if not stage then
     redis.call('DEL', RESULT_PREFIX .. id)
     out[#out + 1] = 'missing'
@@ -101,7 +101,7 @@ for _ = 1, n do
     end
     local apart = string.find(flags, 'p', 1, true)
     if string.find(flags, 'k', 1, true) then
-      if apart then redis.call('PEXPIRE', PAYLOAD_PREFIX .. id, ttl) end
+      if apart and not COMPAT then redis.call('PEXPIRE', PAYLOAD_PREFIX .. id, ttl) end
     else
       redis.call('HDEL', key, 'payload', 'payload_ref')
       if apart then redis.call('DEL', PAYLOAD_PREFIX .. id) end
@@ -114,7 +114,7 @@ for _ = 1, n do
       redis.call('RPUSH', logs, unpack(ARGV, chunks, chunks + nchunks - 1))
       redis.call('PEXPIRE', logs, ttl)
     end
-    redis.call('PEXPIRE', key, ttl)
+    if not COMPAT then redis.call('PEXPIRE', key, ttl) end
     if result then redis.call('SET', RESULT_PREFIX .. id, result, 'PX', ttl) end
     flow_completed(id, key, ttl, now, ARGV[2])
     redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'completed')

@@ -1,7 +1,7 @@
 -- Cancel a task.
 --
 -- KEYS[1] task hash        task_metadata:<id>
--- KEYS[2] scheduled zset   task_set:scheduled
+-- KEYS[2] scheduled zset   task_set:scheduled (scored in Unix seconds)
 -- ARGV[1] id
 -- ARGV[2] now ms
 -- ARGV[3] now as RFC3339 (updated_at)
@@ -19,7 +19,7 @@
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then
   return {'missing', ''}
 end
-local stage = redis.call('HGET', KEYS[1], 'task_stage') or 'pending'
+local stage = stage_at(KEYS[1]) or 'pending'
 if stage == 'completed' or stage == 'failed' or stage == 'cancelled' then
   return {'final', stage}
 end
@@ -33,10 +33,12 @@ else
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
 limit_release(ARGV[1])
-redis.call('HSET', KEYS[1], 'task_stage', 'cancelled', 'updated_at', ARGV[3],
-  'finished_ms', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', PAYLOAD_PREFIX .. ARGV[1], ARGV[4])
+set_stage(KEYS[1], 'cancelled', 'updated_at', ARGV[3], 'finished_ms', ARGV[2])
+-- The reference keeps its records: in compat mode they do not expire.
+if not COMPAT then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', PAYLOAD_PREFIX .. ARGV[1], ARGV[4])
+end
 flow_cancelled(KEYS[1], ARGV[2], ARGV[4])
 redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. ARGV[1], 'cancelled')
 return {status, stage}

@@ -1,6 +1,6 @@
 -- Claim up to `count` tasks from the worker's queues, in the order given.
 --
--- KEYS[1]        lease zset        task_set:timeout
+-- KEYS[1]        lease zset        task_set:timeout (scored in Unix seconds)
 -- KEYS[4q-2]     pending list of queue q (q = 1..n), its default priority level
 -- KEYS[4q-1]     processing list of queue q
 -- KEYS[4q]       wake-token list of queue q   wasmq:wake:<queue>
@@ -22,8 +22,10 @@
 -- hold tasks), and its wake tokens are trimmed to the tasks left at all levels.
 --
 -- Each claimed id moves pending -> processing, its hash gets task_stage in_progress,
--- attempts + 1, worker and started_ms, and its lease deadline (now + timeout + grace)
--- goes into task_set:timeout, all in this one step. Ids whose task already ended
+-- attempts + 1 (not in compat mode, where attempts counts failed attempts as the
+-- reference's do), worker (what marks a wasmq claim: the reaper leaves leases without
+-- it to the reference workers) and started_ms, and its lease deadline (now + timeout +
+-- grace) goes into task_set:timeout, all in this one step. Ids whose task already ended
 -- (a duplicate push) are dropped. Ids over a rate or concurrency limit of their task
 -- name or queue go aside (prelude.lua, limit_refuse) and are not returned. The wake
 -- tokens of each queue are trimmed to its pending length, so no idle worker wakes for
@@ -100,15 +102,21 @@ for q = 1, nqueues do
                 now + math.min(duration_ms(got[3]), ceiling) + grace)) then
             claimed[#claimed + 1] = id
             local timeout = math.min(duration_ms(got[3]), ceiling)
-            leases[#leases + 1] = now + timeout + grace
+            leases[#leases + 1] = ms_to_score(now + timeout + grace)
             leases[#leases + 1] = id
-            -- Never HINCRBY: a damaged counter would abort the script half way.
-            local n = tonumber(got[4] or '0')
-            local attempts = n and tostring(math.floor(n) + 1) or got[4]
-            redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],
-              'started_ms', ARGV[1], 'updated_at', ARGV[2], 'attempts', attempts)
+            if COMPAT then
+              redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],
+                'started_ms', ARGV[1], 'updated_at', ARGV[2])
+              redis.call('HDEL', key, 'wasmq_stage')
+            else
+              -- Never HINCRBY: a damaged counter would abort the script half way.
+              local n = tonumber(got[4] or '0')
+              local attempts = n and tostring(math.floor(n) + 1) or got[4]
+              redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],
+                'started_ms', ARGV[1], 'updated_at', ARGV[2], 'attempts', attempts)
+              got[4] = attempts
+            end
             got[1] = 'in_progress'
-            got[4] = attempts
             local payload = false
             if got[5] then
               local pkey = PAYLOAD_PREFIX .. id

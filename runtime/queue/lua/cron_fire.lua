@@ -1,6 +1,6 @@
 -- Fire due cron entries: for each, create its run task, then move the entry to its next time.
 --
--- KEYS[1]  task_set:scheduled
+-- KEYS[1]  task_set:scheduled (scored in Unix seconds; the times below are ms)
 -- KEYS[2]  wasmq:cron:last_run (hash entry id -> id of its latest run)
 -- KEYS[3]  wasmq:registry (each run uses the module registered when it fires)
 -- ARGV[1]  now (ms)
@@ -81,13 +81,14 @@ for i = 4 + 7 * groups, #ARGV - 2, 3 do
   local score = redis.call('ZSCORE', KEYS[1], entry)
   if given[entry] or not score then
     result = 0
-  elseif tonumber(score) ~= tonumber(ARGV[g]) then
+  elseif score_to_ms(score) ~= tonumber(ARGV[g]) then
     result = 4
   else
     f = redis.pcall('HMGET', TASK_PREFIX .. entry, 'task_kind', 'task_stage', 'task_name',
       'task_version', 'payload', 'digest', 'queue', 'limits', 'max_retries', 'timeout',
       'run_count', 'skipped_runs', 'missed_runs', 'keep_result', 'keep_payload',
-      'cron_expr', 'cron_tz', 'priority')
+      'cron_expr', 'cron_tz', 'priority', 'wasmq_stage')
+    if not f.err then f[2] = stage_of(f[2], f[19]) end
     if not f.err and f[1] == '2'
       and (f[16] or '') == ARGV[g + 5] and (f[17] or '') == ARGV[g + 6] then
       result = 1
@@ -144,7 +145,7 @@ for _, plan in ipairs(plans) do
   if result == -1 then
     gone[#gone + 1] = entry
   else
-    local fields = {'task_stage', 'scheduled', 'next_run_at', next_text, 'updated_at', NOW_TEXT}
+    local fields = {'next_run_at', next_text, 'updated_at', NOW_TEXT}
     if result == 1 then
       local digest, version = plan[7], plan[8]
       local run_fields = {
@@ -152,7 +153,7 @@ for _, plan in ipairs(plans) do
         'task_stage', 'pending', 'payload', f[5] or '', 'task_kind', '0',
         'created_at', NOW_TEXT, 'updated_at', NOW_TEXT, 'attempts', '0',
         'max_retries', f[9] or '3', 'timeout', f[10] or '30s', 'scheduled_at', due_text,
-        'cron_expr', '', 'next_run_at', '', 'queue', f[7] or DEFAULT_QUEUE, 'digest', digest,
+        'cron_expr', '', 'next_run_at', GO_ZERO_TIME, 'queue', f[7] or DEFAULT_QUEUE, 'digest', digest,
         'limits', f[8] or '', 'enqueued_ms', NOW, 'promoted_ms', NOW, 'cron_id', entry}
       -- Retention settings are the entry's, like its limits; absent means the default.
       if f[14] then
@@ -190,8 +191,8 @@ for _, plan in ipairs(plans) do
       fields[#fields + 1] = 'missed_runs'
       fields[#fields + 1] = count(f[13], missed)
     end
-    redis.call('HSET', TASK_PREFIX .. entry, unpack(fields))
-    moved[#moved + 1] = next_ms
+    set_stage(TASK_PREFIX .. entry, 'scheduled', unpack(fields))
+    moved[#moved + 1] = ms_to_score(next_ms)
     moved[#moved + 1] = entry
   end
 end

@@ -1,6 +1,6 @@
 -- Pause a cron entry: it leaves the scheduled set until resumed.
 --
--- KEYS[1]  task_set:scheduled
+-- KEYS[1]  task_set:scheduled (scored in Unix seconds)
 -- KEYS[2]  wasmq:cron:paused (set of paused entry ids)
 -- KEYS[3]  task_metadata:<entry id>
 -- ARGV[1]  entry id
@@ -15,13 +15,13 @@ end
 if redis.call('HGET', KEYS[3], 'task_kind') ~= '2' then
   return -2
 end
-if redis.call('HGET', KEYS[3], 'task_stage') == 'paused' then
+if stage_at(KEYS[3]) == 'paused' then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 0
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], 'task_stage', 'paused', 'paused', '1', 'next_run_at', '',
+set_stage(KEYS[3], 'paused', 'paused', '1', 'next_run_at', GO_ZERO_TIME,
   'updated_at', ARGV[2], 'error', ARGV[3])
 return 1

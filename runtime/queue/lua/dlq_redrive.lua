@@ -25,7 +25,7 @@ for i = #ids, 1, -1 do
   if redis.call('LREM', KEYS[1], 0, id) > 0 then
     local key = TASK_PREFIX .. id
     if redis.call('TYPE', key)['ok'] == 'hash' then
-      redis.call('HSET', key, 'task_stage', 'pending', 'attempts', '0', 'updated_at', ARGV[1])
+      set_stage(key, 'pending', 'attempts', '0', 'updated_at', ARGV[1])
       redis.call('HDEL', key, 'finished_ms', 'worker')
       redis.call('PERSIST', key)
       redis.call('PERSIST', PAYLOAD_PREFIX .. id)

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] task hash            task_metadata:<id>
 -- KEYS[2] pending list         task_queue[:<queue>]:pending[:<priority>] (the task's level)
--- KEYS[3] scheduled zset       task_set:scheduled
+-- KEYS[3] scheduled zset       task_set:scheduled (scored in Unix seconds)
 -- KEYS[4] registry hash        wasmq:registry
 -- KEYS[5] queue names set      wasmq:queues
 -- KEYS[6] scheduler wake list  wasmq:scheduler:wake
@@ -89,9 +89,9 @@ if ARGV[4] == '' then
 else
   local due = tonumber(ARGV[4])
   local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  redis.call('ZADD', KEYS[3], due, ARGV[1])
+  redis.call('ZADD', KEYS[3], ms_to_score(due), ARGV[1])
   -- A sleeping scheduler only needs waking when this task is due before everything else.
-  if #first == 0 or due < tonumber(first[2]) then
+  if #first == 0 or due < score_to_ms(first[2]) then
     redis.call('LPUSH', KEYS[6], '1')
     redis.call('LTRIM', KEYS[6], 0, 15)
   end

@@ -3,7 +3,7 @@
 -- KEYS[1] flow hash          wasmq:flow:<flow id>
 -- KEYS[2] members list       wasmq:flow_members:<flow id>
 -- KEYS[3] flow data hash     wasmq:flow_data:<flow id>
--- KEYS[4] scheduled zset     task_set:scheduled
+-- KEYS[4] scheduled zset     task_set:scheduled (scored in Unix seconds)
 -- ARGV[1] now ms
 -- ARGV[2] now as RFC3339 (updated_at)
 -- ARGV[3] result retention ms
@@ -29,7 +29,7 @@ if callback then ids[#ids + 1] = callback end
 local waiting, running, members = 0, 0, 0
 for _, id in ipairs(ids) do
   local key = TASK_PREFIX .. id
-  local stage = redis.pcall('HGET', key, 'task_stage')
+  local stage = stage_at(key)
   if type(stage) == 'string' and stage ~= 'completed' and stage ~= 'failed'
     and stage ~= 'cancelled' then
     if stage == 'in_progress' then
@@ -41,10 +41,11 @@ for _, id in ipairs(ids) do
       waiting = waiting + 1
     end
     if id ~= callback then members = members + 1 end
-    redis.call('HSET', key, 'task_stage', 'cancelled', 'updated_at', ARGV[2],
-      'finished_ms', ARGV[1])
-    redis.call('PEXPIRE', key, ARGV[3])
-    redis.call('PEXPIRE', PAYLOAD_PREFIX .. id, ARGV[3])
+    set_stage(key, 'cancelled', 'updated_at', ARGV[2], 'finished_ms', ARGV[1])
+    if not COMPAT then
+      redis.call('PEXPIRE', key, ARGV[3])
+      redis.call('PEXPIRE', PAYLOAD_PREFIX .. id, ARGV[3])
+    end
     redis.call('PUBLISH', DONE_CHANNEL_PREFIX .. id, 'cancelled')
   end
 end

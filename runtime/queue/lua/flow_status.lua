@@ -14,14 +14,11 @@ end
 local ids = redis.call('LRANGE', KEYS[2], 0, -1)
 local stages = {}
 for i, id in ipairs(ids) do
-  local stage = redis.pcall('HGET', TASK_PREFIX .. id, 'task_stage')
-  if type(stage) ~= 'string' then stage = '' end
-  stages[i] = stage
+  stages[i] = stage_at(TASK_PREFIX .. id) or ''
 end
 local callback = redis.call('HGET', KEYS[1], 'callback')
 local callback_stage = ''
 if callback then
-  local stage = redis.pcall('HGET', TASK_PREFIX .. callback, 'task_stage')
-  if type(stage) == 'string' then callback_stage = stage end
+  callback_stage = stage_at(TASK_PREFIX .. callback) or ''
 end
 return {redis.call('HGETALL', KEYS[1]), ids, stages, callback_stage}

@@ -3,7 +3,7 @@
 -- KEYS[1] task hash          task_metadata:<id>
 -- KEYS[2] processing list    task_queue[:<queue>]:processing
 -- KEYS[3] lease zset         task_set:timeout
--- KEYS[4] scheduled zset     task_set:scheduled
+-- KEYS[4] scheduled zset     task_set:scheduled (scored in Unix seconds)
 -- KEYS[5] dead-letter list   task_queue[:<queue>]:dlq
 -- KEYS[6] logs list          task_logs:<id>
 -- KEYS[7] pending list       task_queue[:<queue>]:pending (and its other priority levels)
@@ -24,8 +24,10 @@
 -- Channel published: task_done:<id> (when the task fails for good).
 --
 -- Retry when the outcome is retryable and attempts <= max_retries (max_retries counts
--- retries after the first attempt): stage retrying, due in task_set:scheduled at now +
--- delay. Otherwise stage failed and the id goes to the dead-letter list. Either way the
+-- retries after the first attempt; in compat mode attempts counts failed attempts and
+-- is incremented here, as the reference's Nack does, so a task gets as many runs in
+-- either mode): stage retrying, due in task_set:scheduled at now + delay, and no
+-- worker holds it (the reaper tells a wasmq claim by that field). Otherwise stage failed and the id goes to the dead-letter list. Either way the
 -- error, and the attempt's last progress, stay on the task. Returns retrying, failed, cancelled, duplicate or missing.
 
 local id = ARGV[1]
@@ -35,7 +37,7 @@ limit_release(id)
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then
   return 'missing'
 end
-local stage = redis.call('HGET', KEYS[1], 'task_stage')
+local stage = stage_at(KEYS[1])
 if stage == 'cancelled' then
   return 'cancelled'
 elseif stage == 'completed' or stage == 'failed' then
@@ -67,13 +69,18 @@ if #ARGV >= 16 then
 end
 
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
+if COMPAT then
+  attempts = math.floor(attempts) + 1
+  redis.call('HSET', KEYS[1], 'attempts', tostring(attempts))
+end
 local max_retries = tonumber(redis.call('HGET', KEYS[1], 'max_retries') or '3') or 0
 if ARGV[6] == '1' and attempts <= max_retries then
   local due = tonumber(ARGV[2]) + tonumber(ARGV[7])
   local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-  redis.call('HSET', KEYS[1], 'task_stage', 'retrying')
-  redis.call('ZADD', KEYS[4], due, id)
-  if #first == 0 or due < tonumber(first[2]) then
+  set_stage(KEYS[1], 'retrying')
+  redis.call('HDEL', KEYS[1], 'worker')
+  redis.call('ZADD', KEYS[4], ms_to_score(due), id)
+  if #first == 0 or due < score_to_ms(first[2]) then
     redis.call('LPUSH', KEYS[8], '1')
     redis.call('LTRIM', KEYS[8], 0, 15)
   end

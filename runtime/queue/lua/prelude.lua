@@ -14,6 +14,57 @@ local function queue_scoped(prefix, queue)
   return prefix .. TAG_OPEN .. queue .. TAG_CLOSE
 end
 
+-- -- What the reference workers share ------------------------------------------------
+-- task_set:scheduled and task_set:timeout are scored in Unix seconds (with a ms
+-- fraction), as the reference scores them; everything else here counts ms. A score of
+-- 1e11 or more (year 5138 in seconds) was written in ms by an older wasmq: read as ms.
+local LEGACY_MS_SCORE = 1e11
+
+-- The score of the time `ms`.
+local function ms_to_score(ms)
+  return string.format('%.3f', tonumber(ms) / 1000)
+end
+
+-- The time (ms) of score `score`, either unit.
+local function score_to_ms(score)
+  score = tonumber(score)
+  if score >= LEGACY_MS_SCORE then return math.floor(score) end
+  return math.floor(score * 1000 + 0.5)
+end
+
+-- An unset time, as Go writes its zero time.Time (the reference cannot parse '').
+local GO_ZERO_TIME = '0001-01-01T00:00:00Z'
+
+-- The reference knows four stages. Compat mode (COMPAT, generated) writes the coarse
+-- one of a finer wasmq stage into task_stage and the fine one into wasmq_stage.
+local COARSE_STAGE = {scheduled = 'pending', retrying = 'pending', paused = 'pending',
+  cancelled = 'failed'}
+
+-- A task's stage from its task_stage and wasmq_stage: the fine one only while it still
+-- agrees with the coarse one (a reference worker that moved the task on wins).
+local function stage_of(stage, fine)
+  if fine and stage and COARSE_STAGE[fine] == stage then return fine end
+  return stage
+end
+
+-- The stage of the task of hash `key`; false when there is none (missing, not a hash).
+local function stage_at(key)
+  local f = redis.pcall('HMGET', key, 'task_stage', 'wasmq_stage')
+  if type(f) ~= 'table' or f.err or not f[1] then return false end
+  return stage_of(f[1], f[2])
+end
+
+-- HSET task `key` to `stage` with the other field-value pairs given.
+local function set_stage(key, stage, ...)
+  local coarse = COARSE_STAGE[stage]
+  if COMPAT and coarse then
+    redis.call('HSET', key, 'task_stage', coarse, 'wasmq_stage', stage, ...)
+  else
+    redis.call('HSET', key, 'task_stage', stage, ...)
+    if stage == 'pending' then redis.call('HDEL', key, 'wasmq_stage') end
+  end
+end
+
 -- keys.queue(): the default queue keeps the reference layout (task_queue:<part>), a
 -- named one has its name inserted (every queue, tagged, in the tagged layout). A record
 -- without a queue field (nil or '') belongs to the default queue.
@@ -462,7 +513,9 @@ end
 local function limit_holders(scope, now, leases)
   local running = LIMIT_RUNNING_PREFIX .. scope
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', running, '-inf', now)) do
-    local lease = tonumber(redis.call('ZSCORE', leases, id))
+    -- Leases are scored in seconds; the running sets stay in ms.
+    local lease = redis.call('ZSCORE', leases, id)
+    lease = lease and score_to_ms(lease)
     if lease and lease > now then
       redis.call('ZADD', running, lease, id)
     else
@@ -686,7 +739,8 @@ local function keep_cancelled_run(key, id, at, stopped, progress, chunks, nchunk
     redis.call('RPUSH', logs, unpack(ARGV, chunks, chunks + nchunks - 1))
     redis.call('PEXPIRE', logs, ttl)
   end
-  redis.call('PEXPIRE', key, ttl)
+  -- The reference keeps its records: in compat mode they do not expire.
+  if not COMPAT then redis.call('PEXPIRE', key, ttl) end
 end
 
 -- enqueue.lua: the task holding the unique key of the task being enqueued (fields as

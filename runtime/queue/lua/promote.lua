@@ -1,7 +1,7 @@
 -- Promote due one-off scheduled and retrying tasks to their queues' pending lists.
 --
--- KEYS[1]  task_set:scheduled
--- ARGV[1]  now (ms): ids with a score <= now are due
+-- KEYS[1]  task_set:scheduled (scored in Unix seconds, as the reference scores it)
+-- ARGV[1]  now (ms): ids due at or before it are due
 -- ARGV[2]  most ids to look at in this call
 -- ARGV[3]  now as an RFC3339 time (written to updated_at)
 -- ARGV[4]  how many due ids to pass over first, latest first: the cron entries the
@@ -20,19 +20,31 @@
 --
 -- Cron entries (task_kind 2) are not promoted here: their next time needs the cron
 -- parser, so they are returned for the caller to fire with cron_fire.lua.
--- Returns {promoted count, dropped ids, {cron id, score, cron_expr, cron_tz, ...}, seen}.
+-- Returns {promoted count, dropped ids, {cron id, due ms, cron_expr, cron_tz, ...}, seen}.
 --
--- The reference's Go producer scores entries in Unix seconds (NextRunAt.Unix()); a score
--- below 1e11 (year 1973 in ms, year 5138 in s) is read as seconds and rescored in ms, so
--- such an entry is neither promoted early nor lost.
+-- Scores are Unix seconds, as the reference's producer and scheduler write and read them
+-- (NextRunAt.Unix()); a score of 1e11 or more (year 5138 in s, 1973 in ms) was written in
+-- ms by an older wasmq: such entries, due or not, are rescored in seconds first (up to
+-- ARGV[2] per call), so none is promoted early or lost.
 --
 -- Everything is read and checked before the first write: a script stopped by an error
 -- keeps the writes it made, and with a whole batch in one call that would strand tasks.
 
 local now = tonumber(ARGV[1])
-local due = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES',
+local legacy = redis.call('ZRANGEBYSCORE', KEYS[1], LEGACY_MS_SCORE, '+inf', 'WITHSCORES',
+  'LIMIT', 0, ARGV[2])
+if #legacy > 0 then
+  -- Harmless should the script stop later: the entries keep their due times.
+  local rescored = {}
+  for i = 1, #legacy - 1, 2 do
+    rescored[#rescored + 1] = ms_to_score(score_to_ms(legacy[i + 1]))
+    rescored[#rescored + 1] = legacy[i]
+  end
+  each_chunk(rescored, CHUNK, function(...) redis.call('ZADD', KEYS[1], 'XX', ...) end)
+end
+local due = redis.call('ZREVRANGEBYSCORE', KEYS[1], ms_to_score(now), '-inf', 'WITHSCORES',
   'LIMIT', ARGV[4], ARGV[2])
-local dropped, crons, leaving, rescored = {}, {}, {}, {}
+local dropped, crons, leaving = {}, {}, {}
 local queues, ids_of, level = {}, {}, {}
 local promoted = 0
 -- Terminal or running tasks left in the set by an interrupted producer must not run again.
@@ -51,14 +63,8 @@ end
 
 for i = 1, #due - 1, 2 do
   local id = due[i]
-  local score = tonumber(due[i + 1])
-  if score > 0 and score < 1e11 then
-    score = score * 1000
-    due[i + 1] = string.format('%d', score)
-    rescored[#rescored + 1] = due[i + 1]
-    rescored[#rescored + 1] = id
-  end
-  -- A seconds score not yet due stays, now in ms, for a later pass.
+  local score = score_to_ms(due[i + 1])
+  due[i + 1] = string.format('%d', score)
   if score <= now then
     local key = TASK_PREFIX .. id
     -- One call reads the fields and tells a missing or non-hash record apart, which
@@ -101,14 +107,12 @@ for _, queue in ipairs(queues) do
   end
 end
 
-each_chunk(rescored, CHUNK, function(...) redis.call('ZADD', KEYS[1], 'XX', ...) end)
 each_chunk(leaving, CHUNK, function(...) redis.call('ZREM', KEYS[1], ...) end)
 
 for _, queue in ipairs(queues) do
   local ids = ids_of[queue]
   for _, id in ipairs(ids) do
-    redis.call('HSET', TASK_PREFIX .. id, 'task_stage', 'pending', 'updated_at', ARGV[3],
-      'promoted_ms', ARGV[1])
+    set_stage(TASK_PREFIX .. id, 'pending', 'updated_at', ARGV[3], 'promoted_ms', ARGV[1])
   end
   push_levels(lists[queue], ids, level)
 end

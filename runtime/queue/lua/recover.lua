@@ -14,8 +14,9 @@
 --
 -- Only tasks still in_progress under this worker are touched (the worker id is unique
 -- per process). Never-started ones go back to pending with the attempt uncounted; the
--- others are treated as a lease expiry: back to pending while attempts <= max_retries,
--- else dead-lettered. Each task back in pending gets a wake token.
+-- others are treated as a lease expiry (in compat mode the lost attempt is counted
+-- here, as a failure): back to pending while attempts <= max_retries, else
+-- dead-lettered. Each task back in pending gets a wake token.
 -- Returns {released, requeued, failed}.
 
 local unstarted = {}
@@ -33,17 +34,26 @@ for q = 1, nqueues do
       redis.call('LREM', processing, -1, id)
       local attempts = tonumber(f[3] or '0') or 0
       if unstarted[id] then
-        redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[2],
-          'attempts', tostring(math.max(attempts - 1, 0)))
+        if COMPAT then
+          set_stage(key, 'pending', 'updated_at', ARGV[2])
+        else
+          set_stage(key, 'pending', 'updated_at', ARGV[2],
+            'attempts', tostring(math.max(attempts - 1, 0)))
+        end
         redis.call('HDEL', key, 'worker', 'started_ms')
         redis.call('RPUSH', at_level(pending, priority_of(id)), id)
         add_wake_tokens(wake, 1)
         released = released + 1
       else
+        if COMPAT then
+          attempts = math.floor(attempts) + 1
+          redis.call('HSET', key, 'attempts', tostring(attempts))
+        end
         redis.call('HSET', key, 'updated_at', ARGV[2], 'error', ARGV[4], 'error_kind', 'lost',
           'retryable', '1')
         if attempts <= (tonumber(f[4] or '3') or 0) then
-          redis.call('HSET', key, 'task_stage', 'pending')
+          set_stage(key, 'pending')
+          redis.call('HDEL', key, 'worker')
           redis.call('RPUSH', at_level(pending, priority_of(id)), id)
           add_wake_tokens(wake, 1)
           requeued = requeued + 1

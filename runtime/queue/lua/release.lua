@@ -10,7 +10,8 @@
 -- Per-task keys derived here: task_metadata:<id>.
 --
 -- Each id goes back to the side of pending that is claimed first, in its original
--- order, with its attempt uncounted, and one wake token each. Returns the number
+-- order, with its attempt uncounted (compat mode counts failures only: nothing to
+-- undo), and one wake token each. Returns the number
 -- released.
 
 local released = 0
@@ -23,9 +24,13 @@ for i = #ARGV, 3, -1 do
     redis.call('LREM', KEYS[2], -1, id)
     redis.call('ZREM', KEYS[1], id)
     limit_release(id)
-    local attempts = tonumber(redis.call('HGET', key, 'attempts') or '1') or 1
-    redis.call('HSET', key, 'task_stage', 'pending', 'updated_at', ARGV[1],
-      'attempts', tostring(math.max(attempts - 1, 0)))
+    if COMPAT then
+      set_stage(key, 'pending', 'updated_at', ARGV[1])
+    else
+      local attempts = tonumber(redis.call('HGET', key, 'attempts') or '1') or 1
+      set_stage(key, 'pending', 'updated_at', ARGV[1],
+        'attempts', tostring(math.max(attempts - 1, 0)))
+    end
     redis.call('HDEL', key, 'worker', 'started_ms')
     redis.call('RPUSH', at_level(KEYS[3], priority_of(id)), id)
     released = released + 1

@@ -9,6 +9,7 @@ finishes every task.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import html
 import time
 from collections.abc import Iterator
@@ -202,6 +203,45 @@ def test_every_script_kind_runs_on_queues_of_two_masters(
     # a claim over both queues, in order, one call each
     both = broker.claim(list(queues), "w4", 100)
     assert {t.queue for t in both} == set(queues)
+
+
+def test_scheduled_sets_and_leases_are_scored_in_seconds_per_queue(
+    client: Client, queues: tuple[str, str]
+) -> None:
+    broker = client.broker
+    for queue in queues:
+        later = client.schedule("spin", "s", queue=queue, delay=3600)
+        score = client.redis.zscore(keys.scheduled(queue), later.id)
+        assert score is not None and abs(score - (time.time() + 3600)) < 60
+        client.cancel(later.id)
+        task = client.enqueue("spin", "l", queue=queue)
+        (claimed,) = broker.claim([queue], "w-seconds", 1)
+        assert claimed.id == task.id  # type: ignore[union-attr]
+        lease = client.redis.zscore(keys.timeout(queue), task.id)
+        assert lease is not None and time.time() < lease < time.time() + 3600
+        # An expired lease (in seconds) of this queue is found by a reap of every queue.
+        client.redis.zadd(keys.timeout(queue), {task.id: time.time() - 1}, xx=True)
+        assert (task.id, "requeued") in broker.reap()
+        assert client.redis.zscore(keys.timeout(queue), task.id) is None
+
+
+def test_compat_mode_and_a_dead_first_node_in_the_url(
+    cluster: LocalCluster, queues: tuple[str, str], root: Path
+) -> None:
+    from tests.support.cluster import free_ports
+
+    (dead,) = free_ports(1)
+    url = cluster.url.replace("redis+cluster://", f"redis+cluster://127.0.0.1:{dead},")
+    settings = dataclasses.replace(_settings(url, root), reference_compat=True)
+    compat = Client(settings=settings)
+    try:
+        later = compat.schedule("spin", "s", queue=queues[0], delay=3600)
+        fields = compat.redis.hmget(keys.task(later.id), ["task_stage", "wasmq_stage"])
+        assert fields == [b"pending", b"scheduled"]
+        assert compat.status(later.id).stage == Stage.SCHEDULED
+        compat.cancel(later.id)
+    finally:
+        compat.close()
 
 
 def test_cron_entries_fire_pause_resume_and_remove(client: Client, queues: tuple[str, str]) -> None:

@@ -12,7 +12,7 @@ from runtime.clock import now_ms
 from runtime.errors import InvalidTask, RegistryError, TaskNotFound
 from runtime.queue import keys
 from runtime.queue.broker import BadTask, Broker, Report
-from runtime.queue.task import Kind, Stage, Task
+from runtime.queue.task import Kind, Stage, Task, ms_to_score, score_to_ms
 from runtime.settings import Settings
 
 DIGEST = "ab" * 32
@@ -84,8 +84,9 @@ def test_claim_is_fifo_batched_and_leased(broker: Broker, redis_client: redis.Re
     assert [t.id for t in got] == ["c0", "c1", "c2"]
     for t in got:
         assert t.stage == Stage.IN_PROGRESS and t.attempts == 1 and t.worker == "w1"
-        deadline = redis_client.zscore(keys.TIMEOUT, t.id)
-        assert deadline is not None
+        score = redis_client.zscore(keys.TIMEOUT, t.id)
+        assert score is not None
+        deadline = score_to_ms(score)
         lease = broker.settings.lease_grace * 1000 + 20000
         assert before + lease <= deadline <= now_ms() + lease
     assert redis_client.llen("task_queue:processing") == 3
@@ -162,7 +163,9 @@ def test_nack_retries_with_backoff_then_dead_letters(
         Report(task, ok=False, error="trap: boom", error_kind="trap", retryable=True)
     )
     assert status == "retrying"
-    due = redis_client.zscore(keys.SCHEDULED, "n1")
+    score = redis_client.zscore(keys.SCHEDULED, "n1")
+    assert score is not None
+    due = score_to_ms(score)
     backoff = broker.settings.retry_backoff * 1000
     assert due is not None and before + backoff / 2 - 5 <= due <= now_ms() + backoff
     assert redis_client.hget("task_metadata:n1", "task_stage") == b"retrying"
@@ -352,7 +355,7 @@ def test_scheduled_enqueue_goes_to_scheduled_set(broker: Broker, redis_client: r
     due = now_ms() + 5000
     task, created = broker.enqueue(new_task("s1", kind=Kind.SCHEDULED, scheduled_ms=due))
     assert created and task.stage == Stage.SCHEDULED
-    assert redis_client.zscore(keys.SCHEDULED, "s1") == due
+    assert redis_client.zscore(keys.SCHEDULED, "s1") == ms_to_score(due)
     assert redis_client.llen("task_queue:pending") == 0
     assert redis_client.llen(keys.SCHEDULER_WAKE) == 1
 

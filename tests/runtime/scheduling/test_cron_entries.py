@@ -20,7 +20,7 @@ from runtime.clock import now_ms
 from runtime.errors import InvalidTask, TaskNotFound
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import FireEntry, FireGroup, Scripts
-from runtime.queue.task import Kind, Stage, Task, format_time
+from runtime.queue.task import Kind, Stage, Task, format_time, ms_to_score, score_to_ms
 from runtime.scheduling import cron_entries
 from runtime.scheduling.scheduler import Scheduler, Tick
 from runtime.settings import Settings
@@ -52,7 +52,7 @@ def add_cron(
 ) -> None:
     task = cron_task(entry, expr, due, tz=tz, queue=queue)
     client.hset(keys.task(entry), mapping=task.to_hash())  # type: ignore[arg-type]
-    client.zadd(keys.SCHEDULED, {entry: due})
+    client.zadd(keys.SCHEDULED, {entry: ms_to_score(due)})
 
 
 def entry_hash(client: redis.Redis, entry: str) -> dict[str, str]:
@@ -79,7 +79,7 @@ def test_firing_creates_a_linked_run(redis_client: redis.Redis, settings: Settin
     )
     assert (run.task_name, run.payload, run.queue, run.max_retries) == ("echo", b"tick", "jobs", 1)
     assert (run.timeout, run.digest, run.scheduled_ms) == (5.0, "ab" * 32, T)
-    assert redis_client.zscore(keys.SCHEDULED, "nightly") == T + 10_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "nightly") or 0) == T + 10_000
     h = entry_hash(redis_client, "nightly")
     assert h["next_run_at"] == format_time(T + 10_000)
     assert h["task_stage"] == Stage.SCHEDULED and h["run_count"] == "1"
@@ -115,7 +115,7 @@ def test_run_uses_current_registration(redis_client: redis.Redis, settings: Sett
 def test_five_field_entry(redis_client: redis.Redis, settings: Settings) -> None:
     add_cron(redis_client, "five", "*/5 * * * *", T)
     assert Scheduler(redis_client, settings).run_once(T) == 1
-    assert redis_client.zscore(keys.SCHEDULED, "five") == T + 300_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "five") or 0) == T + 300_000
 
 
 def test_catch_up_runs_once_then_follows_schedule(
@@ -129,12 +129,12 @@ def test_catch_up_runs_once_then_follows_schedule(
     h = entry_hash(redis_client, "sec")
     assert h["missed_runs"] == "10" and h["run_count"] == "1"
     # The next run is the first tick after the catch-up, on the schedule's grid.
-    assert redis_client.zscore(keys.SCHEDULED, "sec") == T + 11_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "sec") or 0) == T + 11_000
     complete(redis_client, f"sec:{T}")
     assert scheduler.run_once(T + 10_900) == 0
     assert scheduler.run_once(T + 11_000) == 1
     assert redis_client.exists(keys.task(f"sec:{T + 11_000}"))
-    assert redis_client.zscore(keys.SCHEDULED, "sec") == T + 12_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "sec") or 0) == T + 12_000
 
 
 def test_overlap_skips_tick_while_previous_run_alive(
@@ -145,13 +145,13 @@ def test_overlap_skips_tick_while_previous_run_alive(
     assert scheduler.run_once(T) == 1
     for stage in (Stage.PENDING, Stage.IN_PROGRESS, Stage.RETRYING):
         redis_client.hset(keys.task(f"slow:{T}"), "task_stage", stage)
-        due = int(redis_client.zscore(keys.SCHEDULED, "slow") or 0)
+        due = score_to_ms(redis_client.zscore(keys.SCHEDULED, "slow") or 0)
         assert scheduler.run_once(due) == 0
         assert scheduler.last.skipped == 1
     assert entry_hash(redis_client, "slow")["skipped_runs"] == "3"
     assert redis_client.llen(keys.pending()) == 1
     complete(redis_client, f"slow:{T}")
-    due = int(redis_client.zscore(keys.SCHEDULED, "slow") or 0)
+    due = score_to_ms(redis_client.zscore(keys.SCHEDULED, "slow") or 0)
     assert scheduler.run_once(due) == 1
     # A run whose record expired does not block the entry either.
     redis_client.delete(keys.task(f"slow:{due}"))
@@ -165,7 +165,7 @@ def test_invalid_stored_expression_pauses_entry(
     redis_client.hset(keys.task("broken"), "cron_expr", "every tuesday")
     schedule_other = Task(id="other", task_name="echo", kind=Kind.SCHEDULED, created_ms=T)
     redis_client.hset(keys.task("other"), mapping=schedule_other.to_hash())  # type: ignore[arg-type]
-    redis_client.zadd(keys.SCHEDULED, {"other": T})
+    redis_client.zadd(keys.SCHEDULED, {"other": ms_to_score(T)})
     assert Scheduler(redis_client, settings).run_once(T) == 1
     h = entry_hash(redis_client, "broken")
     assert h["task_stage"] == Stage.PAUSED and "invalid cron expression" in h["error"]
@@ -186,7 +186,7 @@ def test_pause_resume_remove(redis_client: redis.Redis, settings: Settings) -> N
     # Resume at the next tick after now: the paused window is not caught up.
     assert cron_entries.resume(redis_client, "p", now=T + 61_000) == T + 70_000
     assert cron_entries.resume(redis_client, "p", now=T + 61_000) is None
-    assert redis_client.zscore(keys.SCHEDULED, "p") == T + 70_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "p") or 0) == T + 70_000
     assert redis_client.llen(keys.SCHEDULER_WAKE) == 1
     assert scheduler.run_once(T + 70_000) == 1
     cron_entries.remove(redis_client, "p")
@@ -209,7 +209,7 @@ def test_pause_resume_remove(redis_client: redis.Redis, settings: Settings) -> N
 def test_list_entries(redis_client: redis.Redis, settings: Settings) -> None:
     add_cron(redis_client, "b", "0 9 * * *", T + 1_000, tz="Europe/Berlin")
     add_cron(redis_client, "a", "*/10 * * * * *", T)
-    redis_client.zadd(keys.SCHEDULED, {"one-off": T})
+    redis_client.zadd(keys.SCHEDULED, {"one-off": ms_to_score(T)})
     redis_client.hset(keys.task("one-off"), mapping={"id": "one-off", "task_name": "x"})
     Scheduler(redis_client, settings).run_once(T)
     a, b = cron_entries.list_entries(redis_client, now=T + 1)
@@ -378,7 +378,7 @@ def add_many(
     for entry, expr in entries.items():
         task = cron_task(entry, expr, due, queue=queue)
         pipe.hset(keys.task(entry), mapping=task.to_hash())  # type: ignore[arg-type]
-        pipe.zadd(keys.SCHEDULED, {entry: due})
+        pipe.zadd(keys.SCHEDULED, {entry: ms_to_score(due)})
     pipe.execute()
 
 
@@ -404,8 +404,8 @@ def test_many_due_entries_fire_in_one_call(redis_client: redis.Redis, settings: 
     # One wake token per run, per queue.
     assert redis_client.llen(keys.pending()) == redis_client.llen(keys.wake("default")) == 1200
     assert redis_client.llen(keys.pending("jobs")) == redis_client.llen(keys.wake("jobs")) == 300
-    assert redis_client.zscore(keys.SCHEDULED, "m7") == T + 1000
-    assert redis_client.zscore(keys.SCHEDULED, "q7") == T + 10_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "m7") or 0) == T + 1000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "q7") or 0) == T + 10_000
     h = entry_hash(redis_client, "m1199")
     assert (h["run_count"], h["last_run_id"], h["next_run_at"]) == (
         "1",
@@ -444,7 +444,7 @@ def test_policies_hold_per_entry_in_one_batch(
     assert (busy["skipped_runs"], busy.get("run_count")) == ("1", None)
     late = entry_hash(redis_client, "late")
     assert (late["missed_runs"], late["run_count"]) == ("10", "1")
-    assert redis_client.zscore(keys.SCHEDULED, "late") == T + 1000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "late") or 0) == T + 1000
     assert redis_client.zscore(keys.SCHEDULED, "dead") is None
 
 
@@ -544,7 +544,7 @@ def test_remembered_entry_that_changed_is_read_again(
     # The remembered firing was refused; the one read from the set used the new expression.
     assert scheduler.last.fire_calls == 2
     assert redis_client.exists(keys.task(f"chg:{T + 1000}"))
-    assert redis_client.zscore(keys.SCHEDULED, "chg") == T + 10_000
+    assert score_to_ms(redis_client.zscore(keys.SCHEDULED, "chg") or 0) == T + 10_000
     assert entry_hash(redis_client, "chg")["run_count"] == "2"
     assert not redis_client.exists(keys.task(f"held:{T + 1000}"))
     assert scheduler.run_once(T + 2000) == 0

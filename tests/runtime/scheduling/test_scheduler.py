@@ -13,7 +13,7 @@ import redis
 from runtime.clock import now_ms
 from runtime.errors import InvalidTask
 from runtime.queue import keys
-from runtime.queue.task import Kind, Stage, Task
+from runtime.queue.task import Kind, Stage, Task, ms_to_score
 from runtime.scheduling.scheduler import Scheduler, check_future, run_id, wake
 from runtime.settings import Settings
 
@@ -35,7 +35,7 @@ def schedule(
         created_ms=due - 60_000,
     )
     client.hset(keys.task(task_id), mapping=task.to_hash())  # type: ignore[arg-type]
-    client.zadd(keys.SCHEDULED, {task_id: due})
+    client.zadd(keys.SCHEDULED, {task_id: ms_to_score(due)})
 
 
 def pending(client: redis.Redis, queue: str = "default") -> list[str]:
@@ -98,9 +98,9 @@ def test_missing_and_damaged_records_do_not_stop_others(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
     schedule(redis_client, "good", T)
-    redis_client.zadd(keys.SCHEDULED, {"ghost": T - 3})
+    redis_client.zadd(keys.SCHEDULED, {"ghost": ms_to_score(T - 3)})
     redis_client.set(keys.task("string"), "not a hash")
-    redis_client.zadd(keys.SCHEDULED, {"string": T - 2})
+    redis_client.zadd(keys.SCHEDULED, {"string": ms_to_score(T - 2)})
     schedule(redis_client, "badqueue", T - 1)
     redis_client.hset(keys.task("badqueue"), "queue", "../../etc")
     schedule(redis_client, "done", T - 1)
@@ -120,7 +120,7 @@ def test_many_due_tasks_are_promoted_in_batches(
     pipe = redis_client.pipeline()
     for i in range(450):
         pipe.hset(keys.task(f"b{i}"), mapping={"id": f"b{i}", "task_name": "echo"})
-        pipe.zadd(keys.SCHEDULED, {f"b{i}": T - i})
+        pipe.zadd(keys.SCHEDULED, {f"b{i}": ms_to_score(T - i)})
     pipe.execute()
     assert Scheduler(redis_client, settings, batch=100).run_once(T) == 450
     assert redis_client.llen(keys.pending()) == 450
@@ -236,7 +236,7 @@ def write_many(
                 created_ms=due - 60_000,
             )
             pipe.hset(keys.task(task_id), mapping=task.to_hash())  # type: ignore[arg-type]
-            pipe.zadd(keys.SCHEDULED, {task_id: due})
+            pipe.zadd(keys.SCHEDULED, {task_id: ms_to_score(due)})
         pipe.execute()
 
 

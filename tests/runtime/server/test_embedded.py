@@ -351,7 +351,9 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     url = f"redis://:pw@127.0.0.1:{port}/0"
     with pytest.raises(ConnectionFailed) as info:
-        connect(Settings.load({"redis_url": url}, environ={}, env_file=None))
+        connect(
+            Settings.load({"redis_url": url}, environ={"WASMQ_CONNECT_TIMEOUT": "0"}, env_file=None)
+        )
     assert "cannot reach Redis" in str(info.value)
     assert "pw" not in str(info.value)
     assert redact(url) == f"redis://:***@127.0.0.1:{port}/0"

@@ -8,7 +8,7 @@ import redis
 
 from runtime.queue import keys
 from runtime.queue.broker import Broker
-from runtime.queue.task import Task
+from runtime.queue.task import Task, score_to_ms
 from runtime.settings import Settings
 from runtime.worker.heartbeats import Heartbeat, WorkerStats, list_workers
 
@@ -34,7 +34,7 @@ def test_renew_moves_only_the_leases_still_held(
         leases=lambda: {"held": 123, "gone": 5},
     )
     beat.renew()
-    assert redis_client.zscore(keys.TIMEOUT, "held") == 123
+    assert score_to_ms(redis_client.zscore(keys.TIMEOUT, "held") or 0) == 123
     assert redis_client.zscore(keys.TIMEOUT, "other") == other
     assert redis_client.zscore(keys.TIMEOUT, "gone") is None
 
@@ -43,8 +43,9 @@ def test_the_running_heartbeat_renews_and_reports(
     broker: Broker, settings: Settings, redis_client: redis.Redis
 ) -> None:
     claim(broker, settings, "long")
-    first = redis_client.zscore(keys.TIMEOUT, "long")
-    assert first is not None
+    score = redis_client.zscore(keys.TIMEOUT, "long")
+    assert score is not None
+    first = score_to_ms(score)
     deadlines = iter(range(int(first) + 1000, int(first) + 10**6, 1000))
     beat = Heartbeat(
         redis_client,
@@ -58,7 +59,7 @@ def test_the_running_heartbeat_renews_and_reports(
     beat.start()
     try:
         limit = time.monotonic() + 5
-        while (redis_client.zscore(keys.TIMEOUT, "long") or 0) < first + 3000:
+        while score_to_ms(redis_client.zscore(keys.TIMEOUT, "long") or 0) < first + 3000:
             assert time.monotonic() < limit, "the lease was not renewed repeatedly"
             time.sleep(0.01)
         (worker,) = list_workers(redis_client, 0.05)

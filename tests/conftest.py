@@ -23,6 +23,7 @@ from runtime.server import embedded
 from runtime.settings import Settings
 from tests.support import tiers
 from tests.support.cli import cli_env, run_cli
+from tests.support.private import private_settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,16 +75,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def settings(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Settings:
     """Settings pointing at the private server, with private module and log dirs."""
-    return Settings.load(
-        {
-            "redis_url": redis_url,
-            "module_dir": tmp_path / "modules",
-            "state_dir": tmp_path / "state",
-            "wasm_log_dir": tmp_path / "wasm-logs",
-        },
-        environ={},
-        env_file=None,
-    )
+    return private_settings(redis_url, tmp_path)
 
 
 @pytest.fixture

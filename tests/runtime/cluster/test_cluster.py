@@ -27,10 +27,10 @@ from runtime.queue import throttles as limit_store
 from runtime.queue.broker import Report
 from runtime.queue.task import ErrorKind, Stage
 from runtime.scheduling.scheduler import Scheduler
-from runtime.settings import Settings
 from tests.support.cli import cli_env
 from tests.support.cluster import LocalCluster
 from tests.support.pools import FAST, SPIN_WAT, Pools, wait_for
+from tests.support.private import private_settings
 
 pytestmark = pytest.mark.processes
 
@@ -45,19 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         keys.use_layout("reference")
 
 
-def _settings(url: str, root: Path) -> Settings:
-    return Settings.load(
-        {
-            "redis_url": url,
-            "module_dir": root / "modules",
-            "state_dir": root / "state",
-            "wasm_log_dir": root / "wasm-logs",
-        },
-        environ={},
-        env_file=None,
-    )
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cluster-client")
@@ -65,7 +52,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(cluster: LocalCluster, root: Path) -> Iterator[Client]:
-    c = Client(settings=_settings(cluster.url, root))
+    c = Client(settings=private_settings(cluster.url, root))
     source = root / "spin.wat"
     source.write_text(SPIN_WAT)
     Registry(c.settings, c.redis).register(source)
@@ -232,7 +219,7 @@ def test_compat_mode_and_a_dead_first_node_in_the_url(
 
     (dead,) = free_ports(1)
     url = cluster.url.replace("redis+cluster://", f"redis+cluster://127.0.0.1:{dead},")
-    settings = dataclasses.replace(_settings(url, root), reference_compat=True)
+    settings = dataclasses.replace(private_settings(url, root), reference_compat=True)
     compat = Client(settings=settings)
     try:
         later = compat.schedule("spin", "s", queue=queues[0], delay=3600)
@@ -267,7 +254,7 @@ def test_a_registration_reaches_batches_and_flows_of_a_client_with_a_fresh_copy(
     cluster: LocalCluster, client: Client, queues: tuple[str, str], root: Path
 ) -> None:
     a, b = queues
-    other = Client(settings=_settings(cluster.url, root))
+    other = Client(settings=private_settings(cluster.url, root))
     try:
         # The other client has just checked both queues' registry copies: it trusts them
         # for a second, during which the new task is missing from them.

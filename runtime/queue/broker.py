@@ -25,7 +25,7 @@ from runtime.logging_config import get_logger
 from runtime.queue import keys, scripts
 from runtime.queue.scripts import Call, Scripts
 from runtime.queue.slots import Mirrors
-from runtime.queue.task import COARSE_STAGE, ErrorKind, Kind, Stage, Task, format_time
+from runtime.queue.task import COARSE_STAGE, GO_ZERO_TIME, ErrorKind, Kind, Stage, Task, format_time
 from runtime.settings import Settings
 
 log = get_logger("broker")
@@ -217,10 +217,16 @@ class Broker:
             task.cron_expr = seconds_first(task.cron_expr)
         fields = task.to_hash()
         payload = fields.pop("payload")
-        # The script records the registered digest and version itself. Unset times stay
-        # (as Go's zero time: the reference refuses a record without them).
+        # The script records the registered digest and version itself. Unset times are
+        # written (as Go's zero time) only for the reference's workers, which refuse a
+        # record without them; for wasmq alone they would cost every task memory and
+        # server time.
         fields.pop("digest", None)
         fields.pop("task_version", None)
+        if not self.settings.reference_compat:
+            for name in ("scheduled_at", "next_run_at", "cron_expr"):
+                if fields.get(name) in ("", GO_ZERO_TIME):
+                    del fields[name]
         if self.settings.reference_compat and task.stage in COARSE_STAGE:
             fields["task_stage"] = COARSE_STAGE[task.stage]
             fields["wasmq_stage"] = task.stage

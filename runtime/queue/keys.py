@@ -127,7 +127,8 @@ DONE_CHANNEL_PREFIX = "task_done:"
 #: Sorted set of ids due later (one-off, retry backoff, cron entries), score = due time
 #: in Unix seconds with a ms fraction, as the reference scores it (``task.ms_to_score``).
 SCHEDULED = "task_set:scheduled"
-#: Sorted set of claimed ids, score = lease deadline in Unix seconds (as SCHEDULED).
+#: Sorted set of claimed ids, score = lease deadline in Unix seconds, rounded up to the
+#: whole second (``task.lease_score``: Valkey stores integer scores faster).
 TIMEOUT = "task_set:timeout"
 #: Hash of cron entry id -> last run id (the overlap policy reads it).
 CRON_LAST_RUN = "wasmq:cron:last_run"

@@ -2,13 +2,14 @@
 
 A task is stored as the hash ``task_metadata:<id>``. The first fourteen fields are
 the reference layout, written the way its Go producer writes them (RFC3339 times, Go
-duration strings, decimal counters; an unset time is Go's zero time, never ""), so
-tasks from such producers parse here and wasmq's parse there. The rest are wasmq's
-own and all optional on read.
+duration strings, decimal counters; an unset time is Go's zero time, never "", and
+the broker leaves unset times out unless reference compat mode is on), so tasks from
+such producers parse here and wasmq's parse there. The rest are wasmq's own and all
+optional on read.
 
 Also here, so each rule lives in one place on the Python side (``lua/prelude.lua``
 holds the Lua one): the unit of the scores of ``task_set:scheduled`` and
-``task_set:timeout`` (:func:`ms_to_score`, :func:`score_to_ms`) and how a stage is read
+``task_set:timeout`` (:func:`ms_to_score`, :func:`lease_score`, :func:`score_to_ms`) and how a stage is read
 from ``task_stage`` and ``wasmq_stage`` (:func:`stage_of`).
 """
 
@@ -144,6 +145,12 @@ def stage_of(task_stage: str, wasmq_stage: str | None) -> str:
 def ms_to_score(ms: float) -> float:
     """The score of the time ``ms`` in ``task_set:scheduled`` or ``task_set:timeout``."""
     return round(ms / 1000, 3)
+
+
+def lease_score(ms: float) -> int:
+    """The score of a lease ending at ``ms``: whole seconds, rounded up (Valkey stores an
+    integer score several times faster than a fractional one; leases are renewed often)."""
+    return -(-int(ms) // 1000)
 
 
 def score_to_ms(score: float) -> int:

@@ -21,7 +21,7 @@ import redis
 from runtime import clock
 from runtime.logging_config import get_logger
 from runtime.queue import keys
-from runtime.queue.task import ms_to_score
+from runtime.queue.task import lease_score
 
 log = get_logger("worker")
 
@@ -152,10 +152,10 @@ class Heartbeat:
         if not deadlines:
             return
         # Tagged layout: each queue has its lease set, named by the tag the ids carry.
-        by_set: dict[str, dict[str, float]] = {}
+        by_set: dict[str, dict[str, int]] = {}
         for task_id, deadline in deadlines.items():
             lease_set = keys.timeout(keys.id_tag(task_id))
-            by_set.setdefault(lease_set, {})[task_id] = ms_to_score(deadline)
+            by_set.setdefault(lease_set, {})[task_id] = lease_score(deadline)
         pipe = self.client.pipeline(transaction=False)
         for lease_set, part in by_set.items():
             pipe.zadd(lease_set, part, xx=True)  # type: ignore[arg-type]

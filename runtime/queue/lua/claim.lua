@@ -102,7 +102,7 @@ for q = 1, nqueues do
                 now + math.min(duration_ms(got[3]), ceiling) + grace)) then
             claimed[#claimed + 1] = id
             local timeout = math.min(duration_ms(got[3]), ceiling)
-            leases[#leases + 1] = ms_to_score(now + timeout + grace)
+            leases[#leases + 1] = lease_score(now + timeout + grace)
             leases[#leases + 1] = id
             if COMPAT then
               redis.call('HSET', key, 'task_stage', 'in_progress', 'worker', ARGV[5],

@@ -25,6 +25,13 @@ local function ms_to_score(ms)
   return string.format('%.3f', tonumber(ms) / 1000)
 end
 
+-- The score of a lease that ends at `ms`: whole seconds, rounded up. Valkey stores an
+-- integer score several times faster than a fractional one, and a lease a fraction of a
+-- second longer changes nothing; claims write one per task.
+local function lease_score(ms)
+  return math.ceil(tonumber(ms) / 1000)
+end
+
 -- The time (ms) of score `score`, either unit.
 local function score_to_ms(score)
   score = tonumber(score)

@@ -202,7 +202,9 @@ def test_wasmq_records_under_the_reference(
     echo: str, trap: str, settings: Settings, redis_client: redis.Redis, mode: str
 ) -> None:
     """Immediate, scheduled, retrying, cron, completed and failed records parse (in
-    default mode, but for their finer stage); the reference scheduler promotes the due
+    default mode, but for their finer stage and the unset times it leaves out to save
+    memory and server time; compat mode writes them as Go's zero time); the reference
+    scheduler promotes the due
     ones (seconds scores), its worker claims them; its ack of a task wasmq failed once
     leaves it completed with no error."""
     s = compat(settings, mode == "compat")
@@ -222,6 +224,12 @@ def test_wasmq_records_under_the_reference(
         if mode == "default" and task_id in fine:
             assert raw[b"task_stage"] == fine[task_id].encode()
             raw[b"task_stage"] = b"pending"
+        if mode == "default":
+            for unset in (b"scheduled_at", b"next_run_at"):
+                assert raw.get(unset, GO_ZERO_TIME.encode()) != b"", (task_id, unset)
+                raw.setdefault(unset, GO_ZERO_TIME.encode())
+        else:
+            assert raw[b"scheduled_at"] and raw[b"next_run_at"], task_id
         parsed = parse_record(raw)
         if mode == "compat" and task_id in fine:
             assert (parsed.stage, raw[b"wasmq_stage"]) == ("pending", fine[task_id].encode())
@@ -245,7 +253,8 @@ def test_wasmq_records_under_the_reference(
 def test_reaper_leaves_a_reference_workers_lease(
     echo: str, settings: Settings, redis_client: redis.Redis
 ) -> None:
-    client = Client(settings=settings, client=redis_client)
+    # A mixed fleet: the producer writes what the reference reads.
+    client = Client(settings=compat(settings, True), client=redis_client)
     client.enqueue(echo, b"x", id="theirs")
     client.enqueue(echo, b"y", id="ours")
     now_s = time.time()

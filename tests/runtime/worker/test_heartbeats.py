@@ -31,10 +31,10 @@ def test_renew_moves_only_the_leases_still_held(
         [settings.queue],
         WorkerStats(),
         1.0,
-        leases=lambda: {"held": 123, "gone": 5},
+        leases=lambda: {"held": 123_000, "gone": 5_000},
     )
     beat.renew()
-    assert score_to_ms(redis_client.zscore(keys.TIMEOUT, "held") or 0) == 123
+    assert score_to_ms(redis_client.zscore(keys.TIMEOUT, "held") or 0) == 123_000
     assert redis_client.zscore(keys.TIMEOUT, "other") == other
     assert redis_client.zscore(keys.TIMEOUT, "gone") is None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +32,10 @@ from runtime.queue.slots import bump_generation, new_id
 from runtime.queue.task import Task
 from runtime.server.connection import connect
 from runtime.settings import Settings
+
+# The local cluster is the one the tests start; as a script, the repository root is not on
+# the path (only benchmarks/ is).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.cluster import LocalCluster
 
 TASK = "bench"

@@ -41,7 +41,7 @@ import redis
 
 from runtime.clock import now_ms
 from runtime.queue import keys
-from runtime.queue.task import Kind, Stage, Task
+from runtime.queue.task import Kind, Stage, Task, ms_to_score
 from runtime.scheduling.scheduler import Scheduler, wake
 from runtime.server import embedded
 from runtime.settings import Settings
@@ -72,9 +72,9 @@ def schedule(client: redis.Redis, task_id: str, due: int, *, kind: Kind = Kind.S
     head = client.zrange(keys.SCHEDULED, 0, 0, withscores=True)
     pipe = client.pipeline()
     pipe.hset(keys.task(task_id), mapping=task_hash(task_id, due, kind=kind))
-    pipe.zadd(keys.SCHEDULED, {task_id: due})
+    pipe.zadd(keys.SCHEDULED, {task_id: ms_to_score(due)})
     pipe.execute()
-    if not head or due < head[0][1]:
+    if not head or ms_to_score(due) < head[0][1]:
         wake(client)
 
 
@@ -190,7 +190,7 @@ def case_cron_many(client: redis.Redis, consumer: Consumer, entries: int, second
     pipe = client.pipeline(transaction=False)
     for entry in names:
         pipe.hset(keys.task(entry), mapping=task_hash(entry, first, kind=Kind.CRON))
-        pipe.zadd(keys.SCHEDULED, {entry: first})
+        pipe.zadd(keys.SCHEDULED, {entry: ms_to_score(first)})
     pipe.execute()
     wake(client)
     time.sleep((first - now_ms()) / 1000 + seconds + 0.7)
@@ -238,7 +238,7 @@ def case_bulk(client: redis.Redis, tasks: int) -> None:
             time.sleep(0.05)
     due = now_ms() + 1500
     for start in range(0, tasks, 10_000):
-        client.zadd(keys.SCHEDULED, dict.fromkeys(names[start : start + 10_000], due))
+        client.zadd(keys.SCHEDULED, dict.fromkeys(names[start : start + 10_000], ms_to_score(due)))
     wake(client)
     while now_ms() < due:
         time.sleep(0.001)
